@@ -1,0 +1,95 @@
+//! Test support shared by every crate in the workspace.
+//!
+//! Two rules from the developers' guide live here so that no test re-implements them:
+//! - a test that needs something absent (KVM, a peer runtime, root) *skips with a printed
+//!   reason*, and with `BULKHEAD_REQUIRE_ALL=1` (set by CI) every such skip is a failure;
+//! - tests run the binaries the workspace built, found next to the test executable.
+
+use std::path::PathBuf;
+
+/// True when CI asked for every test to run for real.
+pub fn require_all() -> bool {
+    std::env::var("BULKHEAD_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}
+
+/// Skip the current test with `reason`, or fail it when `BULKHEAD_REQUIRE_ALL=1`.
+///
+/// Returns `true` when the caller must return early (skipped). Use through [`skip_unless!`].
+#[track_caller]
+pub fn skip(test: &str, reason: &str) -> bool {
+    if require_all() {
+        panic!("{test}: required but cannot run: {reason} (BULKHEAD_REQUIRE_ALL=1)");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    true
+}
+
+/// `skip_unless!(cond, "reason")` — return from the test (skipped) unless `cond` holds.
+#[macro_export]
+macro_rules! skip_unless {
+    ($cond:expr, $($reason:tt)+) => {
+        if !($cond) {
+            let reason = format!($($reason)+);
+            if $crate::skip(module_path!(), &reason) {
+                return;
+            }
+        }
+    };
+}
+
+/// Whether the test process runs as root (most of our tests need real namespaces and cgroups).
+pub fn is_root() -> bool {
+    // Reading our own status avoids a libc dependency for one getuid().
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `prog` is an executable on PATH.
+pub fn on_path(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+}
+
+/// The directory holding the workspace's built binaries (`target/<triple>/<profile>`).
+///
+/// Test executables live in `<that>/deps/`; integration tests of the crate that defines a
+/// binary can use `env!("CARGO_BIN_EXE_…")`, every other crate uses this.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut dir = exe.parent().expect("test exe has a parent").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// Path to a workspace binary, failing with a clear message if it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} not built: run `cargo build --workspace` first (the README's test command does)",
+        p.display()
+    );
+    p
+}
+
+/// A process-wide cache directory for tests: `$BULKHEAD_CACHE` when set, else
+/// `target/test-cache`, so tests share built images without touching the user's cache.
+pub fn test_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("BULKHEAD_CACHE") {
+        return PathBuf::from(dir);
+    }
+    // bin_dir() is target/<triple>/<profile>; the cache sits beside them in target/.
+    let bins = bin_dir();
+    let target = bins.ancestors().nth(2).unwrap_or(&bins);
+    target.join("test-cache")
+}
