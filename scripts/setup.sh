@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Shared set-up for the README's two commands (scripts/bench.sh and scripts/test.sh).
+# Idempotent: on a machine that already has everything it only checks.
+#
+# Installs the system packages the benchmark's peers and the tests need, and prepares the
+# host's cgroup layout for crun. Images and the guest kernel are built by `bulkhead images`
+# (cached), not here.
+set -euo pipefail
+
+# The peers and tools we compare against or drive in tests, from the distribution:
+#   runc crun            OCI runtimes measured next to ours (same bundle)
+#   podman containerd    real clients that drive our runtime in tests
+#   qemu-system-x86      QEMU -M microvm peer; TCG boots of the guest and the nested test host
+#   busybox-static       a debug shell inside the rootfs
+#   hyperfine            ad-hoc timing of whole commands (documented in the README)
+#   cpio file zstd xz-utils  checking initramfs archives, binaries and kernel payloads in tests
+#   iproute2             network namespaces and interfaces in tests
+PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# crun refuses a hybrid cgroup layout ("cgroups in hybrid mode not supported") unless the
+# hugetlb controller is mounted as a v1 hierarchy. Only on v1/hybrid hosts whose kernel has
+# the controller; a pure cgroup2 host needs nothing.
+if [[ "$(stat -f -c %T /sys/fs/cgroup)" == tmpfs ]] &&
+    awk '$1=="hugetlb" && $4==1 {f=1} END {exit !f}' /proc/cgroups &&
+    ! mountpoint -q /sys/fs/cgroup/hugetlb; then
+    echo "setup: mounting the hugetlb cgroup v1 hierarchy (crun needs it on hybrid hosts)" >&2
+    mkdir -p /sys/fs/cgroup/hugetlb
+    mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+fi
