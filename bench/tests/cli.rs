@@ -1,0 +1,109 @@
+//! The `bulkhead` CLI: `images` builds/reuses and prints paths; bad input fails cleanly.
+
+use bulkhead_testkit::bin;
+use std::path::Path;
+use std::process::Command;
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn images_with_missing_kernel_is_one_error_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::write(cache.join("marker"), b"x").unwrap();
+    let before = listing(&cache);
+    let out = Command::new(bin("bulkhead"))
+        .args(["images", "--kernel", "/nonexistent", "--cache"])
+        .arg(&cache)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one error line: {err}");
+    assert!(err.contains("/nonexistent"), "{err}");
+    assert!(out.stdout.is_empty(), "no paths printed on error");
+    assert_eq!(listing(&cache), before, "cache untouched");
+
+    // A cache directory that does not exist yet is not created either.
+    let fresh = dir.path().join("fresh");
+    let out = Command::new(bin("bulkhead"))
+        .args(["images", "--kernel", "/nonexistent", "--cache"])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(!fresh.exists());
+}
+
+#[test]
+fn images_without_kernel_prints_paths_and_reuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = Command::new(bin("bulkhead"))
+            .args(["images", "--no-kernel", "--cache"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run();
+    for key in ["rootfs", "bundle", "initramfs", "guest"] {
+        let line = first
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in {first}"));
+        let path = line.split_whitespace().nth(1).unwrap();
+        assert!(Path::new(path).exists(), "{line}");
+    }
+    let second = run();
+    assert!(second.contains("all reused"), "{second}");
+}
+
+#[test]
+fn images_with_missing_guest_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("bulkhead"))
+        .args([
+            "images",
+            "--no-kernel",
+            "--guest",
+            "/no/such/guest",
+            "--cache",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/guest"));
+}
+
+#[test]
+fn bench_prints_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("bulkhead"))
+        .args(["bench", "--no-kernel", "--cache"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("\"kvm\""), "{text}");
+    assert!(text.contains("initramfs"), "{text}");
+}
