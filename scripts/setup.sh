@@ -15,7 +15,8 @@ set -euo pipefail
 #   hyperfine            ad-hoc timing of whole commands (documented in the README)
 #   cpio file zstd xz-utils  checking initramfs archives, binaries and kernel payloads in tests
 #   iproute2             network namespaces and interfaces in tests
-PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2)
+#   chromium             headless screenshot of report.html in the harness's rendering test
+PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

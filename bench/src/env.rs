@@ -4,11 +4,11 @@
 //! kind matters most: a VM number measured under PVM or nested/software virtualisation must be
 //! labelled as such and never silently compared with one measured on hardware.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Which KVM serves /dev/kvm here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KvmKind {
     /// kvm_intel with vmx in cpuinfo.
@@ -23,14 +23,35 @@ pub enum KvmKind {
     None,
 }
 
+impl KvmKind {
+    /// How the report names it next to every VM number.
+    pub fn label(self) -> &'static str {
+        match self {
+            KvmKind::HardwareIntel => "hardware KVM (Intel VT-x)",
+            KvmKind::HardwareAmd => "hardware KVM (AMD-V)",
+            KvmKind::Nested => "nested KVM",
+            KvmKind::Pvm => "PVM (software KVM)",
+            KvmKind::None => "no KVM",
+        }
+    }
+
+    /// Whether an unmodified Linux guest can boot (PVM cannot run one; see HOST-NOTES).
+    pub fn runs_linux_guests(self) -> bool {
+        matches!(
+            self,
+            KvmKind::HardwareIntel | KvmKind::HardwareAmd | KvmKind::Nested
+        )
+    }
+}
+
 /// A peer runtime or VMM and whether it is installed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Peer {
     pub name: String,
     pub path: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Environment {
     pub kernel_release: String,
     pub cpu_model: Option<String>,
@@ -58,7 +79,7 @@ pub const PEERS: &[&str] = &[
     "hyperfine",
 ];
 
-fn on_path(prog: &str) -> Option<PathBuf> {
+pub fn on_path(prog: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(prog))

@@ -1,8 +1,9 @@
 //! `bulkhead`: the harness CLI. Parsing only; the work lives in the modules and the libraries.
 
 use bulkhead::env;
+use bulkhead::run::{self, Plan};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use bulkhead_images::{Built, KernelChoice, Options};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -34,12 +35,105 @@ struct ImageArgs {
     guest: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Few runs and instances: first impressions and CI (well under a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Measured startup runs per backend [default: 30, --quick: 5].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    runs: Option<u32>,
+    /// Warm-up runs before measuring, discarded [default: 3, --quick: 1].
+    #[arg(long, value_name = "N")]
+    warmup: Option<u32>,
+    /// Idle instances up at once for the memory measurement [default: 10, --quick: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    instances: Option<u32>,
+    /// Comma-separated backends to run [default: all]: process, bulkhead-runtime, runc, crun,
+    /// youki, bulkhead-vm, bulkhead-vm-linux, qemu-microvm, firecracker.
+    #[arg(long, value_name = "A,B")]
+    backends: Option<String>,
+    /// Output directory for report.json, report.md and report.html.
+    #[arg(long, value_name = "DIR", default_value = "bulkhead-report")]
+    out: PathBuf,
+    /// Seconds to wait for any one instance before calling it failed.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    timeout: u64,
+    /// Cache directory for the images (as for `bulkhead images`).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// The bulkhead-guest binary (default: next to this executable).
+    #[arg(long, value_name = "PATH")]
+    guest: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Build (or reuse) the rootfs, OCI bundle, initramfs and kernel, and print their paths.
     Images(ImageArgs),
-    /// Run the benchmark. Until the harness exists: print what is available here.
-    Bench(ImageArgs),
+    /// Run the benchmark in every backend and write DIR/report.{json,md,html}.
+    Bench(BenchArgs),
+    /// Re-render DIR/report.md and DIR/report.html from DIR/report.json.
+    Report {
+        /// A directory written by `bulkhead bench` (holding report.json).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+fn exe_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating our own executable")?;
+    Ok(exe
+        .parent()
+        .context("our executable has no directory")?
+        .to_path_buf())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    // Check every flag before building anything: a typo must not cost an image build.
+    let backends = match &args.backends {
+        Some(list) => run::parse_backends(list).map_err(|e| anyhow::anyhow!("--backends: {e}"))?,
+        None => bulkhead::backend::NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let pick = |flag: Option<u32>, normal: usize, quick: usize| {
+        flag.map_or(if args.quick { quick } else { normal }, |n| n as usize)
+    };
+    let plan = Plan {
+        runs: pick(args.runs, 30, 5),
+        warmup: pick(args.warmup, 3, 1),
+        instances: pick(args.instances, 10, 3),
+        quick: args.quick,
+        backends,
+        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+    };
+    // An unusable --out must fail now, not after minutes of measuring.
+    if args.out.exists() && !args.out.is_dir() {
+        bail!(
+            "--out {}: exists and is not a directory",
+            args.out.display()
+        );
+    }
+    let env = env::Environment::detect();
+    // The Linux guest needs a kernel only where it can boot; the bare guest and the
+    // containers need none, so a PVM host does not download one for nothing.
+    let mut opts = Options::new(guest_path(args.guest)?);
+    opts.cache_dir = args.cache;
+    opts.kernel = KernelChoice::None;
+    let built = bulkhead_images::build(&opts)?;
+    bulkhead::backend::install_interrupt_handler();
+    let report = run::run(&plan, &built, env, &exe_dir()?)?;
+    let (report, written) = run::write_all(&args.out, &report)?;
+    print!("{}", bulkhead::report::terminal::render(&report));
+    println!(
+        "\nwrote {}, {}, {}",
+        written.json.display(),
+        written.markdown.display(),
+        written.html.display()
+    );
+    Ok(())
 }
 
 /// The guest: `--guest`, else `bulkhead-guest` beside our own executable (same cargo target dir).
@@ -109,19 +203,17 @@ fn main() {
         Cmd::Images(args) => options(args)
             .and_then(|o| Ok(bulkhead_images::build(&o)?))
             .map(|b| print_built(&b)),
-        Cmd::Bench(args) => {
-            let env = env::Environment::detect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&env).expect("serialisable")
-            );
-            println!("the harness is not implemented yet; images available:");
-            options(args)
-                .and_then(|o| Ok(bulkhead_images::build(&o)?))
-                .map(|b| print_built(&b))
-        }
+        Cmd::Bench(args) => bench(args),
+        Cmd::Report { dir } => run::render_dir(&dir).map(|(_, w)| {
+            println!("wrote {}, {}", w.markdown.display(), w.html.display());
+        }),
     };
     if let Err(e) = result {
+        if e.is::<run::Interrupted>() {
+            eprintln!("bulkhead: {e}");
+            // 128 + SIGINT, as a shell reports a Ctrl-C'd command.
+            std::process::exit(130);
+        }
         // One line naming the culprit. Our error types already include their cause in their
         // message, so the plain Display (not the `{:#}` chain) avoids saying it twice.
         eprintln!("bulkhead: error: {e}");

@@ -89,21 +89,3 @@ fn images_with_missing_guest_names_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/guest"));
 }
-
-#[test]
-fn bench_prints_environment() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(bin("bulkhead"))
-        .args(["bench", "--no-kernel", "--cache"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("\"kvm\""), "{text}");
-    assert!(text.contains("initramfs"), "{text}");
-}

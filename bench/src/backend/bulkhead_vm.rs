@@ -1,0 +1,202 @@
+//! `bulkhead-vm` (our KVM VMM, beside our own executable) and where the bare guest comes from.
+//!
+//! Two rows: `bulkhead-vm` runs the freestanding bare guest (boots even under PVM), and
+//! `bulkhead-vm-linux` the Linux kernel + initramfs with bulkhead-guest as init, which needs
+//! hardware (or nested) KVM. The Linux row is not wired yet; it reports why it has no numbers.
+
+use super::{Availability, Backend, BareImages, Context, Description, Instance, Kind, Task};
+use crate::env::KvmKind;
+use anyhow::bail;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Where the bare guest images are: `BULKHEAD_BARE_DIR` (holding `bare.elf` and `bios.bin`),
+/// else the newest `build/bulkhead-vm-*/out/` of the cargo target directory we were built in
+/// (microvm's build.rs assembles them there and embeds them in the bulkhead-vm library).
+pub fn locate_bare(exe_dir: &Path) -> Result<BareImages, String> {
+    let in_dir = |d: &Path| {
+        let (elf, bios) = (d.join("bare.elf"), d.join("bios.bin"));
+        (elf.is_file() && bios.is_file()).then_some(BareImages { elf, bios })
+    };
+    if let Some(d) = std::env::var_os("BULKHEAD_BARE_DIR") {
+        let d = PathBuf::from(d);
+        return in_dir(&d).ok_or_else(|| {
+            format!(
+                "BULKHEAD_BARE_DIR={}: no bare.elf and bios.bin there",
+                d.display()
+            )
+        });
+    }
+    let build = exe_dir.join("build");
+    let newest = std::fs::read_dir(&build)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("bulkhead-vm-"))
+        .filter_map(|e| {
+            let out = e.path().join("out");
+            let found = in_dir(&out)?;
+            let mtime = std::fs::metadata(&found.elf)
+                .and_then(|m| m.modified())
+                .ok()?;
+            Some((mtime, found))
+        })
+        .max_by_key(|(t, _)| *t);
+    newest.map(|(_, f)| f).ok_or_else(|| {
+        format!(
+            "bare guest not found (no {}/bulkhead-vm-*/out/bare.elf): build it with \
+             `cargo build -p bulkhead-vm`, or set BULKHEAD_BARE_DIR",
+            build.display()
+        )
+    })
+}
+
+pub struct BulkheadVm {
+    linux: bool,
+    binary: PathBuf,
+    bare: Result<BareImages, String>,
+    kvm: KvmKind,
+    dev_kvm: bool,
+    stderr: PathBuf,
+    timings: Option<serde_json::Value>,
+}
+
+impl BulkheadVm {
+    pub fn bare(ctx: &Context) -> BulkheadVm {
+        BulkheadVm::new(ctx, false)
+    }
+
+    pub fn linux(ctx: &Context) -> BulkheadVm {
+        BulkheadVm::new(ctx, true)
+    }
+
+    fn new(ctx: &Context, linux: bool) -> BulkheadVm {
+        BulkheadVm {
+            linux,
+            binary: ctx.exe_dir.join("bulkhead-vm"),
+            bare: ctx.bare.clone(),
+            kvm: ctx.kvm,
+            dev_kvm: ctx.dev_kvm,
+            stderr: ctx.workdir.join(if linux {
+                "bulkhead-vm-linux.stderr"
+            } else {
+                "bulkhead-vm.stderr"
+            }),
+            timings: None,
+        }
+    }
+
+    fn availability(&self) -> Availability {
+        if !self.binary.is_file() {
+            return Availability::NotInstalled {
+                how_to_get: "build it: cargo build -p bulkhead-vm".into(),
+            };
+        }
+        if !self.dev_kvm {
+            return Availability::Unavailable {
+                reason: "no /dev/kvm on this host".into(),
+            };
+        }
+        if self.linux {
+            return Availability::Unavailable {
+                reason: if self.kvm == KvmKind::Pvm {
+                    "needs hardware KVM — this host has PVM".into()
+                } else if !self.kvm.runs_linux_guests() {
+                    format!("needs hardware KVM — this host has {}", self.kvm.label())
+                } else {
+                    "the Linux guest is not wired into the harness yet".into()
+                },
+            };
+        }
+        match &self.bare {
+            Ok(_) => Availability::Installed,
+            Err(reason) => Availability::Unavailable {
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+impl Backend for BulkheadVm {
+    fn name(&self) -> &str {
+        if self.linux {
+            "bulkhead-vm-linux"
+        } else {
+            "bulkhead-vm"
+        }
+    }
+
+    fn describe(&self) -> Description {
+        Description {
+            name: self.name().into(),
+            kind: Kind::Vm,
+            version: self
+                .binary
+                .is_file()
+                .then(|| super::version_line(&self.binary, "--version"))
+                .flatten(),
+            availability: self.availability(),
+            guest: if self.linux {
+                "linux + bulkhead-guest".into()
+            } else {
+                "bare".into()
+            },
+            launcher: Some(self.binary.clone()),
+            kvm: Some(self.kvm),
+        }
+    }
+
+    fn supports(&self, task: &Task) -> Result<(), String> {
+        match task {
+            Task::Ready => Ok(()),
+            _ => Err(bare_only_reason(task)),
+        }
+    }
+
+    fn prepare(&mut self) -> anyhow::Result<()> {
+        if let Availability::Unavailable { reason }
+        | Availability::NotInstalled { how_to_get: reason } = self.availability()
+        {
+            bail!("{}: {reason}", self.name());
+        }
+        Ok(())
+    }
+
+    fn start(&mut self, task: &Task) -> anyhow::Result<Instance> {
+        let images = self.bare.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut cmd = Command::new(&self.binary);
+        // --timeout: the VMM itself ends a guest that hangs, so nothing outlives a failed run.
+        // --timings: one JSON line of phase timestamps on stderr when the VM ends.
+        cmd.arg("--kernel")
+            .arg(&images.elf)
+            .args(["--timeout", "30", "--timings"]);
+        Ok(Instance::spawn(cmd, task, &self.stderr)?)
+    }
+
+    fn stop(&mut self, mut inst: Instance, timeout: Duration) -> anyhow::Result<Option<u64>> {
+        let at = inst.check_exit(timeout, |s| s.success());
+        inst.kill();
+        // The last stderr line that parses as a JSON object is the timings line.
+        self.timings = std::fs::read_to_string(&inst.stderr_path)
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+            .filter(serde_json::Value::is_object);
+        Ok(Some(at?))
+    }
+
+    fn take_vmm_timings(&mut self) -> Option<serde_json::Value> {
+        self.timings.take()
+    }
+}
+
+/// Why a bare-guest backend has no number for `task`.
+pub fn bare_only_reason(task: &Task) -> String {
+    format!(
+        "the bare guest only prints its ready line and powers off: `{}` needs the Linux guest \
+         (hardware KVM)",
+        task.name()
+    )
+}

@@ -1,0 +1,6 @@
+//! The measurements. Each drives backends only through [`crate::backend::Backend`] and returns
+//! report data; none formats anything.
+
+pub mod isolation;
+pub mod memory;
+pub mod startup;

@@ -1,0 +1,320 @@
+//! The report's tables as plain cells: markdown, HTML and the terminal format the same rows, so
+//! the three never disagree about what a number is or which backend is missing.
+
+use super::{BackendReport, Report, mib, ms, yes_no};
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    pub title: String,
+    /// What the numbers mean (both ends of an interval, units), shown under the title.
+    pub caption: String,
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+fn s(x: &str) -> String {
+    x.to_string()
+}
+
+/// Messages longer than this are cut in table cells; the notes list has them whole.
+const CELL_MAX: usize = 140;
+
+fn shorten(msg: String) -> String {
+    if msg.chars().count() <= CELL_MAX {
+        return msg;
+    }
+    let cut: String = msg.chars().take(CELL_MAX).collect();
+    format!("{cut}… (see the notes)")
+}
+
+/// A row for a backend without numbers: its name, then why, then blanks.
+fn missing_row(b: &BackendReport, width: usize, metric: &str) -> Option<Vec<String>> {
+    let why = b.unavailable_text().or_else(|| {
+        b.note_for(metric).map(|n| match n.kind {
+            super::NoteKind::NotMeasured => format!("not measured: {}", n.message),
+            super::NoteKind::Error => format!("error: {}", n.message),
+        })
+    })?;
+    let mut row = vec![b.name.clone(), shorten(why)];
+    row.resize(width, String::new());
+    Some(row)
+}
+
+pub fn environment(r: &Report) -> Table {
+    let e = &r.environment;
+    let installed: Vec<&str> = e
+        .peers
+        .iter()
+        .filter(|p| p.path.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    Table {
+        title: s("Environment"),
+        caption: s("Where these numbers were measured. VM numbers carry the KVM kind."),
+        headers: vec![s("what"), s("value")],
+        rows: vec![
+            vec![
+                s("CPU"),
+                e.cpu_model.clone().unwrap_or_else(|| s("unknown")),
+            ],
+            vec![s("cores"), e.cpus.to_string()],
+            vec![s("host kernel"), e.kernel_release.clone()],
+            vec![
+                s("KVM"),
+                format!(
+                    "{}{}",
+                    e.kvm.label(),
+                    if e.dev_kvm { "" } else { " (no /dev/kvm)" }
+                ),
+            ],
+            vec![
+                s("host is a VM"),
+                s(if e.virt_flags.iter().any(|f| f == "hypervisor") {
+                    "yes (cpuinfo: hypervisor)"
+                } else {
+                    "no"
+                }),
+            ],
+            vec![s("cgroups"), e.cgroup_mode.clone()],
+            vec![s("peers on PATH"), installed.join(", ")],
+            vec![
+                s("runs"),
+                format!(
+                    "{} measured after {} warm-up{}",
+                    r.settings.runs,
+                    r.settings.warmup,
+                    if r.settings.quick { " (--quick)" } else { "" }
+                ),
+            ],
+            vec![s("guest"), r.images.guest.clone()],
+            vec![
+                s("bare guest"),
+                r.images
+                    .bare_guest
+                    .clone()
+                    .unwrap_or_else(|| s("not found")),
+            ],
+            vec![
+                s("kernel"),
+                r.images.kernel.clone().unwrap_or_else(|| s("none")),
+            ],
+        ],
+    }
+}
+
+pub fn startup(r: &Report) -> Table {
+    let headers: Vec<String> = [
+        "backend",
+        "guest",
+        "KVM",
+        "n",
+        "p50 ms",
+        "95% CI of p50",
+        "p90 ms",
+        "p99 ms",
+        "min ms",
+        "max ms",
+        "exit p50 ms",
+    ]
+    .iter()
+    .map(|h| s(h))
+    .collect();
+    let w = headers.len();
+    let caption = r
+        .backends
+        .iter()
+        .find_map(|b| b.startup.as_ref())
+        .map(|st| {
+            format!(
+                "From {} to {} (p50 … max); \"exit\" ends at {}. Host CLOCK_MONOTONIC.",
+                st.from, st.to_ready, st.to_exit
+            )
+        })
+        .unwrap_or_else(|| s("No backend produced startup samples."));
+    let rows = r
+        .backends
+        .iter()
+        .map(|b| match &b.startup {
+            Some(st) => {
+                let q = &st.ready;
+                vec![
+                    b.name.clone(),
+                    b.guest.clone(),
+                    b.kvm_label(),
+                    q.n.to_string(),
+                    ms(q.p50),
+                    format!("{}–{}", ms(q.median_ci95.0), ms(q.median_ci95.1)),
+                    ms(q.p90),
+                    ms(q.p99),
+                    ms(q.min),
+                    ms(q.max),
+                    ms(st.exit.p50),
+                ]
+            }
+            None => missing_row(b, w, "startup").unwrap_or_else(|| {
+                let mut r = vec![b.name.clone(), s("no data")];
+                r.resize(w, String::new());
+                r
+            }),
+        })
+        .collect();
+    Table {
+        title: s("Startup"),
+        caption,
+        headers,
+        rows,
+    }
+}
+
+pub fn memory(r: &Report) -> Table {
+    let headers: Vec<String> = [
+        "backend",
+        "instances",
+        "RSS MiB",
+        "PSS MiB",
+        "cgroup MiB",
+        "MemAvailable drop / instance MiB",
+        "RSS/PSS of",
+    ]
+    .iter()
+    .map(|h| s(h))
+    .collect();
+    let w = headers.len();
+    let p50 = |x: &Option<crate::stats::Summary>| x.as_ref().map_or(s("–"), |q| mib(q.p50));
+    let rows = r
+        .backends
+        .iter()
+        .map(|b| match &b.memory {
+            Some(m) => vec![
+                b.name.clone(),
+                m.instances.to_string(),
+                p50(&m.rss_kib),
+                p50(&m.pss_kib),
+                p50(&m.cgroup_kib),
+                mib(m.mem_available_drop_per_instance_kib),
+                m.measured_process.clone(),
+            ],
+            None => missing_row(b, w, "memory").unwrap_or_else(|| {
+                let mut r = vec![b.name.clone(), s("no data")];
+                r.resize(w, String::new());
+                r
+            }),
+        })
+        .collect();
+    Table {
+        title: s("Memory per idle instance"),
+        caption: format!(
+            "Medians over the instances; {} idle instances up at once for the MemAvailable drop.",
+            r.settings.instances
+        ),
+        headers,
+        rows,
+    }
+}
+
+/// The scorecard's keys in column order, with short headers.
+pub const SCORECARD: &[(&str, &str)] = &[
+    ("shares_host_kernel", "shares host kernel"),
+    ("sees_host_pids", "sees host pids"),
+    ("sees_host_canary", "sees host canary file"),
+    ("reaches_host_loopback", "reaches host loopback"),
+    ("host_capabilities", "host's capabilities"),
+    ("seccomp_filter", "seccomp filter"),
+    ("user_namespace", "user namespace"),
+];
+
+pub fn isolation(r: &Report) -> Table {
+    let mut headers = vec![s("backend")];
+    headers.extend(SCORECARD.iter().map(|(_, h)| s(h)));
+    let w = headers.len();
+    let rows = r
+        .backends
+        .iter()
+        .map(|b| match &b.isolation {
+            Some(iso) => {
+                let mut row = vec![b.name.clone()];
+                for (key, _) in SCORECARD {
+                    row.push(
+                        iso.scorecard
+                            .iter()
+                            .find(|f| f.key == *key)
+                            .map_or(s("not measured"), |f| s(yes_no(f.value))),
+                    );
+                }
+                row
+            }
+            None => missing_row(b, w, "isolation").unwrap_or_else(|| {
+                let mut r = vec![b.name.clone(), s("no data")];
+                r.resize(w, String::new());
+                r
+            }),
+        })
+        .collect();
+    Table {
+        title: s("Isolation scorecard"),
+        caption: s(
+            "From the guest's probe in each backend, compared with the host: kernel = same boot_id; \
+             pids = sees as many pids as the host; canary = a host file with a random name is visible.",
+        ),
+        headers,
+        rows,
+    }
+}
+
+/// Every note, for the report's "what was not measured" list.
+pub fn notes(r: &Report) -> Vec<String> {
+    r.backends
+        .iter()
+        .flat_map(|b| {
+            b.notes.iter().map(move |n| {
+                format!(
+                    "{} / {}: {}{}",
+                    b.name,
+                    n.metric,
+                    match n.kind {
+                        super::NoteKind::NotMeasured => "not measured: ",
+                        super::NoteKind::Error => "error: ",
+                    },
+                    n.message
+                )
+            })
+        })
+        .collect()
+}
+
+/// The VMMs' own phase timestamps: per backend and phase, the median over the runs in ms since
+/// the VMM process started, in time order (which is phase order). `process_start` is the
+/// VMM's absolute clock reading, the origin of the others, so it is left out.
+pub fn vmm_phases(r: &Report) -> Option<Table> {
+    let mut rows = Vec::new();
+    for b in &r.backends {
+        let Some(runs) = b.startup.as_ref().and_then(|s| s.vmm_timings.as_ref()) else {
+            continue;
+        };
+        let mut phases: Vec<(String, f64)> = Vec::new();
+        let keys: std::collections::BTreeSet<&String> = runs
+            .iter()
+            .filter_map(|t| t.as_object())
+            .flat_map(|o| o.keys())
+            .filter(|k| *k != "process_start")
+            .collect();
+        for k in keys {
+            let v: Vec<f64> = runs.iter().filter_map(|t| t.get(k)?.as_f64()).collect();
+            if let Some(s) = crate::stats::summarize(&v) {
+                phases.push((k.clone(), s.p50));
+            }
+        }
+        phases.sort_by(|a, b| a.1.total_cmp(&b.1));
+        for (k, p50) in phases {
+            rows.push(vec![b.name.clone(), b.kvm_label(), k, ms(p50)]);
+        }
+    }
+    (!rows.is_empty()).then(|| Table {
+        title: s("VMM phases"),
+        caption: s(
+            "The VMM's own timestamps (--timings): median ms since the VMM process started.",
+        ),
+        headers: vec![s("backend"), s("KVM"), s("phase"), s("p50 ms")],
+        rows,
+    })
+}

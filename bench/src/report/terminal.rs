@@ -1,0 +1,83 @@
+//! The summary printed at the end of `bulkhead bench`: one line per backend.
+
+use super::{Report, mib, ms, yes_no};
+
+pub fn render(r: &Report) -> String {
+    let mut rows: Vec<Vec<String>> = vec![
+        [
+            "backend",
+            "startup p50 ms [95% CI]",
+            "exit p50 ms",
+            "PSS MiB",
+            "shares kernel",
+            "host pids",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    ];
+    let mut extra = Vec::new();
+    for b in &r.backends {
+        if let Some(why) = b.unavailable_text() {
+            extra.push(format!("{:<18} {why}", b.name));
+            continue;
+        }
+        let name = match b.kvm {
+            Some(k) => format!("{} [{}]", b.name, k.label()),
+            None => b.name.clone(),
+        };
+        let startup = b.startup.as_ref().map_or("–".to_string(), |s| {
+            format!(
+                "{} [{}–{}]",
+                ms(s.ready.p50),
+                ms(s.ready.median_ci95.0),
+                ms(s.ready.median_ci95.1)
+            )
+        });
+        let exit = b.startup.as_ref().map_or("–".into(), |s| ms(s.exit.p50));
+        let pss = b
+            .memory
+            .as_ref()
+            .and_then(|m| m.pss_kib.as_ref())
+            .map_or("–".into(), |s| mib(s.p50));
+        let fact = |key: &str| {
+            b.isolation
+                .as_ref()
+                .and_then(|i| i.scorecard.iter().find(|f| f.key == key))
+                .map_or("–", |f| yes_no(f.value))
+                .to_string()
+        };
+        rows.push(vec![
+            name,
+            startup,
+            exit,
+            pss,
+            fact("shares_host_kernel"),
+            fact("sees_host_pids"),
+        ]);
+        for n in &b.notes {
+            extra.push(format!("{:<18} {}: {}", b.name, n.metric, n.message));
+        }
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if !extra.is_empty() {
+        out.push('\n');
+        for e in extra {
+            out.push_str(&e);
+            out.push('\n');
+        }
+    }
+    out
+}

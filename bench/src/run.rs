@@ -1,0 +1,244 @@
+//! `bulkhead bench`: for each backend, prepare once, then startup, memory and isolation, into
+//! one [`Report`]; then write report.json and render the other files from it.
+//!
+//! A backend that is missing or fails keeps its row: its availability or the error is
+//! recorded as a note, and the other backends still run.
+
+use crate::backend::{self, Availability, Backend, Context, Task};
+use crate::env::Environment;
+use crate::metrics::{isolation, memory, startup};
+use crate::report::{self, BackendReport, Images, NoteKind, Report, Settings, Tool};
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The run was stopped by SIGINT/SIGTERM; everything it started has been stopped and removed.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: stopped and removed every instance; no report written")]
+pub struct Interrupted;
+
+/// What to run (the parsed and checked CLI flags).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub runs: usize,
+    pub warmup: usize,
+    pub instances: usize,
+    pub quick: bool,
+    pub backends: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// Parse `--backends a,b`: every name must be known; the error lists the valid ones.
+pub fn parse_backends(list: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !backend::NAMES.contains(&name) {
+            return Err(format!(
+                "unknown backend {name:?} (valid: {})",
+                backend::NAMES.join(", ")
+            ));
+        }
+        if !out.iter().any(|n| n == name) {
+            out.push(name.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "no backend given (valid: {})",
+            backend::NAMES.join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    // stderr, and only when it is a terminal (indicatif hides itself otherwise), so logs and
+    // tests see no control sequences.
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+/// Run `plan` over the images in `built`.
+pub fn run(
+    plan: &Plan,
+    built: &bulkhead_images::Built,
+    env: Environment,
+    exe_dir: &Path,
+) -> anyhow::Result<Report> {
+    let workdir = tempfile::Builder::new()
+        .prefix("bulkhead-bench-")
+        .tempdir()
+        .context("creating a scratch directory")?;
+    let ctx = Context {
+        guest: built.guest.clone(),
+        rootfs: built.rootfs.clone(),
+        exe_dir: exe_dir.to_path_buf(),
+        workdir: workdir.path().to_path_buf(),
+        bare: backend::bulkhead_vm::locate_bare(exe_dir),
+        kvm: env.kvm,
+        dev_kvm: env.dev_kvm,
+        cgroup_mode: env.cgroup_mode.clone(),
+    };
+    let canary = isolation::Canary::create(workdir.path())?;
+    let mut backends: Vec<Box<dyn Backend>> = plan
+        .backends
+        .iter()
+        .map(|n| backend::create(n, &ctx).expect("names were checked by parse_backends"))
+        .collect();
+    let descriptions: Vec<backend::Description> = backends.iter().map(|b| b.describe()).collect();
+
+    let per_backend = |b: &dyn Backend| {
+        let mut n = (plan.warmup + plan.runs) as u64;
+        if b.supports(&Task::Idle).is_ok() {
+            n += plan.instances as u64;
+        }
+        n + 1
+    };
+    let total: u64 = backends
+        .iter()
+        .zip(&descriptions)
+        .filter(|(_, d)| d.availability == Availability::Installed)
+        .map(|(b, _)| per_backend(b.as_ref()))
+        .sum();
+    let bar = progress_bar(total);
+
+    let mut rows = Vec::new();
+    for (b, desc) in backends.iter_mut().zip(descriptions) {
+        if backend::interrupted() {
+            break;
+        }
+        bar.set_message(desc.name.clone());
+        let mut row = BackendReport {
+            name: desc.name.clone(),
+            kind: desc.kind,
+            guest: desc.guest.clone(),
+            version: desc.version.clone(),
+            launcher: desc.launcher.as_ref().map(|p| p.display().to_string()),
+            availability: desc.availability.clone(),
+            kvm: desc.kvm,
+            startup: None,
+            memory: None,
+            isolation: None,
+            notes: Vec::new(),
+        };
+        if desc.availability == Availability::Installed {
+            measure_backend(b.as_mut(), plan, &canary, &mut row, &bar);
+        }
+        b.cleanup();
+        rows.push(row);
+    }
+    bar.finish_and_clear();
+    if backend::interrupted() {
+        anyhow::bail!(Interrupted);
+    }
+
+    Ok(Report {
+        schema: report::SCHEMA.into(),
+        tool: Tool {
+            name: "bulkhead".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        },
+        created_unix_s: unix_now(),
+        settings: Settings {
+            runs: plan.runs,
+            warmup: plan.warmup,
+            instances: plan.instances,
+            quick: plan.quick,
+            timeout_s: plan.timeout.as_secs_f64(),
+        },
+        environment: env,
+        images: Images {
+            guest: built.guest.display().to_string(),
+            rootfs: built.rootfs.display().to_string(),
+            initramfs: built.initramfs.display().to_string(),
+            kernel: built.kernel.as_ref().map(|k| k.version.clone()),
+            bare_guest: ctx.bare.as_ref().ok().map(|b| b.elf.display().to_string()),
+        },
+        backends: rows,
+    })
+}
+
+fn measure_backend(
+    b: &mut dyn Backend,
+    plan: &Plan,
+    canary: &isolation::Canary,
+    row: &mut BackendReport,
+    bar: &ProgressBar,
+) {
+    // `{:#}` keeps anyhow's context chain ("run 3: runc … exited with …") on one line.
+    if let Err(e) = b.prepare() {
+        row.note("backend", NoteKind::Error, format!("prepare: {e:#}"));
+        return;
+    }
+    let mut tick = || bar.inc(1);
+    match startup::measure(b, plan.runs, plan.warmup, plan.timeout, &mut tick) {
+        Ok(s) => row.startup = Some(s),
+        Err(e) => row.note("startup", NoteKind::Error, format!("{e:#}")),
+    }
+    match b.supports(&Task::Idle) {
+        Ok(()) => match memory::measure(b, plan.instances, plan.timeout, &mut tick) {
+            Ok(m) => row.memory = Some(m),
+            Err(e) => row.note("memory", NoteKind::Error, format!("{e:#}")),
+        },
+        Err(why) => row.note("memory", NoteKind::NotMeasured, why),
+    }
+    let probe = Task::Probe {
+        host_paths: vec![canary.path.clone()],
+    };
+    match b.supports(&probe) {
+        Ok(()) => match isolation::measure(b, canary, plan.timeout) {
+            Ok(i) => row.isolation = Some(i),
+            Err(e) => row.note("isolation", NoteKind::Error, format!("{e:#}")),
+        },
+        Err(why) => row.note("isolation", NoteKind::NotMeasured, why),
+    }
+    bar.inc(1);
+}
+
+/// The three files written into an output directory.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub json: PathBuf,
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+}
+
+/// Render report.md and report.html in `dir` from `dir/report.json` (read back and checked),
+/// so the renderers see exactly what the file holds.
+pub fn render_dir(dir: &Path) -> anyhow::Result<(Report, Written)> {
+    let json = dir.join(report::json::FILE_NAME);
+    let report = report::json::read(&json)?;
+    let markdown = dir.join("report.md");
+    let html = dir.join("report.html");
+    report::json::write_atomic(&markdown, &report::markdown::render(&report))?;
+    report::json::write_atomic(&html, &report::html::render(&report))?;
+    Ok((
+        report,
+        Written {
+            json,
+            markdown,
+            html,
+        },
+    ))
+}
+
+/// Write report.json into `dir` (created if needed), then render the rest from it.
+pub fn write_all(dir: &Path, report: &Report) -> anyhow::Result<(Report, Written)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    report::json::write_atomic(
+        &dir.join(report::json::FILE_NAME),
+        &report::json::to_string(report),
+    )?;
+    render_dir(dir)
+}

@@ -1,0 +1,322 @@
+//! `bulkhead bench`: bad flags fail before any work; a quick real run writes all three files.
+
+use bulkhead::report::{json, schema};
+use bulkhead_testkit::{bin, is_root, on_path, skip_unless, test_cache_dir};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The real runs share /tmp and the machine: one at a time, so each can check that it left
+/// nothing behind without seeing the other's scratch directory.
+static REAL_RUN: Mutex<()> = Mutex::new(());
+
+fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(bin("bulkhead"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn unknown_backend_lists_the_valid_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = bench(&[
+        "--backends",
+        "process,dockr",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--backends: unknown backend \"dockr\""),
+        "{err}"
+    );
+    for name in bulkhead::backend::NAMES {
+        assert!(err.contains(name), "{name} not listed: {err}");
+    }
+    assert!(!out_dir.exists(), "nothing written");
+}
+
+#[test]
+fn out_that_is_a_file_is_rejected_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("taken");
+    std::fs::write(&file, "x").unwrap();
+    let out = bench(&["--backends", "process", "--out", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--out") && err.contains("not a directory"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+}
+
+#[test]
+fn help_lists_every_backend() {
+    let out = bench(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in bulkhead::backend::NAMES {
+        assert!(text.contains(name), "{name} missing from --help: {text}");
+    }
+}
+
+#[test]
+fn zero_runs_and_zero_instances_are_rejected() {
+    for flag in ["--runs", "--instances"] {
+        let out = bench(&[flag, "0", "--backends", "process"]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag) && err.contains("'0'"), "{err}");
+    }
+    let out = bench(&["--backends", ","]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no backend given"));
+}
+
+fn leftovers() -> Vec<String> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("bulkhead-bench-"))
+        .collect()
+}
+
+#[test]
+fn quick_run_with_process_and_runc_writes_all_three_files() {
+    skip_unless!(is_root(), "containers need root");
+    skip_unless!(on_path("runc").is_some(), "runc is not on PATH");
+    let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
+    let before = leftovers();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("bulkhead-report");
+    let cache = test_cache_dir();
+    let out = bench(&[
+        "--backends",
+        "process,runc,firecracker",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--instances",
+        "2",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["report.json", "report.md", "report.html"] {
+        assert!(out_dir.join(f).is_file(), "{f} missing");
+    }
+    let text = std::fs::read_to_string(out_dir.join("report.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let errors = schema::validate(&schema::report_v1(), &value);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let r = json::read(&out_dir.join("report.json")).unwrap();
+    let names: Vec<&str> = r.backends.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["process", "runc", "firecracker"]);
+
+    let by = |n: &str| r.backends.iter().find(|b| b.name == n).unwrap();
+    let fact = |n: &str, key: &str| {
+        by(n)
+            .isolation
+            .as_ref()
+            .unwrap_or_else(|| panic!("{n}: no isolation: {:?}", by(n).notes))
+            .scorecard
+            .iter()
+            .find(|f| f.key == key)
+            .unwrap()
+            .value
+    };
+    for n in ["process", "runc"] {
+        let b = by(n);
+        assert!(b.notes.is_empty(), "{n}: {:?}", b.notes);
+        let s = b.startup.as_ref().unwrap();
+        assert_eq!((s.ready_ns.len(), s.exit_ns.len(), s.warmup), (3, 3, 1));
+        assert!(s.ready_ns.iter().zip(&s.exit_ns).all(|(r, e)| r <= e));
+        let m = b.memory.as_ref().unwrap();
+        assert_eq!(m.samples.len(), 2);
+        assert!(m.pss_kib.as_ref().unwrap().p50 > 0.0);
+        // Both share the host kernel; only the process sees the host's pids and canary.
+        assert_eq!(fact(n, "shares_host_kernel"), Some(true));
+        assert_eq!(fact(n, "reaches_host_loopback"), None);
+    }
+    assert_eq!(fact("process", "sees_host_pids"), Some(true));
+    assert_eq!(fact("runc", "sees_host_pids"), Some(false));
+    assert_eq!(fact("process", "sees_host_canary"), Some(true));
+    assert_eq!(fact("runc", "sees_host_canary"), Some(false));
+    // A container has a cgroup of its own; the process does not.
+    assert!(by("runc").memory.as_ref().unwrap().cgroup_kib.is_some());
+    assert!(by("process").memory.as_ref().unwrap().cgroup_kib.is_none());
+
+    // firecracker is not on this PATH in CI: a row saying how to get it, not a dropped one.
+    if on_path("firecracker").is_none() {
+        assert!(
+            by("firecracker")
+                .unavailable_text()
+                .unwrap()
+                .starts_with("not installed: ")
+        );
+        assert!(
+            stdout.contains("firecracker") && stdout.contains("not installed"),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("startup p50 ms"), "{stdout}");
+
+    // Nothing left behind: scratch dirs (state, bundles, canary) are gone.
+    let after = leftovers();
+    assert!(
+        after.iter().all(|d| before.contains(d)),
+        "left behind: {after:?}"
+    );
+}
+
+/// Processes whose command line mentions a bench scratch directory (runc --root, bundles).
+fn scratch_processes() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("/bulkhead-bench-"))
+        .collect()
+}
+
+#[test]
+fn sigint_stops_and_removes_everything() {
+    skip_unless!(is_root(), "containers need root");
+    skip_unless!(on_path("runc").is_some(), "runc is not on PATH");
+    let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
+    let before = leftovers();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let cache = test_cache_dir();
+    // Memory first would be nicer to interrupt, but startup comes first; a long startup
+    // series of runc is what a user would Ctrl-C.
+    let mut child = Command::new(bin("bulkhead"))
+        .args(["bench", "--backends", "runc,process", "--runs", "100000"])
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--cache")
+        .arg(&cache)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until runc containers are being started, then interrupt.
+    let t = Instant::now();
+    while scratch_processes().is_empty() && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: the child is ours and not yet reaped, so the pid is its.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(!out_dir.exists(), "no partial report");
+    assert!(scratch_processes().is_empty(), "{:?}", scratch_processes());
+    let after = leftovers();
+    assert!(
+        after.iter().all(|d| before.contains(d)),
+        "left behind: {after:?}"
+    );
+}
+
+#[test]
+fn quick_run_of_every_backend_keeps_every_row() {
+    skip_unless!(is_root(), "containers need root");
+    let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
+    let before = leftovers();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let cache = test_cache_dir();
+    let out = bench(&[
+        "--quick",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--instances",
+        "1",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json::read(&out_dir.join("report.json")).unwrap();
+    let names: Vec<&str> = r.backends.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(
+        names,
+        bulkhead::backend::NAMES,
+        "every backend has a row, in order"
+    );
+    for b in &r.backends {
+        // A row without numbers always says why.
+        if b.startup.is_none() {
+            assert!(
+                b.unavailable_text().is_some() || b.note_for("startup").is_some(),
+                "{}: no startup and no reason",
+                b.name
+            );
+        }
+        // Every VM number carries the KVM kind it was measured under.
+        if b.kind == bulkhead::backend::Kind::Vm {
+            assert_eq!(b.kvm, Some(r.environment.kvm), "{}", b.name);
+        } else {
+            assert_eq!(b.kvm, None, "{}", b.name);
+        }
+    }
+    let linux = r
+        .backends
+        .iter()
+        .find(|b| b.name == "bulkhead-vm-linux")
+        .unwrap();
+    if r.environment.kvm == bulkhead::env::KvmKind::Pvm {
+        assert_eq!(
+            linux.unavailable_text().as_deref(),
+            Some("unavailable: needs hardware KVM — this host has PVM")
+        );
+    }
+    // Where the bare guest ran under bulkhead-vm, its phase timestamps came along.
+    let vm = r.backends.iter().find(|b| b.name == "bulkhead-vm").unwrap();
+    if let Some(s) = &vm.startup {
+        assert_eq!(s.vmm_timings.as_ref().map(Vec::len), Some(2), "{s:?}");
+        assert!(vm.note_for("memory").is_some() && vm.note_for("isolation").is_some());
+    }
+    let after = leftovers();
+    assert!(
+        after.iter().all(|d| before.contains(d)),
+        "left behind: {after:?}"
+    );
+}
