@@ -193,8 +193,11 @@ fn measure_backend(
         },
         Err(why) => row.note("memory", NoteKind::NotMeasured, why),
     }
+    // Only to ask whether the backend runs probes; measure() builds the real task with the
+    // loopback listener it opens for the run.
     let probe = Task::Probe {
         host_paths: vec![canary.path.clone()],
+        connect: Vec::new(),
     };
     match b.supports(&probe) {
         Ok(()) => match isolation::measure(b, canary, plan.timeout) {

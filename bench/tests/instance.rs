@@ -82,13 +82,22 @@ fn spawn_failure_names_the_program() {
 }
 
 #[test]
-fn probe_task_passes_host_paths_to_the_guest() {
+fn probe_task_passes_host_paths_and_connect_targets_to_the_guest() {
     let t = Task::Probe {
         host_paths: vec!["/a b".into(), "/c".into()],
+        connect: vec!["127.0.0.1:4321:00ff".into()],
     };
     assert_eq!(
         t.guest_args(),
-        ["probe", "--host-path", "/a b", "--host-path", "/c"]
+        [
+            "probe",
+            "--host-path",
+            "/a b",
+            "--host-path",
+            "/c",
+            "--connect",
+            "127.0.0.1:4321:00ff"
+        ]
     );
     assert_eq!(Task::Idle.guest_args(), ["idle"]);
 }

@@ -31,6 +31,59 @@ fn fixture_validates_against_the_schema_file() {
     assert_eq!(r.schema, report::SCHEMA);
 }
 
+/// Reports written before the probe could connect: no `loopback_listener`, no probe `connect`,
+/// and `reaches_host_loopback` null. The field became a bool additively, so they still validate,
+/// and read back as "not measured".
+#[test]
+fn reports_from_before_the_loopback_check_still_validate() {
+    let mut v = fixture_value();
+    for b in v["backends"].as_array_mut().unwrap() {
+        let Some(iso) = b.get_mut("isolation").filter(|i| i.is_object()) else {
+            continue;
+        };
+        iso["host"]
+            .as_object_mut()
+            .unwrap()
+            .remove("loopback_listener");
+        iso["probe"].as_object_mut().unwrap().remove("connect");
+        for f in iso["scorecard"].as_array_mut().unwrap() {
+            if f["key"] == "reaches_host_loopback" {
+                f["value"] = serde_json::Value::Null;
+                f["detail"] =
+                    "not measured: bulkhead-guest's probe has no connect check yet".into();
+            }
+        }
+    }
+    let errors = schema::validate(&schema::report_v1(), &v);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let r = json::parse(Path::new("old/report.json"), &v.to_string()).unwrap();
+    let iso = r.backends[0].isolation.as_ref().unwrap();
+    assert_eq!(iso.host.loopback_listener, None);
+    let f = iso
+        .scorecard
+        .iter()
+        .find(|f| f.key == "reaches_host_loopback")
+        .unwrap();
+    assert_eq!(f.value, None);
+    // And the current fixture has the measured values.
+    let r = json::read(&fixture()).unwrap();
+    let reach = |n: &str| {
+        r.backends
+            .iter()
+            .find(|b| b.name == n)
+            .unwrap()
+            .isolation
+            .as_ref()
+            .unwrap()
+            .scorecard
+            .iter()
+            .find(|f| f.key == "reaches_host_loopback")
+            .unwrap()
+            .value
+    };
+    assert_eq!((reach("process"), reach("runc")), (Some(true), Some(false)));
+}
+
 #[test]
 fn schema_rejects_a_wrong_schema_and_a_wrong_shape() {
     let s = schema::report_v1();

@@ -158,3 +158,99 @@ fn idle_as_pid1_exits_0_on_sigterm() {
     assert_eq!(status.code(), Some(0));
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+/// A loopback listener that writes `token` to every connection and closes it, until dropped.
+struct TokenListener {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TokenListener {
+    fn start(token: &'static str) -> TokenListener {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for s in l.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(mut s) = s {
+                    let _ = s.write_all(token.as_bytes());
+                }
+            }
+        });
+        TokenListener {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TokenListener {
+    fn drop(&mut self) {
+        // The accept loop blocks: set the flag, then wake it with one last connection.
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `bulkhead-guest probe --connect TARGET`, run under `wrapper` (e.g. `unshare --net`) if given.
+fn probe_connect(wrapper: &[&str], target: &str) -> serde_json::Value {
+    let mut cmd = match wrapper.split_first() {
+        Some((prog, args)) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg(bin("bulkhead-guest"));
+            c
+        }
+        None => Command::new(bin("bulkhead-guest")),
+    };
+    let out = cmd.args(["probe", "--connect", target]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Run directly, the probe reaches a host loopback listener and reads its token.
+#[test]
+fn probe_reaches_a_loopback_listener() {
+    let l = TokenListener::start("tok-3f9a\n");
+    let target = format!("{}:tok-3f9a", l.addr);
+    let v = probe_connect(&[], &target);
+    let c = &v["connect"][0];
+    assert_eq!(c["addr"], l.addr.to_string(), "{v}");
+    assert_eq!(c["connected"], true, "{v}");
+    assert_eq!(c["token_ok"], true, "{v}");
+    assert!(c["error"].is_null(), "{v}");
+}
+
+/// In a network namespace of its own, 127.0.0.1 is the namespace's loopback (down, even): the
+/// host's listener is not reached, and no token arrives.
+#[test]
+fn probe_in_its_own_netns_does_not_reach_the_host_listener() {
+    skip_unless!(is_root(), "needs root for a network namespace");
+    skip_unless!(
+        on_path("unshare").is_some(),
+        "unshare (util-linux) not installed"
+    );
+    let l = TokenListener::start("tok-3f9a\n");
+    let target = format!("{}:tok-3f9a", l.addr);
+    let v = probe_connect(&["unshare", "--net"], &target);
+    let c = &v["connect"][0];
+    assert_eq!(c["connected"], false, "{v}");
+    assert_eq!(c["token_ok"], false, "{v}");
+    assert!(c["error"].is_string(), "{v}");
+    assert_eq!(v["net_interfaces"], serde_json::json!(["lo"]), "{v}");
+}

@@ -86,8 +86,13 @@ pub enum Task {
     Ready,
     /// Print the ready line and wait for SIGTERM: the memory measurement.
     Idle,
-    /// Print the isolation probe's JSON object and exit.
-    Probe { host_paths: Vec<PathBuf> },
+    /// Print the isolation probe's JSON object and exit: which `host_paths` the guest sees,
+    /// and whether it can reach each `connect` target (`HOST:PORT[:TOKEN]`, the guest's
+    /// `--connect` syntax).
+    Probe {
+        host_paths: Vec<PathBuf>,
+        connect: Vec<String>,
+    },
 }
 
 impl Task {
@@ -102,10 +107,18 @@ impl Task {
     /// The guest's argv after the program name.
     pub fn guest_args(&self) -> Vec<String> {
         let mut v = vec![self.name().to_string()];
-        if let Task::Probe { host_paths } = self {
+        if let Task::Probe {
+            host_paths,
+            connect,
+        } = self
+        {
             for p in host_paths {
                 v.push("--host-path".into());
                 v.push(p.display().to_string());
+            }
+            for c in connect {
+                v.push("--connect".into());
+                v.push(c.clone());
             }
         }
         v

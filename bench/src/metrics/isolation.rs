@@ -1,16 +1,34 @@
 //! Isolation: run the guest's `probe` in a backend and compare what it saw with the host.
 //!
 //! The harness creates a canary file with a random name and token on the host and asks the
-//! probe whether that path is visible. Loopback reachability is "not measured": the probe has
-//! no network check yet (it would need a `--connect HOST:PORT` probe in bulkhead-guest).
+//! probe whether that path is visible. For loopback reachability it opens a listener on the
+//! host's 127.0.0.1 (a random port, for the duration of one backend's isolation run only) that
+//! writes a random token to every connection, and asks the probe to `--connect` to it: only a
+//! guest that reaches *this* listener can report the token, so a service on the same port in a
+//! container's own network namespace, or in a VM, does not count.
 
 use crate::backend::{Backend, Task};
 use crate::report::{Fact, HostFacts, Isolation};
 use anyhow::{Context as _, bail};
 use serde_json::Value;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// 16 random bytes as 32 hex digits: no comma, colon or space, so it survives every way the
+/// guest's arguments travel (argv, an OCI config.json, a VM's `bulkhead.args=a,b,c`).
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 /// A host file only the harness knows the name of; removed on drop.
 #[derive(Debug)]
@@ -22,11 +40,7 @@ pub struct Canary {
 impl Canary {
     /// Create `dir/bulkhead-canary-<random>` holding the token.
     pub fn create(dir: &Path) -> anyhow::Result<Canary> {
-        let mut bytes = [0u8; 16];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut bytes))
-            .context("reading /dev/urandom")?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let token = random_token()?;
         let path = dir.join(format!("bulkhead-canary-{token}"));
         std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
         Ok(Canary { path, token })
@@ -36,6 +50,104 @@ impl Canary {
 impl Drop for Canary {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A TCP listener on the host's 127.0.0.1 that writes its token to every connection and closes
+/// it. A background thread serves it until the listener is dropped, which stops and joins it.
+#[derive(Debug)]
+pub struct LoopbackListener {
+    pub addr: SocketAddr,
+    pub token: String,
+    accepted: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How often the accept thread looks at the stop flag: the bound on how long a drop waits.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
+
+impl LoopbackListener {
+    /// Bind 127.0.0.1:0 (loopback only, so nothing off the host can reach it) and serve.
+    pub fn start() -> anyhow::Result<LoopbackListener> {
+        let token = random_token()?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .context("opening a listener on 127.0.0.1")?;
+        let addr = listener.local_addr().context("the listener's address")?;
+        // Non-blocking accept + poll with a timeout, so the thread sees the stop flag without
+        // anyone having to connect to it.
+        listener
+            .set_nonblocking(true)
+            .context("making the listener non-blocking")?;
+        let accepted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("bulkhead-loopback".into())
+            .spawn({
+                let (token, accepted, stop) = (token.clone(), accepted.clone(), stop.clone());
+                move || serve(&listener, &token, &accepted, &stop)
+            })
+            .context("starting the listener thread")?;
+        Ok(LoopbackListener {
+            addr,
+            token,
+            accepted,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// How many connections it has accepted so far (for the scorecard's detail).
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The probe's argument: `127.0.0.1:PORT:TOKEN`.
+    pub fn connect_arg(&self) -> String {
+        format!("{}:{}", self.addr, self.token)
+    }
+}
+
+fn serve(listener: &TcpListener, token: &str, accepted: &AtomicU64, stop: &AtomicBool) {
+    let reply = format!("{token}\n");
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                answer(stream, reply.as_bytes());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut pfd = libc::pollfd {
+                    fd: listener.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd on a socket the caller keeps open, count 1.
+                unsafe { libc::poll(&mut pfd, 1, ACCEPT_POLL.as_millis() as libc::c_int) };
+            }
+            // EINTR, ECONNABORTED (the peer gave up in the backlog), EMFILE: keep serving
+            // rather than end the run; the sleep keeps a persistent error from spinning.
+            Err(_) => std::thread::sleep(ACCEPT_POLL),
+        }
+    }
+}
+
+/// Write the token and close. The accepted socket is made blocking with a write timeout: a
+/// fresh socket's send buffer takes 33 bytes at once, but a stuck peer must not hold the thread.
+fn answer(mut stream: TcpStream, reply: &[u8]) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = stream.write_all(reply);
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+impl Drop for LoopbackListener {
+    /// Stop serving: the thread notices within [`ACCEPT_POLL`], and the socket closes with it.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -59,6 +171,7 @@ pub fn host_facts(canary: &Canary) -> HostFacts {
             .lines()
             .find_map(|l| l.strip_prefix("CapEff:").map(|v| v.trim().to_string())),
         canary_path: canary.path.display().to_string(),
+        loopback_listener: None,
     }
 }
 
@@ -135,12 +248,7 @@ pub fn scorecard(probe: &Value, host: &HostFacts) -> Vec<Fact> {
         ),
     };
 
-    let loopback = fact(
-        "reaches_host_loopback",
-        "reaches a host loopback listener",
-        None,
-        "not measured: bulkhead-guest's probe has no connect check yet".into(),
-    );
+    let loopback = loopback_fact(probe, host);
 
     let caps = match (str_of("cap_eff"), &host.cap_eff) {
         (Some(g), Some(h)) => fact(
@@ -207,19 +315,79 @@ pub fn scorecard(probe: &Value, host: &HostFacts) -> Vec<Fact> {
     vec![kernel, pids, canary, loopback, caps, seccomp, userns]
 }
 
-/// Run the probe once in `b` and score it.
+/// `reaches_host_loopback` from the probe's `connect` entry for the harness's listener: yes
+/// when the guest received the listener's token. Connected without the token (something else
+/// listens on that port where the guest is) is a no, and says so.
+fn loopback_fact(probe: &Value, host: &HostFacts) -> Fact {
+    let key = "reaches_host_loopback";
+    let label = "reaches a host loopback listener";
+    let Some(listener) = &host.loopback_listener else {
+        return fact(key, label, None, "no host listener was opened".into());
+    };
+    let entry = probe
+        .get("connect")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .find(|e| e.get("addr") == Some(&Value::from(listener.as_str())))
+        });
+    let Some(entry) = entry else {
+        return fact(
+            key,
+            label,
+            None,
+            format!("the probe did not report a connection to {listener}"),
+        );
+    };
+    let connected = entry.get("connected").and_then(Value::as_bool);
+    let error = entry.get("error").and_then(Value::as_str);
+    match entry.get("token_ok").and_then(Value::as_bool) {
+        Some(true) => fact(
+            key,
+            label,
+            Some(true),
+            format!("{listener}: connected, the listener's token received"),
+        ),
+        Some(false) => fact(
+            key,
+            label,
+            Some(false),
+            match (connected, error) {
+                (Some(true), None) => {
+                    format!("{listener}: connected, but not to the host's listener (wrong token)")
+                }
+                (Some(true), Some(e)) => format!("{listener}: connected, no token: {e}"),
+                (_, Some(e)) => format!("{listener}: {e}"),
+                (_, None) => format!("{listener}: not connected"),
+            },
+        ),
+        None => fact(
+            key,
+            label,
+            None,
+            format!("{listener}: the probe reported no token check"),
+        ),
+    }
+}
+
+/// Run the probe once in `b` and score it. The loopback listener lives only for this run.
 pub fn measure(
     b: &mut dyn Backend,
     canary: &Canary,
     timeout: Duration,
 ) -> anyhow::Result<Isolation> {
-    let host = host_facts(canary);
+    let listener = LoopbackListener::start()?;
+    let mut host = host_facts(canary);
+    host.loopback_listener = Some(listener.addr.to_string());
     let task = Task::Probe {
         host_paths: vec![canary.path.clone()],
+        connect: vec![listener.connect_arg()],
     };
     let mut inst = b.start(&task)?;
     let lines = inst.read_to_end(timeout);
     let stopped = b.stop(inst, timeout);
+    let accepted = listener.accepted();
+    drop(listener);
     let lines = lines?;
     stopped?;
     let Some(line) = lines.iter().find(|l| l.trim_start().starts_with('{')) else {
@@ -227,8 +395,19 @@ pub fn measure(
     };
     let probe: Value = serde_json::from_str(line)
         .with_context(|| format!("the probe's output is not JSON: {line}"))?;
+    let mut scorecard = scorecard(&probe, &host);
+    // The host's side of the story: a "no" with connections accepted would mean the guest
+    // reached the listener but lost the token; worth seeing next to the guest's error.
+    if let Some(f) = scorecard
+        .iter_mut()
+        .find(|f| f.key == "reaches_host_loopback")
+    {
+        f.detail.push_str(&format!(
+            " (the listener accepted {accepted} connection(s))"
+        ));
+    }
     Ok(Isolation {
-        scorecard: scorecard(&probe, &host),
+        scorecard,
         probe,
         host,
     })
@@ -245,6 +424,7 @@ mod tests {
             visible_pids: Some(90),
             cap_eff: Some("000001ffffffffff".into()),
             canary_path: "/tmp/x/bulkhead-canary-1".into(),
+            loopback_listener: Some("127.0.0.1:4321".into()),
         }
     }
 
@@ -257,17 +437,23 @@ mod tests {
         let process = json!({
             "boot_id": "host-boot", "visible_pids": 91, "cap_eff": "000001ffffffffff",
             "seccomp": 0, "uid_map": [[0, 0, 4294967295u64]],
-            "host_paths": {"/tmp/x/bulkhead-canary-1": true}
+            "host_paths": {"/tmp/x/bulkhead-canary-1": true},
+            "connect": [{"addr": "127.0.0.1:4321", "connected": true, "token_ok": true,
+                         "error": null}]
         });
         let container = json!({
             "boot_id": "host-boot", "visible_pids": 1, "cap_eff": "0000000020000420",
             "seccomp": 2, "uid_map": [[0, 1000, 65536]],
-            "host_paths": {"/tmp/x/bulkhead-canary-1": false}
+            "host_paths": {"/tmp/x/bulkhead-canary-1": false},
+            "connect": [{"addr": "127.0.0.1:4321", "connected": false, "token_ok": false,
+                         "error": "Connection refused (os error 111)"}]
         });
         let vm = json!({
             "boot_id": "guest-boot", "visible_pids": 3, "cap_eff": "000001ffffffffff",
             "seccomp": 0, "uid_map": [[0, 0, 4294967295u64]],
-            "host_paths": {"/tmp/x/bulkhead-canary-1": false}
+            "host_paths": {"/tmp/x/bulkhead-canary-1": false},
+            "connect": [{"addr": "127.0.0.1:4321", "connected": false, "token_ok": false,
+                         "error": "Network is unreachable (os error 101)"}]
         });
         let p = scorecard(&process, &host());
         let c = scorecard(&container, &host());
@@ -286,10 +472,64 @@ mod tests {
         assert_eq!(value(&p, "seccomp_filter"), Some(false));
         assert_eq!(value(&c, "user_namespace"), Some(true));
         assert_eq!(value(&p, "user_namespace"), Some(false));
-        // Not measurable yet, and said so rather than guessed.
-        for card in [&p, &c, &v] {
-            assert_eq!(value(card, "reaches_host_loopback"), None);
-        }
+        assert_eq!(value(&p, "reaches_host_loopback"), Some(true));
+        assert_eq!(value(&c, "reaches_host_loopback"), Some(false));
+        assert_eq!(value(&v, "reaches_host_loopback"), Some(false));
+    }
+
+    fn loopback(connect: Value) -> Fact {
+        let card = scorecard(&json!({ "connect": connect }), &host());
+        card.into_iter()
+            .find(|f| f.key == "reaches_host_loopback")
+            .unwrap()
+    }
+
+    #[test]
+    fn loopback_needs_the_listeners_token() {
+        // Connected to something on that port, but not the host's listener: a no, said why.
+        let f = loopback(json!([{"addr": "127.0.0.1:4321", "connected": true,
+                                 "token_ok": false, "error": null}]));
+        assert_eq!(f.value, Some(false));
+        assert!(f.detail.contains("wrong token"), "{f:?}");
+        // An entry for another address is not an answer about ours.
+        let f = loopback(json!([{"addr": "127.0.0.1:9", "connected": true,
+                                 "token_ok": true, "error": null}]));
+        assert_eq!(f.value, None, "{f:?}");
+        // A probe too old to know --connect: not measured, rather than guessed.
+        let f = scorecard(&json!({}), &host())
+            .into_iter()
+            .find(|f| f.key == "reaches_host_loopback")
+            .unwrap();
+        assert_eq!(f.value, None);
+        let mut no_listener = host();
+        no_listener.loopback_listener = None;
+        assert_eq!(
+            value(
+                &scorecard(&json!({}), &no_listener),
+                "reaches_host_loopback"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_listener_sends_its_token_and_stops_when_dropped() {
+        let l = LoopbackListener::start().unwrap();
+        assert!(l.addr.ip().is_loopback(), "{}", l.addr);
+        let mut got = String::new();
+        TcpStream::connect(l.addr)
+            .unwrap()
+            .read_to_string(&mut got)
+            .unwrap();
+        assert_eq!(got, format!("{}\n", l.token));
+        assert_eq!(l.accepted(), 1);
+        assert_eq!(l.connect_arg(), format!("{}:{}", l.addr, l.token));
+        let addr = l.addr;
+        let t = std::time::Instant::now();
+        drop(l);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // The port is closed: nothing is left listening after the run.
+        assert!(TcpStream::connect(addr).is_err());
     }
 
     #[test]

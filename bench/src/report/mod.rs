@@ -158,6 +158,10 @@ pub struct HostFacts {
     pub visible_pids: Option<u64>,
     pub cap_eff: Option<String>,
     pub canary_path: String,
+    /// The loopback listener the probe was asked to reach (`127.0.0.1:PORT`). Absent in
+    /// reports written before the probe could connect; their `reaches_host_loopback` is null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loopback_listener: Option<String>,
 }
 
 /// One row of the isolation scorecard.

@@ -254,7 +254,8 @@ pub fn isolation(r: &Report) -> Table {
         title: s("Isolation scorecard"),
         caption: s(
             "From the guest's probe in each backend, compared with the host: kernel = same boot_id; \
-             pids = sees as many pids as the host; canary = a host file with a random name is visible.",
+             pids = sees as many pids as the host; canary = a host file with a random name is visible; \
+             loopback = received the token of a listener the harness opened on the host's 127.0.0.1.",
         ),
         headers,
         rows,

@@ -7,18 +7,75 @@
 //!
 //! `probe` prints only the JSON line (no ready line), so its whole stdout parses as JSON.
 //!
-//! Arguments: `--host-path PATH` (repeatable) — report whether PATH is visible (exists, without
-//! following a final symlink) under `host_paths`.
+//! Arguments (each repeatable, in any order):
+//! - `--host-path PATH` — report whether PATH is visible (exists, without following a final
+//!   symlink) under `host_paths`.
+//! - `--connect HOST:PORT[:TOKEN]` — try a TCP connection to HOST:PORT (an IPv4 address, or an
+//!   IPv6 one in brackets) and, with a TOKEN, whether the peer sent it; one entry per argument
+//!   under `connect` (see [`Target`]). The value holds no comma or space, so it passes through a
+//!   VM's `bulkhead.args=--connect,127.0.0.1:PORT:TOKEN` unchanged.
 
 use crate::output::Json;
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// What the probes get to see: the parsed task arguments.
 #[derive(Debug, Default)]
 pub struct Ctx {
     pub host_paths: Vec<String>,
+    pub connect: Vec<Target>,
+}
+
+/// One `--connect HOST:PORT[:TOKEN]` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The argument as given up to the port, reported back as `addr` so the caller can match
+    /// its request to the answer without re-formatting addresses.
+    pub addr_text: String,
+    pub addr: SocketAddr,
+    /// What the listener is expected to send; `None` = only test the connection.
+    pub token: Option<String>,
+}
+
+/// How long one connection attempt may take, and separately how long to wait for the token.
+/// Short: on loopback a reachable listener answers in microseconds, and an unreachable one in a
+/// namespace or VM is refused or unroutable at once; the bound only matters for a peer that
+/// drops packets, and must keep the probe far below the harness's instance timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const READ_TIMEOUT: Duration = Duration::from_millis(500);
+/// Read at most this much beyond the token: a listener that streams data cannot hold us.
+const READ_SLACK: usize = 64;
+
+impl Target {
+    /// Parse `HOST:PORT[:TOKEN]`. HOST must be a literal address: a VM guest has no resolver,
+    /// and a name lookup would measure DNS instead of reachability.
+    pub fn parse(arg: &str) -> Result<Target, String> {
+        let bad = |why: &str| format!("probe: --connect {arg:?}: {why} (want HOST:PORT[:TOKEN])");
+        // "[v6]:port..." or "v4:port...": split the host off first, then port and token.
+        let (host, rest) = if let Some(r) = arg.strip_prefix('[') {
+            let (h, r) = r.split_once(']').ok_or_else(|| bad("no closing ']'"))?;
+            (h, r.strip_prefix(':').ok_or_else(|| bad("no port"))?)
+        } else {
+            arg.split_once(':').ok_or_else(|| bad("no port"))?
+        };
+        let (port, token) = match rest.split_once(':') {
+            Some((p, "")) => return Err(bad(&format!("empty token after {p}"))),
+            Some((p, t)) => (p, Some(t.to_string())),
+            None => (rest, None),
+        };
+        let ip: IpAddr = host.parse().map_err(|_| bad("HOST is not an IP address"))?;
+        let port: u16 = port.parse().map_err(|_| bad("PORT is not 0-65535"))?;
+        let addr_text = arg[..arg.len() - token.as_ref().map_or(0, |t| t.len() + 1)].to_string();
+        Ok(Target {
+            addr_text,
+            addr: SocketAddr::new(ip, port),
+            token,
+        })
+    }
 }
 
 type Probe = fn(&Ctx) -> Json;
@@ -58,6 +115,7 @@ pub const PROBES: &[(&str, Probe)] = &[
         int_or_null(meminfo_field("MemAvailable"))
     }),
     ("host_paths", host_paths),
+    ("connect", connect),
 ];
 
 /// Parse the probe arguments. Unknown arguments are an error so a typo is not silently ignored.
@@ -69,6 +127,10 @@ pub fn parse_args(args: &[String]) -> Result<Ctx, String> {
             "--host-path" => match it.next() {
                 Some(p) => ctx.host_paths.push(p.clone()),
                 None => return Err("probe: --host-path needs a PATH".into()),
+            },
+            "--connect" => match it.next() {
+                Some(t) => ctx.connect.push(Target::parse(t)?),
+                None => return Err("probe: --connect needs HOST:PORT[:TOKEN]".into()),
             },
             other => return Err(format!("probe: unknown argument {other:?}")),
         }
@@ -190,6 +252,76 @@ fn host_paths(ctx: &Ctx) -> Json {
             .map(|p| (p.clone(), Json::Bool(fs::symlink_metadata(p).is_ok())))
             .collect(),
     )
+}
+
+/// `[{"addr":"127.0.0.1:4321","connected":true,"token_ok":true,"error":null}, ...]`, one
+/// entry per `--connect`, in argument order.
+///
+/// - `connected`: the TCP handshake completed within [`CONNECT_TIMEOUT`].
+/// - `token_ok`: `null` when no token was asked for; otherwise whether the bytes the peer sent
+///   before closing (or before [`READ_TIMEOUT`]) contain the token. Only a listener that knows
+///   the token can make this true, so a different service on the same port in the instance's
+///   own network namespace does not count as reaching the host's.
+/// - `error`: why the connection or the read failed (e.g. "Connection refused (os error 111)"),
+///   `null` when nothing failed.
+fn connect(ctx: &Ctx) -> Json {
+    Json::Arr(ctx.connect.iter().map(try_connect).collect())
+}
+
+fn try_connect(t: &Target) -> Json {
+    // std's connect_timeout is a non-blocking connect + poll() + SO_ERROR, i.e. exactly the
+    // bounded attempt we want, without hand-written unsafe code.
+    let (connected, token_ok, error) = match TcpStream::connect_timeout(&t.addr, CONNECT_TIMEOUT) {
+        Err(e) => (false, t.token.as_ref().map(|_| false), Some(e.to_string())),
+        Ok(stream) => match &t.token {
+            None => (true, None, None),
+            Some(token) => match read_bounded(stream, token.len() + READ_SLACK) {
+                Ok(got) => (true, Some(contains(&got, token.as_bytes())), None),
+                Err(e) => (true, Some(false), Some(e.to_string())),
+            },
+        },
+    };
+    Json::Obj(vec![
+        ("addr".into(), Json::Str(t.addr_text.clone())),
+        ("connected".into(), Json::Bool(connected)),
+        ("token_ok".into(), token_ok.map_or(Json::Null, Json::Bool)),
+        ("error".into(), Json::opt_str(error)),
+    ])
+}
+
+/// Read until EOF, `max` bytes, or [`READ_TIMEOUT`] overall, whichever comes first. A timeout
+/// with some bytes read is not an error: the token may already be in them.
+fn read_bounded(mut stream: TcpStream, max: usize) -> std::io::Result<Vec<u8>> {
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let mut got = Vec::with_capacity(max);
+    let mut buf = [0u8; 256];
+    while got.len() < max {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        stream.set_read_timeout(Some(left))?;
+        let want = (max - got.len()).min(buf.len());
+        match stream.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) && !got.is_empty() =>
+            {
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// One cgroup mount from /proc/self/mountinfo.
@@ -328,4 +460,112 @@ fn cgroup() -> Json {
             limit("cpu", &["cpu.cfs_quota_us", "cpu.cfs_period_us"], "cpu.max"),
         ),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    #[test]
+    fn connect_targets_parse() {
+        let t = Target::parse("127.0.0.1:4321:abc123").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:4321".parse().unwrap());
+        assert_eq!(
+            (t.addr_text.as_str(), t.token.as_deref()),
+            ("127.0.0.1:4321", Some("abc123"))
+        );
+        let t = Target::parse("[::1]:80").unwrap();
+        assert_eq!(t.addr, "[::1]:80".parse().unwrap());
+        assert_eq!((t.addr_text.as_str(), t.token), ("[::1]:80", None));
+        // A token may itself hold colons: everything after the port is the token.
+        assert_eq!(
+            Target::parse("10.0.0.1:1:a:b").unwrap().token.as_deref(),
+            Some("a:b")
+        );
+        for bad in [
+            "127.0.0.1",
+            "localhost:80",
+            "1.2.3.4:99999",
+            "1.2.3.4:80:",
+            "[::1:80",
+            ":80",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn connect_arguments_come_from_the_vm_command_line_intact() {
+        let (_, args) = crate::init::task_from_cmdline(
+            "quiet bulkhead.task=probe bulkhead.args=--connect,127.0.0.1:4321:00ff,--host-path,/x",
+        );
+        let ctx = parse_args(&args).unwrap();
+        assert_eq!(
+            ctx.connect,
+            vec![Target::parse("127.0.0.1:4321:00ff").unwrap()]
+        );
+        assert_eq!(ctx.host_paths, ["/x"]);
+        assert!(parse_args(&["--connect".into()]).is_err());
+    }
+
+    /// A listener that writes `reply` to the first connection and closes it.
+    fn one_shot(reply: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let _ = s.write_all(reply);
+        });
+        (addr, h)
+    }
+
+    fn entry(arg: &str) -> String {
+        try_connect(&Target::parse(arg).unwrap()).render()
+    }
+
+    #[test]
+    fn a_listener_with_the_token_is_reached() {
+        let (addr, h) = one_shot(b"tok-42\n");
+        let got = entry(&format!("{addr}:tok-42"));
+        h.join().unwrap();
+        assert_eq!(
+            got,
+            format!(r#"{{"addr":"{addr}","connected":true,"token_ok":true,"error":null}}"#)
+        );
+    }
+
+    #[test]
+    fn a_listener_with_another_token_is_connected_but_not_ok() {
+        let (addr, h) = one_shot(b"something else");
+        let got = entry(&format!("{addr}:tok-42"));
+        h.join().unwrap();
+        assert!(
+            got.contains(r#""connected":true,"token_ok":false"#),
+            "{got}"
+        );
+        // Without a token only the connection is tested.
+        let (addr, h) = one_shot(b"");
+        let got = entry(&addr.to_string());
+        h.join().unwrap();
+        assert!(
+            got.contains(r#""connected":true,"token_ok":null,"error":null"#),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn a_closed_port_is_refused() {
+        // Bind then drop: the port was free a moment ago and nothing listens on it now.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let got = entry(&format!("{addr}:t"));
+        assert!(
+            got.contains(r#""connected":false,"token_ok":false,"error":""#),
+            "{got}"
+        );
+    }
 }

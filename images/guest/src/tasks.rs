@@ -3,7 +3,8 @@
 //! Each task returns the process exit status. Machine-readable output only:
 //! - `ready`: `BULKHEAD-READY <monotonic-ns> <boot_id>`, exit 0.
 //! - `idle`: the ready line, then sleep until SIGTERM (or SIGINT), exit 0 at once on it.
-//! - `probe [--host-path PATH]...`: one JSON object (see `probe.rs`), nothing else.
+//! - `probe [--host-path PATH]... [--connect HOST:PORT[:TOKEN]]...`: one JSON object (see
+//!   `probe.rs`), nothing else.
 //! - `work cpu|memory|syscall|fork N`: fixed work, then one JSON line
 //!   `{"work":KIND,"n":N,"elapsed_ns":NS,"completed":C}` where `completed` is the number of
 //!   units actually done (iterations, MiB touched, syscalls, children forked).
@@ -14,7 +15,8 @@
 use crate::output::{self, Json};
 use crate::probe;
 
-pub const USAGE: &str = "usage: bulkhead-guest ready | idle | probe [--host-path PATH]... | \
+pub const USAGE: &str = "usage: bulkhead-guest ready | idle | \
+                         probe [--host-path PATH]... [--connect HOST:PORT[:TOKEN]]... | \
                          work cpu|memory|syscall|fork N";
 
 /// Run `task` with `args`; the result is the exit status.
