@@ -1,0 +1,38 @@
+//! The bare guests built from guests/bare/ by build.rs, embedded so that tests and the
+//! benchmark harness need no toolchain or files of their own: write the bytes to a file
+//! and pass it as `--kernel` (ELF guests) or to QEMU as `-bios` (the firmware image).
+
+macro_rules! guest {
+    ($file:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/", $file))
+    };
+}
+
+/// Prints `BULKHEAD-READY <tsc> bare`, writes 123 to the boot timer (MMIO 0xd000_0000) and
+/// resets through the i8042 (0xFE to port 0x64). Boots under bulkhead-vm and Firecracker.
+pub const BARE: &[u8] = guest!("bare.elf");
+
+/// The QEMU equivalent of [`BARE`]: a 64 KiB `-bios` image that prints the same line and
+/// leaves through `-device isa-debug-exit,iobase=0xf4,iosize=1` (QEMU exit status 1).
+pub const BARE_BIOS: &[u8] = guest!("bios.bin");
+
+/// Hostile: loads an empty IDT and executes `ud2`, which escalates to a triple fault.
+pub const TRIPLE_FAULT: &[u8] = guest!("triple-fault.elf");
+
+/// Hostile: touches unmapped MMIO, prints `BULKHEAD-READY <tsc> mmio`, then writes to
+/// unmapped MMIO forever.
+pub const MMIO: &[u8] = guest!("mmio.elf");
+
+/// Hostile: writes `A` to the serial port forever, without a newline.
+pub const SERIAL_FLOOD: &[u8] = guest!("serial-flood.elf");
+
+/// Prints `BULKHEAD-READY <tsc> hostile`, then halts with interrupts off forever.
+pub const HALT: &[u8] = guest!("halt.elf");
+
+/// Prints `BULKHEAD-READY <tsc> hostile`, then Linux's `Kernel panic - not syncing: ...` line,
+/// then resets: the VMM must report a panic (exit 3), not a clean reboot.
+pub const PANIC: &[u8] = guest!("panic.elf");
+
+/// Prints `BULKHEAD-READY <tsc> hostile`, then Linux's `reboot: Power down` line, then halts
+/// with interrupts off: the VMM must end the VM as a clean power-off.
+pub const POWER_OFF: &[u8] = guest!("poweroff.elf");
