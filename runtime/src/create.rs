@@ -1,0 +1,588 @@
+//! `create`, phase by phase.
+//!
+//! ```text
+//! parent (bulkhead-runtime create)            child (the container's init, later the user's program)
+//! ---------------------------------           ----------------------------------------------------
+//! load + validate config.json
+//! state dir <root>/<id>/, cgroups, exec.fifo
+//! clone(CLONE_NEWUSER?|CLONE_NEWPID?)  ───────▶ prctl(PR_SET_DUMPABLE, 0); wait for GO
+//! add pid to cgroups, write uid/gid maps
+//! send GO  ──────────────────────────────────▶ setns / unshare the other namespaces, hostname
+//!                                              mounts, devices          (prestart hooks: H ◀▶ G)
+//!                                              pivot_root, masked/readonly paths, sysctls
+//!                                              rlimits, oom_score_adj, user, caps, no_new_privs
+//!           ◀────────────────────────────────  READY (or ERROR <message>)
+//! state.json, --pid-file, exit                 block reading exec.fifo … `start` writes a byte
+//!                                              execve(the user's program)
+//! ```
+//!
+//! # Why the init is a fork, not a re-exec (CVE-2019-5736)
+//!
+//! runc's init re-executes the runtime binary inside the container; in 2019 a container
+//! process could open that binary through `/proc/<runc-pid>/exe` and overwrite it on the host.
+//! runc's fix runs a sealed memfd copy of itself every time, which costs a copy of a large
+//! binary on every start. Here the init never executes the runtime binary again: it is a
+//! `clone()` of the runtime that sets itself up and then `execve()`s the user's program
+//! directly, so once container code runs, no process of the container refers to our binary
+//! (`/proc/<pid>/exe` is the user's program). Between clone and execve the child *is* the
+//! runtime, so it makes itself non-dumpable first (`PR_SET_DUMPABLE 0`), which denies other
+//! processes — including ones in a shared pid namespace — `/proc/<pid>/exe`, `mem` and ptrace.
+//! `execve()` resets the flag for the user's program. No file descriptor of ours survives
+//! the exec (everything is `O_CLOEXEC`; `--preserve-fds` keeps only the caller's).
+//!
+//! # Single-threaded by design
+//!
+//! The child is created with a raw fork-like `clone()`. That is only sound because the runtime
+//! never starts a thread (no async runtime, no helper threads): with other threads the child
+//! could inherit a lock held mid-operation. Keep it that way.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cgroups::{self, Cgroup};
+use crate::hooks;
+use crate::namespaces::{self, Plan};
+use crate::rootfs::{self, RootfsPlan};
+use crate::security;
+use crate::spec::{self, Bundle};
+use crate::state::{self, Root, Saved};
+
+/// Options of `create` (and of the create half of `run`).
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    /// false for `run`: the init does not wait for `start` (no fifo at all).
+    pub wait_for_start: bool,
+}
+
+/// A created container: its saved state and the init's pid.
+#[derive(Debug)]
+pub struct Created {
+    pub pid: i32,
+    pub saved: Saved,
+}
+
+// Sync messages on the SOCK_SEQPACKET pair (one byte tag, optional text).
+const MSG_GO: u8 = b'G';
+const MSG_HOOKS: u8 = b'H';
+const MSG_READY: u8 = b'R';
+const MSG_ERROR: u8 = b'E';
+
+fn send(fd: RawFd, tag: u8, text: &[u8]) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1 + text.len());
+    buf.push(tag);
+    buf.extend_from_slice(text);
+    // SAFETY: buf is valid for buf.len() bytes.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receive one message; None on EOF (the other side is gone).
+fn recv(fd: RawFd) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n as usize);
+        let tag = buf.remove(0);
+        return Ok(Some((tag, buf)));
+    }
+}
+
+/// Undo a half-done create: kill the init, remove cgroups and the state directory.
+struct Cleanup<'a> {
+    root: &'a Root,
+    id: &'a str,
+    cgroups: Vec<PathBuf>,
+    pid: Option<i32>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.pid {
+            // SAFETY: kill/waitpid on our own child; the status pointer may be null.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+        let _ = cgroups::remove(&self.cgroups, true);
+        let _ = self.root.remove(self.id);
+    }
+}
+
+/// The state as hooks and `state` see it, for hooks run during create.
+fn state_json(saved: &Saved, status: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": crate::OCI_VERSION,
+        "id": saved.id,
+        "status": status,
+        "pid": saved.pid,
+        "bundle": saved.bundle,
+        "annotations": saved.annotations,
+    }))
+    .unwrap_or_default()
+}
+
+/// Create a container. On error nothing is left behind (state dir, cgroups, processes).
+pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
+    state::check_id(&opts.id)?;
+    let bundle = spec::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .context("config.json: process: missing")?;
+    if process.terminal() == Some(true) && opts.console_socket.is_none() {
+        bail!("config.json: process.terminal: true needs --console-socket");
+    }
+    let plan = Plan::from_spec(spec);
+    if !plan.new_mount && !plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWNS) {
+        bail!("config.json: linux.namespaces: a mount namespace is required");
+    }
+
+    let dir = root.create_dir(&opts.id)?;
+    let mut cleanup = Cleanup {
+        root,
+        id: &opts.id,
+        cgroups: Vec::new(),
+        pid: None,
+        armed: true,
+    };
+
+    let cg = Cgroup::create(spec, &opts.id)?;
+    cleanup.cgroups = cg.created.clone();
+
+    let fifo = if opts.wait_for_start {
+        let path = dir.join(state::FIFO);
+        let c = CString::new(path.as_os_str().as_bytes())?;
+        // SAFETY: valid C string.
+        if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("creating exec.fifo");
+        }
+        // O_RDWR never blocks and keeps a writer open, so the init's read blocks until
+        // `start` writes, and never sees EOF before.
+        // SAFETY: valid C string; the returned descriptor is owned below.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("opening exec.fifo");
+        }
+        // SAFETY: fd was just returned by open and is owned by nobody else.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    } else {
+        None
+    };
+
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: socketpair writes two descriptors into the array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error()).context("socketpair");
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    let (parent_sock, child_sock) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+
+    // Joining a pid namespace only changes where our children are born.
+    if let Some(p) = &plan.pid_path {
+        namespaces::join(libc::CLONE_NEWPID, p).context("linux.namespaces (pid)")?;
+    }
+
+    let mut saved = Saved {
+        id: opts.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::rfc3339_now(true),
+        annotations: spec
+            .annotations()
+            .as_ref()
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        cgroups: cg.created.clone(),
+        poststart: spec
+            .hooks()
+            .as_ref()
+            .map(|h| hooks::from_spec(h.poststart()))
+            .unwrap_or_default(),
+        poststop: spec
+            .hooks()
+            .as_ref()
+            .map(|h| hooks::from_spec(h.poststop()))
+            .unwrap_or_default(),
+    };
+
+    // SAFETY: a fork-like clone (no new stack: the child continues on a copy of ours). Sound
+    // because this process is single-threaded (see the module comment).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (plan.clone_flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error()).context("clone");
+    }
+    if pid == 0 {
+        drop(parent_sock);
+        child_main(
+            child_sock.as_raw_fd(),
+            &bundle,
+            &plan,
+            opts,
+            fifo.as_ref().map(|f| f.as_raw_fd()),
+        );
+    }
+    let pid = pid as i32;
+    cleanup.pid = Some(pid);
+    drop(child_sock);
+    drop(fifo);
+    saved.pid = pid;
+    let sock = parent_sock.as_raw_fd();
+
+    cg.add(pid).context("moving the init into its cgroups")?;
+    if plan.new_user {
+        namespaces::write_id_maps(pid, spec)?;
+    }
+    send(sock, MSG_GO, b"").context("releasing the init")?;
+
+    loop {
+        match recv(sock).context("waiting for the init")? {
+            Some((MSG_READY, _)) => break,
+            Some((MSG_HOOKS, _)) => {
+                let st = state_json(&saved, "creating");
+                if let Some(h) = spec.hooks() {
+                    #[allow(deprecated)]
+                    hooks::run("prestart", &hooks::from_spec(h.prestart()), &st)?;
+                    hooks::run("createRuntime", &hooks::from_spec(h.create_runtime()), &st)?;
+                }
+                send(sock, MSG_GO, b"")?;
+            }
+            Some((MSG_ERROR, msg)) => bail!("{}", String::from_utf8_lossy(&msg)),
+            Some((t, _)) => bail!("unexpected message {t:?} from the init"),
+            None => bail!("the container's init exited during setup"),
+        }
+    }
+    saved.start_time = state::proc_stat(pid)
+        .map(|(_, t)| t)
+        .context("the container's init exited during setup")?;
+    root.save(&saved)?;
+    if let Some(pf) = &opts.pid_file {
+        state::write_atomic(pf, pid.to_string().as_bytes())
+            .with_context(|| format!("--pid-file {}", pf.display()))?;
+    }
+    cleanup.armed = false;
+    Ok(Created { pid, saved })
+}
+
+/// The child side. Never returns: it execs the user's program or exits.
+fn child_main(
+    sock: RawFd,
+    bundle: &Bundle,
+    plan: &Plan,
+    opts: &CreateOpts,
+    fifo: Option<RawFd>,
+) -> ! {
+    // SAFETY: integer-only prctl; see the module comment on CVE-2019-5736.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // A panic must not unwind into the parent's stack frames we share a copy of (the cleanup
+    // guard there would delete the container): catch it and report it as an error.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        child_setup(sock, bundle, plan, opts, fifo)
+    }));
+    let msg = match r {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(_) => "the container's init panicked during setup".to_string(),
+    };
+    let _ = send(sock, MSG_ERROR, msg.as_bytes());
+    // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the parent.
+    unsafe { libc::_exit(1) }
+}
+
+enum Never {}
+
+fn child_setup(
+    sock: RawFd,
+    bundle: &Bundle,
+    plan: &Plan,
+    opts: &CreateOpts,
+    fifo: Option<RawFd>,
+) -> Result<Never> {
+    let spec = &bundle.spec;
+    let process = spec.process().as_ref().context("process")?;
+    match recv(sock)? {
+        Some((MSG_GO, _)) => {}
+        // The parent failed or died: nothing to set up.
+        // SAFETY: see child_main.
+        _ => unsafe { libc::_exit(1) },
+    }
+    for (flag, path) in &plan.join {
+        namespaces::join(*flag, path).context("linux.namespaces")?;
+    }
+    if plan.new_user || plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER) {
+        // Our credentials are still the host's root, which the new namespace's maps usually do
+        // not cover (files we create would get EOVERFLOW): become the namespace's root.
+        namespaces::become_userns_root()?;
+    }
+    namespaces::unshare(plan.unshare_flags).context("creating namespaces")?;
+    if plan.new_cgroup {
+        namespaces::unshare(libc::CLONE_NEWCGROUP).context("creating the cgroup namespace")?;
+    }
+    if plan.new_uts {
+        if let Some(h) = spec.hostname() {
+            nix::unistd::sethostname(h).context("hostname")?;
+        }
+        if let Some(d) = spec.domainname() {
+            let c = CString::new(d.as_bytes())?;
+            // SAFETY: valid buffer and length.
+            if unsafe { libc::setdomainname(c.as_ptr(), d.len()) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("domainname");
+            }
+        }
+    }
+
+    let rp = RootfsPlan {
+        spec,
+        rootfs: &bundle.rootfs,
+        bundle: &bundle.dir,
+        no_pivot: opts.no_pivot,
+        in_userns: plan.new_user || plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER),
+    };
+    rootfs::prepare(&rp)?;
+
+    if let Some(h) = spec.hooks() {
+        #[allow(deprecated)]
+        let parent_hooks = h.prestart().as_ref().is_some_and(|v| !v.is_empty())
+            || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty());
+        if parent_hooks {
+            send(sock, MSG_HOOKS, b"")?;
+            match recv(sock)? {
+                Some((MSG_GO, _)) => {}
+                // SAFETY: see child_main.
+                _ => unsafe { libc::_exit(1) },
+            }
+        }
+        let cc = hooks::from_spec(h.create_container());
+        if !cc.is_empty() {
+            let st = format!(
+                r#"{{"ociVersion":"{}","id":"{}","status":"creating","pid":{},"bundle":{}}}"#,
+                crate::OCI_VERSION,
+                opts.id,
+                std::process::id(),
+                serde_json::to_string(&bundle.dir)?
+            );
+            hooks::run("createContainer", &cc, st.as_bytes())?;
+        }
+    }
+
+    let console = match (&opts.console_socket, process.terminal()) {
+        (Some(path), Some(true)) => Some(crate::console::connect(path)?),
+        _ => None,
+    };
+
+    rootfs::enter(&rp)?;
+    rootfs::finish(spec)?;
+
+    if let Some(sock) = &console {
+        let size = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        crate::console::setup(sock, size).context("process.terminal")?;
+    }
+    drop(console);
+
+    if !opts.no_new_keyring {
+        join_session_keyring(&opts.id);
+    }
+    security::set_oom_score_adj(process)?;
+    security::set_rlimits(process)?;
+    let nnp = process.no_new_privileges() == Some(true);
+    if let Some(p) = &bundle.seccomp
+        && !nnp
+    {
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still
+        // have it (the profile must then allow the setup calls below, as with runc).
+        crate::seccomp::load(p).context("linux.seccomp: loading the filter")?;
+    }
+    security::set_user_and_caps(process)?;
+    let cwd = process.cwd();
+    std::env::set_current_dir(cwd).with_context(|| format!("process.cwd: {}", cwd.display()))?;
+
+    let args: Vec<CString> = process
+        .args()
+        .iter()
+        .flatten()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("process.args: NUL byte")?;
+    let env: Vec<CString> = process
+        .env()
+        .iter()
+        .flatten()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("process.env: NUL byte")?;
+    let exe = find_executable(
+        &process.args().as_ref().context("process.args")?[0],
+        process.env(),
+    )?;
+
+    security::set_no_new_privs(process)?;
+    if let Some(p) = &bundle.seccomp
+        && nnp
+    {
+        // As close to execve as we can: fewer of our own calls run under the filter.
+        crate::seccomp::load(p).context("linux.seccomp: loading the filter")?;
+    }
+    reset_signals();
+    // Descriptors the caller passed with --preserve-fds stay; everything else of ours is
+    // close-on-exec already, this also covers any inherited by accident.
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 + opts.preserve_fds,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+
+    send(sock, MSG_READY, b"")?;
+    if let Some(fd) = fifo {
+        // Block here until `start` writes its byte.
+        // SAFETY: fd is our fifo descriptor; ManuallyDrop keeps it open (it is CLOEXEC).
+        let mut f = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+        let mut b = [0u8; 1];
+        loop {
+            match f.read(&mut b) {
+                Ok(1) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // SAFETY: see child_main.
+                _ => unsafe { libc::_exit(1) },
+            }
+        }
+        if let Some(h) = spec.hooks() {
+            let sc = hooks::from_spec(h.start_container());
+            if !sc.is_empty() {
+                let st = format!(
+                    r#"{{"ociVersion":"{}","id":"{}","status":"created","pid":1}}"#,
+                    crate::OCI_VERSION,
+                    opts.id
+                );
+                if let Err(e) = hooks::run("startContainer", &sc, st.as_bytes()) {
+                    eprintln!("bulkhead-runtime: {e:#}");
+                    // SAFETY: see child_main.
+                    unsafe { libc::_exit(1) };
+                }
+            }
+        }
+    }
+    exec(&exe, &args, &env)
+}
+
+fn exec(exe: &CString, args: &[CString], env: &[CString]) -> ! {
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive the call.
+    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let e = std::io::Error::last_os_error();
+    eprintln!("bulkhead-runtime: exec {}: {e}", exe.to_string_lossy());
+    // SAFETY: see child_main.
+    unsafe { libc::_exit(127) }
+}
+
+/// PATH lookup inside the container (after pivot_root), with the container's PATH.
+fn find_executable(arg0: &str, env: &Option<Vec<String>>) -> Result<CString> {
+    let is_exec = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if arg0.contains('/') {
+        if !is_exec(Path::new(arg0)) {
+            bail!("process.args[0]: {arg0}: no such executable in the container");
+        }
+        return Ok(CString::new(arg0)?);
+    }
+    let path = env
+        .iter()
+        .flatten()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for d in path.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(d).join(arg0);
+        if is_exec(&p) {
+            return Ok(CString::new(p.as_os_str().as_bytes())?);
+        }
+    }
+    bail!("process.args[0]: {arg0:?}: executable file not found in $PATH")
+}
+
+/// Rust's runtime ignores SIGPIPE and we may have inherited other dispositions or a blocked
+/// mask: the user's program starts with defaults (ignored signals survive execve).
+fn reset_signals() {
+    // SAFETY: sigset operations on a local set; signal() with SIG_DFL for each catchable signal.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for s in 1..libc::SIGRTMIN() {
+            if s != libc::SIGKILL && s != libc::SIGSTOP {
+                libc::signal(s, libc::SIG_DFL);
+            }
+        }
+    }
+}
+
+/// A fresh session keyring per container, so containers do not share the host's (runc does
+/// the same unless --no-new-keyring). Failure (e.g. keyrings disabled) is not fatal.
+fn join_session_keyring(id: &str) {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    if let Ok(name) = CString::new(format!("_ses.{id}")) {
+        // SAFETY: keyctl with a valid C string argument.
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    }
+}

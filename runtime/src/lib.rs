@@ -1,0 +1,256 @@
+//! bulkhead-runtime: an OCI runtime with runc's command line.
+//!
+//! A container's life, one module per phase: [`spec`] loads and validates config.json,
+//! [`create`] builds the container (with [`namespaces`], [`cgroups`], [`rootfs`],
+//! [`security`], [`hooks`]) and leaves its init blocked on a fifo, and the functions here
+//! start, signal, inspect and delete it, using [`state`] to find it again.
+//!
+//! The runtime is single-threaded on purpose: `create` forks (see [`create`]).
+
+pub mod cgroups;
+pub mod console;
+pub mod create;
+pub mod hooks;
+pub mod namespaces;
+pub mod rootfs;
+pub mod seccomp;
+pub mod security;
+pub mod spec;
+pub mod state;
+mod syscalls_x86_64;
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub use create::{CreateOpts, create};
+use state::{Root, Status};
+
+/// The OCI runtime spec version we implement and report.
+pub const OCI_VERSION: &str = "1.0.2";
+
+/// Errors whose wording clients match on (CRI-O, containerd's shim): keep runc's strings.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("container does not exist")]
+    NotExist,
+    #[error("container not running")]
+    NotRunning,
+}
+
+/// `start`: release a created container's init.
+pub fn start(root: &Root, id: &str) -> Result<()> {
+    let _lock = root.lock(id)?;
+    let saved = root.load(id)?;
+    match root.status(&saved) {
+        Status::Created => {}
+        Status::Running => bail!("cannot start an already running container"),
+        Status::Stopped => bail!("cannot start a container that has stopped"),
+        Status::Creating => bail!("cannot start a container that is still being created"),
+    }
+    let fifo = root.dir(id).join(state::FIFO);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                anyhow::Error::from(Error::NotRunning)
+            } else {
+                anyhow::Error::from(e).context("opening exec.fifo")
+            }
+        })?;
+    f.write_all(&[0]).context("writing exec.fifo")?;
+    drop(f);
+    // Without the fifo the container counts as running.
+    std::fs::remove_file(&fifo).context("removing exec.fifo")?;
+    if !saved.poststart.is_empty() {
+        let st = serde_json::to_vec(&root.oci_state(&saved))?;
+        if let Err(e) = hooks::run("poststart", &saved.poststart, &st) {
+            eprintln!("bulkhead-runtime: warning: {e:#}");
+        }
+    }
+    Ok(())
+}
+
+/// Parse a signal as runc does: a number, or a name with or without `SIG`, any case.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        bail!("invalid signal: {s}");
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let full = format!("SIG{name}");
+    full.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
+}
+
+/// `kill [-a] ID SIGNAL`.
+pub fn kill(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> {
+    let saved = root.load(id)?;
+    if root.status(&saved) == Status::Stopped {
+        return Err(Error::NotRunning.into());
+    }
+    if all {
+        let mut any = false;
+        for leaf in saved.cgroups.iter().rev() {
+            for pid in cgroups::procs(leaf) {
+                any = true;
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(pid, sig) };
+            }
+            if any {
+                return Ok(());
+            }
+        }
+    }
+    // SAFETY: see above.
+    if unsafe { libc::kill(saved.pid, sig) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Err(Error::NotRunning.into());
+        }
+        return Err(e).context("kill");
+    }
+    Ok(())
+}
+
+/// Wait until the init with this pid/start time is gone (or a zombie).
+fn wait_gone(pid: i32, start_time: u64, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while state::pid_alive(pid, start_time) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// `delete [--force]`.
+pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
+    let saved = match root.load(id) {
+        Ok(s) => s,
+        Err(e)
+            if e.downcast_ref::<Error>()
+                .is_some_and(|e| matches!(e, Error::NotExist)) =>
+        {
+            // A create that died before writing state.json may have left the directory.
+            if state::check_id(id).is_ok() {
+                root.remove(id)?;
+            }
+            if force {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
+    let _lock = root.lock(id)?;
+    match root.status(&saved) {
+        Status::Stopped => {}
+        // A created container has run no user code yet: delete it like runc does.
+        Status::Created | Status::Creating => kill_and_wait(&saved)?,
+        Status::Running if force => kill_and_wait(&saved)?,
+        Status::Running => {
+            bail!("cannot delete container {id} that is not stopped: running")
+        }
+    }
+    destroy(root, &saved)
+}
+
+fn kill_and_wait(saved: &state::Saved) -> Result<()> {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(saved.pid, libc::SIGKILL) };
+    if !wait_gone(saved.pid, saved.start_time, Duration::from_secs(10)) {
+        bail!("container init {} did not die after SIGKILL", saved.pid);
+    }
+    Ok(())
+}
+
+/// Remove what a stopped container still holds: cgroups, state; run poststop hooks.
+pub fn destroy(root: &Root, saved: &state::Saved) -> Result<()> {
+    cgroups::remove(&saved.cgroups, true)?;
+    if !saved.poststop.is_empty() {
+        let mut st = root.oci_state(saved);
+        st.status = Status::Stopped;
+        let st = serde_json::to_vec(&st)?;
+        if let Err(e) = hooks::run("poststop", &saved.poststop, &st) {
+            eprintln!("bulkhead-runtime: warning: {e:#}");
+        }
+    }
+    root.remove(&saved.id)
+}
+
+/// How `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOutcome {
+    /// The exit code to report: the container's, or 128+signal.
+    pub code: i32,
+    /// Times the OOM killer fired in the container's memory cgroup.
+    pub oom_kills: u64,
+}
+
+static RUN_CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward_signal(sig: libc::c_int) {
+    let pid = RUN_CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// `run` in the foreground: create without waiting for start, wait, delete.
+pub fn run(root: &Root, opts: &CreateOpts) -> Result<RunOutcome> {
+    let mut opts = opts.clone();
+    opts.wait_for_start = false;
+    let c = create(root, &opts)?;
+    RUN_CHILD.store(c.pid, std::sync::atomic::Ordering::Relaxed);
+    for s in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGWINCH,
+    ] {
+        // SAFETY: installing an async-signal-safe handler.
+        unsafe { libc::signal(s, forward_signal as *const () as libc::sighandler_t) };
+    }
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on our own child with a valid status pointer.
+        let r = unsafe { libc::waitpid(c.pid, &mut status, 0) };
+        if r == c.pid {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).context("waiting for the container");
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
+    };
+    let oom_kills = c
+        .saved
+        .cgroups
+        .iter()
+        .filter_map(|d| cgroups::oom_kills(d))
+        .max()
+        .unwrap_or(0);
+    destroy(root, &c.saved)?;
+    Ok(RunOutcome { code, oom_kills })
+}

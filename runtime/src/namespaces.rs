@@ -1,0 +1,167 @@
+//! Namespaces: which to create, which to join by path, and the user namespace's id maps.
+//!
+//! Split of the work between the two processes of `create`:
+//! - at `clone()`: a new user namespace (so the parent can write its maps before the child
+//!   does anything) and a new pid namespace (a process cannot move itself into a new pid
+//!   namespace; only its children can be born there). A pid namespace given by `path` is
+//!   joined by the *parent* just before `clone()` (setns on a pid namespace only sets where
+//!   children are born), so the init is born inside it.
+//! - in the child, after the parent's go-ahead: join the namespaces given by path (user
+//!   first, because it decides what the others may do), then `unshare()` the remaining new
+//!   ones. The cgroup namespace is unshared only then, because its root is the cgroup the
+//!   process is in at that moment: the parent has moved it into the container's cgroup.
+//!   A new time namespace takes effect for the child at `execve()`.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+/// What the spec asks for, as clone/unshare flags and paths to join.
+#[derive(Debug, Default, Clone)]
+pub struct Plan {
+    /// Flags for clone(): CLONE_NEWUSER / CLONE_NEWPID when new.
+    pub clone_flags: libc::c_int,
+    /// Flags for the child's unshare(): the other new namespaces except cgroup.
+    pub unshare_flags: libc::c_int,
+    /// Whether to unshare a cgroup namespace (after cgroup placement).
+    pub new_cgroup: bool,
+    /// Namespaces to join, user first; the pid namespace is not in here (see `pid_path`).
+    pub join: Vec<(libc::c_int, PathBuf)>,
+    /// A pid namespace to join (by the parent, before clone).
+    pub pid_path: Option<PathBuf>,
+    pub new_user: bool,
+    pub new_pid: bool,
+    pub new_mount: bool,
+    pub new_uts: bool,
+    pub new_net: bool,
+}
+
+fn flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+impl Plan {
+    pub fn from_spec(spec: &Spec) -> Plan {
+        let mut p = Plan::default();
+        let nss = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .cloned()
+            .unwrap_or_default();
+        for ns in &nss {
+            let t = ns.typ();
+            let f = flag(t);
+            match ns.path() {
+                Some(path) if t == LinuxNamespaceType::Pid => p.pid_path = Some(path.clone()),
+                Some(path) if t == LinuxNamespaceType::User => p.join.insert(0, (f, path.clone())),
+                Some(path) => p.join.push((f, path.clone())),
+                None => match t {
+                    LinuxNamespaceType::User => {
+                        p.clone_flags |= f;
+                        p.new_user = true;
+                    }
+                    LinuxNamespaceType::Pid => {
+                        p.clone_flags |= f;
+                        p.new_pid = true;
+                    }
+                    LinuxNamespaceType::Cgroup => p.new_cgroup = true,
+                    _ => {
+                        p.unshare_flags |= f;
+                        match t {
+                            LinuxNamespaceType::Mount => p.new_mount = true,
+                            LinuxNamespaceType::Uts => p.new_uts = true,
+                            LinuxNamespaceType::Network => p.new_net = true,
+                            _ => {}
+                        }
+                    }
+                },
+            }
+        }
+        p
+    }
+}
+
+/// setns() into the namespace at `path` of kind `nstype` (a CLONE_NEW* flag).
+pub fn join(nstype: libc::c_int, path: &std::path::Path) -> Result<()> {
+    let f = File::open(path).with_context(|| format!("opening namespace {}", path.display()))?;
+    // SAFETY: setns on a descriptor we own; no memory is passed.
+    if unsafe { libc::setns(f.as_raw_fd(), nstype) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("joining namespace {}", path.display()));
+    }
+    Ok(())
+}
+
+pub fn unshare(flags: libc::c_int) -> Result<()> {
+    if flags == 0 {
+        return Ok(());
+    }
+    // SAFETY: unshare has no memory-safety preconditions; we are single-threaded.
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("unshare");
+    }
+    Ok(())
+}
+
+fn map_text(maps: &[LinuxIdMapping]) -> String {
+    let mut s = String::new();
+    for m in maps {
+        s.push_str(&format!(
+            "{} {} {}\n",
+            m.container_id(),
+            m.host_id(),
+            m.size()
+        ));
+    }
+    s
+}
+
+/// Write the uid/gid maps of the child `pid`'s new user namespace (done by the parent,
+/// which holds CAP_SETUID/CAP_SETGID in the parent namespace).
+pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+    let Some(linux) = spec.linux() else {
+        bail!("linux.uidMappings: missing");
+    };
+    for (file, maps, field) in [
+        ("uid_map", linux.uid_mappings(), "linux.uidMappings"),
+        ("gid_map", linux.gid_mappings(), "linux.gidMappings"),
+    ] {
+        let text = map_text(maps.as_deref().unwrap_or_default());
+        let p = format!("/proc/{pid}/{file}");
+        std::fs::write(&p, &text)
+            .with_context(|| format!("{field}: invalid id mapping: writing {p}"))?;
+    }
+    Ok(())
+}
+
+/// In a fresh user namespace: setgroups([]), setresgid(0), setresuid(0) — i.e. become the
+/// namespace's root (mapped to whatever host ids the maps say).
+pub fn become_userns_root() -> Result<()> {
+    // SAFETY: integer/empty-slice arguments only.
+    unsafe {
+        // Fails (EPERM) when setgroups is denied in this namespace: nothing to drop then.
+        libc::setgroups(0, std::ptr::null());
+        if libc::setresgid(0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("linux.gidMappings: container gid 0 is not mapped (setresgid)");
+        }
+        if libc::setresuid(0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("linux.uidMappings: container uid 0 is not mapped (setresuid)");
+        }
+    }
+    Ok(())
+}

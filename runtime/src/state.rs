@@ -1,0 +1,307 @@
+//! The state directory: `<root>/<id>/` per container, default root `/run/bulkhead-runtime`.
+//!
+//! A container directory holds `state.json` (written atomically: temp file + rename, so a
+//! reader never sees half a file) and, between `create` and `start`, the `exec.fifo` the
+//! init blocks on. Commands that change a container (start, delete) take an exclusive
+//! `flock` on the container directory so two of them never race.
+//!
+//! The status is not stored: like runc we derive it every time from the init's pid (checked
+//! against its start time, so a recycled pid is not mistaken for our init) and the fifo.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+pub const DEFAULT_ROOT: &str = "/run/bulkhead-runtime";
+pub const FIFO: &str = "exec.fifo";
+const STATE: &str = "state.json";
+
+/// What we remember about a container between calls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    pub id: String,
+    pub pid: i32,
+    /// Field 22 of /proc/<pid>/stat when the init was created (guards against pid reuse).
+    pub start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// Cgroup directories we created, leaf first per hierarchy; removed by delete.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
+    /// Poststart/poststop hooks need the spec; keep the bits we need.
+    #[serde(default)]
+    pub poststart: Vec<crate::hooks::HookSpec>,
+    #[serde(default)]
+    pub poststop: Vec<crate::hooks::HookSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// The OCI state as printed by `state` (runc's field set and order).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OciState {
+    pub oci_version: String,
+    pub id: String,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// The state root (`--root`).
+#[derive(Debug, Clone)]
+pub struct Root {
+    pub path: PathBuf,
+}
+
+/// Container ids become directory names: allow only what runc allows.
+pub fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 1024
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+    if !ok {
+        bail!("invalid container id format: {id:?}");
+    }
+    Ok(())
+}
+
+impl Root {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Root { path: path.into() }
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.path.join(id)
+    }
+
+    /// Create the container's directory; fails if the id is taken.
+    pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
+        check_id(id)?;
+        fs::create_dir_all(&self.path)
+            .with_context(|| format!("creating state root {}", self.path.display()))?;
+        let dir = self.dir(id);
+        match fs::create_dir(&dir) {
+            Ok(()) => Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                bail!("container with id exists: {id}")
+            }
+            Err(e) => Err(e).with_context(|| format!("creating {}", dir.display())),
+        }
+    }
+
+    pub fn save(&self, s: &Saved) -> Result<()> {
+        let dir = self.dir(&s.id);
+        let tmp = dir.join(".state.json.tmp");
+        let data = serde_json::to_vec(s)?;
+        fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, dir.join(STATE)).context("renaming state file")?;
+        Ok(())
+    }
+
+    pub fn load(&self, id: &str) -> Result<Saved> {
+        if check_id(id).is_err() {
+            return Err(Error::NotExist.into());
+        }
+        let f = self.dir(id).join(STATE);
+        let data = match fs::read(&f) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotExist.into());
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", f.display())),
+        };
+        serde_json::from_slice(&data).with_context(|| format!("parsing {}", f.display()))
+    }
+
+    /// Exclusive lock on the container directory, released when the file is dropped.
+    pub fn lock(&self, id: &str) -> Result<File> {
+        let dir = self.dir(id);
+        let f = File::open(&dir).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow::Error::from(Error::NotExist)
+            } else {
+                anyhow::Error::from(e).context(format!("opening {}", dir.display()))
+            }
+        })?;
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("locking container state");
+        }
+        Ok(f)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+        }
+    }
+
+    /// Ids of all containers under the root, sorted.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        match fs::read_dir(&self.path) {
+            Ok(rd) => {
+                for e in rd.flatten() {
+                    if e.path().join(STATE).is_file() {
+                        ids.push(e.file_name().to_string_lossy().into_owned());
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).context("reading state root"),
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    pub fn status(&self, s: &Saved) -> Status {
+        if !pid_alive(s.pid, s.start_time) {
+            Status::Stopped
+        } else if self.dir(&s.id).join(FIFO).exists() {
+            Status::Created
+        } else {
+            Status::Running
+        }
+    }
+
+    pub fn oci_state(&self, s: &Saved) -> OciState {
+        let status = self.status(s);
+        OciState {
+            oci_version: crate::OCI_VERSION.into(),
+            id: s.id.clone(),
+            pid: if status == Status::Stopped { 0 } else { s.pid },
+            status,
+            bundle: s.bundle.clone(),
+            rootfs: s.rootfs.clone(),
+            created: s.created.clone(),
+            owner: String::new(),
+            annotations: s.annotations.clone(),
+        }
+    }
+}
+
+/// State letter and start time (fields 3 and 22) of /proc/<pid>/stat.
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let mut it = rest.split(' ');
+    let state = it.next()?.chars().next()?;
+    let start = it.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether `pid` is still our init: alive, not a zombie, same start time.
+pub fn pid_alive(pid: i32, start_time: u64) -> bool {
+    pid > 0 && matches!(proc_stat(pid), Some((st, t)) if t == start_time && st != 'Z' && st != 'X')
+}
+
+/// Write `contents` to `path` atomically (temp file in the same directory + rename).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let name = path.file_name().context("pid file path has no file name")?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(contents)?;
+    drop(f);
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// RFC 3339 UTC timestamp with nanoseconds, like Go's time.RFC3339Nano.
+pub fn rfc3339_now(nanos: bool) -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, sod) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    let (h, mi, s) = (sod / 3600, sod % 3600 / 60, sod % 60);
+    if nanos {
+        format!(
+            "{y:04}-{m:02}-{day:02}T{h:02}:{mi:02}:{s:02}.{:09}Z",
+            d.subsec_nanos()
+        )
+    } else {
+        format!("{y:04}-{m:02}-{day:02}T{h:02}:{mi:02}:{s:02}Z")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(check_id("abc-1.2_x+y").is_ok());
+        for bad in ["", ".", "..", "a/b", "a b", "../x"] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn own_stat() {
+        let (st, t) = proc_stat(std::process::id() as i32).unwrap();
+        assert!(st == 'R' || st == 'S');
+        assert!(pid_alive(std::process::id() as i32, t));
+        assert!(!pid_alive(std::process::id() as i32, t + 1));
+    }
+
+    #[test]
+    fn time_format() {
+        let t = rfc3339_now(true);
+        assert_eq!(t.len(), 30, "{t}");
+        assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+}

@@ -1,0 +1,487 @@
+//! Real clients driving bulkhead-runtime: containerd (through its runc shim and `ctr`).
+//!
+//! The test starts its own containerd with root, state and socket under a temp dir and stops
+//! it at the end; `--runc-root` keeps the runtime's state there too.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One containerd at a time: they share /run/containerd (shim sockets, ctr fifos), which the
+/// last one out removes.
+static ONE_CONTAINERD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct Containerd {
+    // Field order is drop order: stop containerd before releasing the lock.
+    dir: tempfile::TempDir,
+    child: Child,
+    _serial: std::sync::MutexGuard<'static, ()>,
+    /// The shim and ctr keep sockets and fifos in /run/containerd whatever the config says:
+    /// remove it afterwards if it did not exist before.
+    remove_run_dir: bool,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let serial = ONE_CONTAINERD.lock().unwrap_or_else(|e| e.into_inner());
+        let remove_run_dir = !Path::new("/run/containerd").exists();
+        let dir = tempfile::Builder::new()
+            .prefix("bh-ctd-")
+            .tempdir()
+            .unwrap();
+        let d = dir.path();
+        let out = Command::new("containerd")
+            .args(["config", "default"])
+            .output()
+            .unwrap();
+        let mut cfg = String::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let l = if line.starts_with("root = ") {
+                format!("root = {:?}", d.join("root"))
+            } else if line.starts_with("state = ") {
+                format!("state = {:?}", d.join("state"))
+            } else if line
+                .trim_start()
+                .starts_with("address = \"/run/containerd/containerd.sock\"")
+            {
+                format!("  address = {:?}", d.join("ctd.sock"))
+            } else {
+                line.to_string()
+            };
+            cfg.push_str(&l);
+            cfg.push('\n');
+        }
+        std::fs::write(d.join("config.toml"), cfg).unwrap();
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let c = Containerd {
+            dir,
+            child,
+            _serial: serial,
+            remove_run_dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.ctr(&["version"]).status.success() {
+            assert!(Instant::now() < deadline, "containerd did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join("ctd.sock")
+    }
+
+    fn runc_root(&self) -> PathBuf {
+        self.dir.path().join("runc")
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        let mut out = tempfile::tempfile().unwrap();
+        let mut err = tempfile::tempfile().unwrap();
+        let status = Command::new("ctr")
+            .arg("--address")
+            .arg(self.sock())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .status()
+            .unwrap();
+        use std::io::{Read, Seek};
+        let read = |f: &mut std::fs::File| {
+            let mut v = Vec::new();
+            f.rewind().unwrap();
+            f.read_to_end(&mut v).unwrap();
+            v
+        };
+        Output {
+            status,
+            stdout: read(&mut out),
+            stderr: read(&mut err),
+        }
+    }
+
+    /// `ctr run` with our runtime and a plain rootfs directory.
+    fn run(&self, extra: &[&str], rootfs: &Path, id: &str, cmd: &[&str]) -> Output {
+        let rt = runtime();
+        let rr = self.runc_root();
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--runc-binary",
+            rt.to_str().unwrap(),
+            "--runc-root",
+            rr.to_str().unwrap(),
+            "--rootfs",
+            rootfs.to_str().unwrap(),
+            id,
+        ]);
+        args.extend_from_slice(cmd);
+        self.ctr(&args)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // SAFETY: signalling the containerd we started, by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        if self.remove_run_dir {
+            let _ = std::fs::remove_dir_all("/run/containerd");
+        }
+    }
+}
+
+fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        for sub in ["default", ""] {
+            let p = ctrl.path().join(sub).join(id);
+            if p.exists() {
+                v.push(p);
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn containerd_runs_kills_and_deletes() {
+    bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
+    bulkhead_testkit::skip_unless!(
+        bulkhead_testkit::on_path("containerd").is_some()
+            && bulkhead_testkit::on_path("ctr").is_some(),
+        "containerd/ctr not installed"
+    );
+    let ctd = Containerd::start();
+    let b = Bundle::new(&["true"]);
+    let rootfs = b.path().join("rootfs");
+
+    // Foreground run to completion: output and exit status come through the shim.
+    let id = id("ctr-run");
+    let o = ctd.run(
+        &["--rm"],
+        &rootfs,
+        &id,
+        &["sh", "-c", "echo hello from pid $$; exit 3"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("hello from pid 1"), "{}", stdout(&o));
+    assert!(!ctd.runc_root().join("default").join(&id).exists());
+    assert!(cgroups_named(&id).is_empty(), "{:?}", cgroups_named(&id));
+
+    // Detached, then `ctr task kill` and `ctr task delete`.
+    let id = common::id("ctr-kill");
+    let o = ctd.run(&["-d"], &rootfs, &id, &["sleep", "60"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ls = stdout(&ctd.ctr(&["task", "ls"]));
+    assert!(
+        ls.lines().any(|l| l.contains(&id) && l.contains("RUNNING")),
+        "{ls}"
+    );
+    let pid: i32 = ls
+        .lines()
+        .find(|l| l.contains(&id))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // sleep as pid 1 ignores TERM (no handler), as under runc: kill with KILL.
+    let o = ctd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ls = stdout(&ctd.ctr(&["task", "ls"]));
+        if ls.lines().any(|l| l.contains(&id) && l.contains("STOPPED")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never stopped: {ls}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = ctd.ctr(&["task", "delete", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ctd.ctr(&["container", "rm", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!ctd.runc_root().join("default").join(&id).exists());
+    assert!(cgroups_named(&id).is_empty(), "{:?}", cgroups_named(&id));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || {
+            let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            s.rsplit(") ").next().is_some_and(|r| r.starts_with('Z'))
+        }
+    );
+}
+
+/// Run podman with all its state in `dir` (vfs storage: no overlay mounts; no network: no
+/// bridge or netns on the host; cgroupfs: no systemd).
+fn podman(dir: &Path, args: &[&str]) -> Output {
+    let mut out = tempfile::tempfile().unwrap();
+    let mut err = tempfile::tempfile().unwrap();
+    let status = Command::new("podman")
+        .arg("--root")
+        .arg(dir.join("storage"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args([
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "--storage-driver",
+            "vfs",
+            "--runtime",
+        ])
+        .arg(runtime())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .unwrap();
+    use std::io::{Read, Seek};
+    let read = |f: &mut std::fs::File| {
+        let mut v = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(&mut out),
+        stderr: read(&mut err),
+    }
+}
+
+#[test]
+fn podman_runs_an_imported_rootfs_image() {
+    bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
+    bulkhead_testkit::skip_unless!(
+        bulkhead_testkit::on_path("podman").is_some(),
+        "podman not installed"
+    );
+    let had_libpod_parent = Path::new("/sys/fs/cgroup/memory/libpod_parent").exists();
+    // podman keeps locks in /run/libpod, auth in /run/containers, and calls the runtime with
+    // its default --root: remove what this test created.
+    let run_dirs: Vec<&str> = ["/run/libpod", "/run/containers", "/run/bulkhead-runtime"]
+        .into_iter()
+        .filter(|d| !Path::new(d).exists())
+        .collect();
+    let dir = tempfile::Builder::new()
+        .prefix("bh-podman-")
+        .tempdir()
+        .unwrap();
+    let b = Bundle::new(&["true"]);
+    let tar = dir.path().join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(b.path().join("rootfs"))
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = podman(dir.path(), &["import", tar.to_str().unwrap(), "bh-busybox"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = podman(
+        dir.path(),
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            // podman's default seccomp profile applies (compiled by our seccomp module).
+            // This session lacks CAP_SYS_RESOURCE: podman's default hard limits cannot be set.
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+            "bh-busybox",
+            "sh",
+            "-c",
+            "echo hello from podman, pid $$; ls /sys/class/net; grep ^Seccomp: /proc/self/status",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("hello from podman, pid 1"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).lines().any(|l| l.trim() == "lo"),
+        "{}",
+        stdout(&o)
+    );
+    let o = podman(dir.path(), &["ps", "-a", "-q"]);
+    assert!(
+        stdout(&o).trim().is_empty(),
+        "containers left: {}",
+        stdout(&o)
+    );
+    let _ = podman(dir.path(), &["rmi", "-a", "-f"]);
+    // Our container's cgroups are gone; conmon's (podman's own) are podman's business, but
+    // do not leave them behind on a machine where this test created them.
+    for c in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let p = c.path().join("libpod_parent");
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                assert!(
+                    !name.starts_with("libpod-"),
+                    "container cgroup left: {}",
+                    e.path().display()
+                );
+            }
+        }
+        if !had_libpod_parent {
+            let _ = std::fs::remove_dir(p.join("conmon"));
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+    for d in run_dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+fn sha256(path: &Path) -> String {
+    let o = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(o.status.success());
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Write a one-layer OCI image archive of `rootfs` named `name` (what `ctr images import` takes).
+fn oci_archive(rootfs: &Path, dir: &Path, name: &str) -> PathBuf {
+    let layout = dir.join("oci");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let layer = dir.join("layer.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(rootfs)
+            .arg("-cf")
+            .arg(&layer)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let layer_digest = sha256(&layer);
+    let layer_size = std::fs::metadata(&layer).unwrap().len();
+    std::fs::rename(&layer, blobs.join(&layer_digest)).unwrap();
+    let put = |v: serde_json::Value| -> (String, u64) {
+        let data = serde_json::to_vec(&v).unwrap();
+        let tmp = dir.join("blob.tmp");
+        std::fs::write(&tmp, &data).unwrap();
+        let d = sha256(&tmp);
+        std::fs::rename(&tmp, blobs.join(&d)).unwrap();
+        (d, data.len() as u64)
+    };
+    let (config_digest, config_size) = put(serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]}
+    }));
+    let (manifest_digest, manifest_size) = put(serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": format!("sha256:{config_digest}"), "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": format!("sha256:{layer_digest}"), "size": layer_size}]
+    }));
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "digest": format!("sha256:{manifest_digest}"), "size": manifest_size,
+                           "annotations": {"io.containerd.image.name": name,
+                                           "org.opencontainers.image.ref.name": "latest"}}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let archive = dir.join("image.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .arg("-cf")
+            .arg(&archive)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    archive
+}
+
+#[test]
+fn containerd_runs_an_imported_image() {
+    bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
+    bulkhead_testkit::skip_unless!(
+        bulkhead_testkit::on_path("containerd").is_some()
+            && bulkhead_testkit::on_path("ctr").is_some()
+            && bulkhead_testkit::on_path("sha256sum").is_some(),
+        "containerd/ctr/sha256sum not installed"
+    );
+    let ctd = Containerd::start();
+    let b = Bundle::new(&["true"]);
+    let name = "docker.io/bulkhead/busybox:latest";
+    let archive = oci_archive(&b.path().join("rootfs"), ctd.dir.path(), name);
+    let o = ctd.ctr(&["images", "import", archive.to_str().unwrap()]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let id = common::id("ctr-image");
+    let rt = runtime();
+    let rr = ctd.runc_root();
+    let o = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        rt.to_str().unwrap(),
+        "--runc-root",
+        rr.to_str().unwrap(),
+        name,
+        &id,
+        "sh",
+        "-c",
+        "echo hello from the image, pid $$",
+    ]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("hello from the image, pid 1"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(cgroups_named(&id).is_empty(), "{:?}", cgroups_named(&id));
+    let o = ctd.ctr(&["images", "rm", name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The snapshotter's mounts for the container are gone.
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mi.contains(ctd.dir.path().to_str().unwrap()), "{mi}");
+}

@@ -1,0 +1,246 @@
+//! Helpers for the runtime's integration tests: a busybox bundle, running the binary, and the
+//! leak check every test ends with.
+#![allow(dead_code)]
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BUSYBOX: &str = "/bin/busybox";
+
+pub fn runtime() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_bulkhead-runtime"))
+}
+
+/// Whether the host can run our container tests at all.
+pub fn can_run() -> Result<(), String> {
+    if !bulkhead_testkit::is_root() {
+        return Err("needs root (namespaces, cgroups, mounts)".into());
+    }
+    if !Path::new(BUSYBOX).is_file() {
+        return Err(format!("{BUSYBOX} (busybox-static) is not installed"));
+    }
+    Ok(())
+}
+
+/// Orphaned container inits are reparented to us: become a subreaper so that they can be
+/// reaped promptly (this host's pid 1 reaps orphans only now and then).
+pub fn become_subreaper() {
+    // SAFETY: integer-only prctl.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+}
+
+/// A bundle in a temp dir: busybox rootfs plus config.json from `bulkhead-runtime spec`.
+pub struct Bundle {
+    pub tmp: tempfile::TempDir,
+    pub config: Value,
+}
+
+impl Bundle {
+    pub fn new(args: &[&str]) -> Bundle {
+        let tmp = tempfile::Builder::new().prefix("bh-rt-").tempdir().unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox")).unwrap();
+        let out = Command::new(BUSYBOX).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            if applet != "busybox" {
+                let _ = symlink("busybox", rootfs.join("bin").join(applet));
+            }
+        }
+        let guest = bulkhead_testkit::bin_dir().join("bulkhead-guest");
+        if guest.is_file() {
+            std::fs::copy(&guest, rootfs.join("bin/bulkhead-guest")).unwrap();
+        }
+        let config: Value =
+            serde_json::from_str(&bulkhead_runtime::spec::default_json().unwrap()).unwrap();
+        let mut b = Bundle { tmp, config };
+        b.config["process"]["args"] = args.iter().map(|a| Value::from(*a)).collect();
+        b.config["process"]["env"] = serde_json::json!(["PATH=/bin", "HOME=/"]);
+        b.write();
+        b
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn write(&self) {
+        std::fs::write(
+            self.path().join("config.json"),
+            serde_json::to_string_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    pub fn set(&mut self, f: impl FnOnce(&mut Value)) {
+        f(&mut self.config);
+        self.write();
+    }
+}
+
+/// A state root of our own per test, so tests never see each other's containers.
+pub struct Rt {
+    pub root: tempfile::TempDir,
+}
+
+impl Rt {
+    pub fn new() -> Rt {
+        Rt {
+            root: tempfile::Builder::new()
+                .prefix("bh-root-")
+                .tempdir()
+                .unwrap(),
+        }
+    }
+
+    /// Run the runtime. stdout/stderr go to files, not pipes: a created container's init
+    /// inherits them and keeps them open, so reading a pipe to EOF would wait for the container.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        use std::io::{Read, Seek};
+        let mut out = tempfile::tempfile().unwrap();
+        let mut err = tempfile::tempfile().unwrap();
+        let status = Command::new(runtime())
+            .arg("--root")
+            .arg(self.root.path())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .status()
+            .expect("running bulkhead-runtime");
+        let read = |f: &mut std::fs::File| {
+            let mut v = Vec::new();
+            f.rewind().unwrap();
+            f.read_to_end(&mut v).unwrap();
+            v
+        };
+        Output {
+            status,
+            stdout: read(&mut out),
+            stderr: read(&mut err),
+        }
+    }
+
+    /// Run and insist on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.cmd(args);
+        assert!(
+            o.status.success(),
+            "bulkhead-runtime {args:?} failed: {:?}\nstdout: {}\nstderr: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    /// Our internal state file (for the cgroup paths the container got).
+    pub fn saved(&self, id: &str) -> Value {
+        let p = self.root.path().join(id).join("state.json");
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    }
+
+    pub fn cgroups(&self, id: &str) -> Vec<PathBuf> {
+        self.saved(id)["cgroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| PathBuf::from(v.as_str().unwrap()))
+            .collect()
+    }
+}
+
+/// A test that fails half-way must not leave its containers running: delete whatever is
+/// still in this root.
+impl Drop for Rt {
+    fn drop(&mut self) {
+        let o = self.cmd(&["list", "-q"]);
+        for id in String::from_utf8_lossy(&o.stdout).lines() {
+            let _ = self.cmd(&["delete", "--force", id]);
+        }
+    }
+}
+
+/// A unique container id for this test.
+pub fn id(name: &str) -> String {
+    format!("bhtest-{name}-{}", std::process::id())
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn find_cgroup_dirs(dir: &Path, name: &str, depth: usize, out: &mut Vec<PathBuf>) {
+    if depth == 0 {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            if e.file_name().to_string_lossy().contains(name) {
+                out.push(e.path());
+            }
+            find_cgroup_dirs(&e.path(), name, depth - 1, out);
+        }
+    }
+}
+
+/// Assert that nothing of container `id` remains: state dir, cgroup dirs, mounts mentioning the
+/// id or the bundle, and the init process (`pid`, if known; reaped if it is our orphan).
+pub fn assert_no_leaks(rt: &Rt, id: &str, bundle: &Path, pid: Option<i32>) {
+    assert!(
+        !rt.root.path().join(id).exists(),
+        "state dir of {id} still exists"
+    );
+    let mut found = Vec::new();
+    find_cgroup_dirs(Path::new("/sys/fs/cgroup"), id, 6, &mut found);
+    assert!(found.is_empty(), "cgroups of {id} left: {found:?}");
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let b = bundle.to_string_lossy();
+    for l in mi.lines() {
+        assert!(
+            !l.contains(id) && !l.contains(b.as_ref()),
+            "mount of {id} left: {l}"
+        );
+    }
+    if let Some(pid) = pid {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // Reap it if it is our (orphaned) child; ignore ECHILD otherwise.
+            // SAFETY: waitpid with a null status pointer.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+            let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+            let zombie_or_gone = st
+                .as_ref()
+                .is_none_or(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('Z')));
+            if st.is_none() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline || zombie_or_gone,
+                "process {pid} of {id} still alive"
+            );
+            if Instant::now() > deadline {
+                break; // a zombie owned by someone else: dead, just not reaped yet
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Nothing is left behind: over many create/delete cycles, after creates that fail half-way,
+//! and for bad input (which must also produce one clear error naming the field).
+
+mod common;
+
+use common::*;
+
+macro_rules! needs_host {
+    () => {
+        bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
+        become_subreaper();
+    };
+}
+
+#[test]
+fn fifty_create_delete_cycles_leave_nothing() {
+    needs_host!();
+    let b = Bundle::new(&["true"]);
+    let rt = Rt::new();
+    let bp = b.path().to_str().unwrap();
+    let pidfile = b.path().join("pid");
+    for i in 0..50 {
+        let id = format!("{}-{i}", id("cycle"));
+        rt.ok(&[
+            "create",
+            "-b",
+            bp,
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            &id,
+        ]);
+        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+        if i % 2 == 1 {
+            // Half of them run to completion first.
+            rt.ok(&["start", &id]);
+        }
+        rt.ok(&["delete", "--force", &id]);
+        assert_no_leaks(&rt, &id, b.path(), Some(pid));
+    }
+    assert!(rt.ok(&["list", "-q"]).trim().is_empty());
+}
+
+/// Run `create` expecting failure; return stderr after checking nothing is left.
+fn failing_create(b: &Bundle, name: &str) -> String {
+    let rt = Rt::new();
+    let id = id(name);
+    let o = rt.cmd(&["create", "-b", b.path().to_str().unwrap(), &id]);
+    assert_eq!(o.status.code(), Some(1), "create {name} succeeded?");
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "one error line, got: {err}");
+    assert_no_leaks(&rt, &id, b.path(), None);
+    err
+}
+
+#[test]
+fn creates_failing_half_way_leave_nothing() {
+    needs_host!();
+    // Caught by validation, before anything exists.
+    let b = Bundle::new(&["true"]);
+    std::fs::remove_dir_all(b.path().join("rootfs")).unwrap();
+    let e = failing_create(&b, "norootfs");
+    assert!(e.contains("root.path") && e.contains("no such file"), "{e}");
+
+    let mut b = Bundle::new(&["true"]);
+    b.set(|c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/data", "type": "bind", "source": "/nonexistent/bh", "options": ["rbind"]
+        }));
+    });
+    let e = failing_create(&b, "badsrc");
+    assert!(
+        e.contains("mounts[") && e.contains(".source") && e.contains("/nonexistent/bh"),
+        "{e}"
+    );
+
+    // Failing inside the init, after namespaces, cgroups and some mounts exist.
+    b.set(|c| {
+        let m = c["mounts"].as_array_mut().unwrap();
+        m.pop();
+        m.push(serde_json::json!({"destination": "/data", "type": "nosuchfs", "source": "x"}));
+    });
+    let e = failing_create(&b, "badfs");
+    assert!(e.contains("/data") && e.contains("nosuchfs"), "{e}");
+
+    b.set(|c| {
+        c["mounts"].as_array_mut().unwrap().pop();
+        c["process"]["args"] = serde_json::json!(["/bin/does-not-exist"]);
+    });
+    let e = failing_create(&b, "noexe");
+    assert!(e.contains("process.args[0]"), "{e}");
+
+    b.set(|c| {
+        c["process"]["args"] = serde_json::json!(["true"]);
+        c["process"]["cwd"] = "/does/not/exist".into();
+    });
+    let e = failing_create(&b, "nocwd");
+    assert!(e.contains("process.cwd"), "{e}");
+    let _ = &mut b;
+}
+
+/// A change to config.json that makes it invalid.
+type Tweak = Box<dyn Fn(&mut serde_json::Value)>;
+
+#[test]
+fn bad_input_names_the_field() {
+    needs_host!();
+    let cases: Vec<(&str, Tweak, &str)> = vec![
+        (
+            "nsfoo",
+            Box::new(|c| {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"type": "foo"}))
+            }),
+            "linux.namespaces[6].type: unknown namespace type \"foo\"",
+        ),
+        (
+            "uidmap",
+            Box::new(|c| {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"type": "user"}));
+                c["linux"]["uidMappings"] =
+                    serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 0}]);
+                c["linux"]["gidMappings"] =
+                    serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+            }),
+            "linux.uidMappings[0].size: invalid id mapping",
+        ),
+        (
+            "uidmapnouserns",
+            Box::new(|c| {
+                c["linux"]["uidMappings"] =
+                    serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+            }),
+            "linux.uidMappings: id mappings need a user namespace",
+        ),
+        (
+            "mountsrc",
+            Box::new(|c| {
+                c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+                    "destination": "/x", "type": "bind", "source": "/no/such/source", "options": ["bind"]
+                }))
+            }),
+            ".source: /no/such/source: no such file or directory",
+        ),
+        (
+            "relroot",
+            Box::new(|c| c["root"]["path"] = "../outside".into()),
+            "root.path: relative path \"../outside\" must stay inside the bundle",
+        ),
+        (
+            "reldest",
+            Box::new(|c| {
+                c["mounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"destination": "x", "type": "tmpfs"}))
+            }),
+            ".destination: must be an absolute path",
+        ),
+        (
+            "cwd",
+            Box::new(|c| c["process"]["cwd"] = "relative".into()),
+            "process.cwd: must be an absolute path",
+        ),
+    ];
+    for (name, tweak, want) in cases {
+        let mut b = Bundle::new(&["true"]);
+        b.set(|c| tweak(c));
+        let e = failing_create(&b, name);
+        assert!(
+            e.starts_with("config.json: ") && e.contains(want),
+            "{name}: got {e:?}, want {want:?}"
+        );
+    }
+
+    let b = Bundle::new(&["true"]);
+    std::fs::write(b.path().join("config.json"), "{\n  \"ociVersion\": \"1.0.2\",\n  \"root\": {\"path\": \"rootfs\"}\n  \"process\": {}\n}\n").unwrap();
+    let e = failing_create(&b, "json");
+    assert!(e.contains("malformed JSON at line 4 column 3"), "{e}");
+}
