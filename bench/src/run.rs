@@ -85,7 +85,7 @@ pub fn run(
         rootfs: built.rootfs.clone(),
         exe_dir: exe_dir.to_path_buf(),
         workdir: workdir.path().to_path_buf(),
-        bare: backend::bulkhead_vm::locate_bare(exe_dir),
+        bare: backend::bulkhead_vm::write_bare(workdir.path()),
         kvm: env.kvm,
         dev_kvm: env.dev_kvm,
         cgroup_mode: env.cgroup_mode.clone(),
@@ -163,7 +163,13 @@ pub fn run(
             rootfs: built.rootfs.display().to_string(),
             initramfs: built.initramfs.display().to_string(),
             kernel: built.kernel.as_ref().map(|k| k.version.clone()),
-            bare_guest: ctx.bare.as_ref().ok().map(|b| b.elf.display().to_string()),
+            // The bare guest is embedded in bulkhead-vm; name it by content, not by a scratch path.
+            bare_guest: ctx.bare.is_ok().then(|| {
+                format!(
+                    "embedded in bulkhead-vm (content key {})",
+                    bulkhead_images::cache::content_key(&[bulkhead_vm::guests::BARE])
+                )
+            }),
         },
         backends: rows,
     })

@@ -11,45 +11,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// Where the bare guest images are: `BULKHEAD_BARE_DIR` (holding `bare.elf` and `bios.bin`),
-/// else the newest `build/bulkhead-vm-*/out/` of the cargo target directory we were built in
-/// (microvm's build.rs assembles them there and embeds them in the bulkhead-vm library).
-pub fn locate_bare(exe_dir: &Path) -> Result<BareImages, String> {
-    let in_dir = |d: &Path| {
-        let (elf, bios) = (d.join("bare.elf"), d.join("bios.bin"));
-        (elf.is_file() && bios.is_file()).then_some(BareImages { elf, bios })
+/// The bare guests ship inside the bulkhead-vm library (assembled from microvm/guests/bare by
+/// its build.rs): write them into the run's scratch directory for the launchers to read, so
+/// the harness needs no toolchain and never picks up a stale build output.
+pub fn write_bare(workdir: &Path) -> Result<BareImages, String> {
+    let images = BareImages {
+        elf: workdir.join("bare.elf"),
+        bios: workdir.join("bare-bios.bin"),
     };
-    if let Some(d) = std::env::var_os("BULKHEAD_BARE_DIR") {
-        let d = PathBuf::from(d);
-        return in_dir(&d).ok_or_else(|| {
-            format!(
-                "BULKHEAD_BARE_DIR={}: no bare.elf and bios.bin there",
-                d.display()
-            )
-        });
+    for (path, bytes) in [
+        (&images.elf, bulkhead_vm::guests::BARE),
+        (&images.bios, bulkhead_vm::guests::BARE_BIOS),
+    ] {
+        std::fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
-    let build = exe_dir.join("build");
-    let newest = std::fs::read_dir(&build)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("bulkhead-vm-"))
-        .filter_map(|e| {
-            let out = e.path().join("out");
-            let found = in_dir(&out)?;
-            let mtime = std::fs::metadata(&found.elf)
-                .and_then(|m| m.modified())
-                .ok()?;
-            Some((mtime, found))
-        })
-        .max_by_key(|(t, _)| *t);
-    newest.map(|(_, f)| f).ok_or_else(|| {
-        format!(
-            "bare guest not found (no {}/bulkhead-vm-*/out/bare.elf): build it with \
-             `cargo build -p bulkhead-vm`, or set BULKHEAD_BARE_DIR",
-            build.display()
-        )
-    })
+    Ok(images)
 }
 
 pub struct BulkheadVm {

@@ -136,7 +136,7 @@ pub struct Context {
     pub exe_dir: PathBuf,
     /// Scratch space for this run (bundles, state dirs, logs); removed by the caller.
     pub workdir: PathBuf,
-    /// The bare guest images, when found (see [`bulkhead_vm::locate_bare`]).
+    /// The bare guest images, written out for this run (see [`bulkhead_vm::write_bare`]).
     pub bare: Result<BareImages, String>,
     pub kvm: KvmKind,
     pub dev_kvm: bool,
