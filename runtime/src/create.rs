@@ -367,6 +367,9 @@ fn child_setup(
         namespaces::become_userns_root()?;
     }
     namespaces::unshare(plan.unshare_flags).context("creating namespaces")?;
+    if plan.new_net {
+        namespaces::loopback_up()?;
+    }
     if plan.new_cgroup {
         namespaces::unshare(libc::CLONE_NEWCGROUP).context("creating the cgroup namespace")?;
     }

@@ -13,7 +13,7 @@
 //!   A new time namespace takes effect for the child at `execve()`.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -92,6 +92,35 @@ impl Plan {
         }
         p
     }
+}
+
+/// Bring up `lo` in a network namespace we just created, as runc and crun do: a new network
+/// namespace starts with its loopback down, and programs expect 127.0.0.1 to work inside a
+/// container (a pod's sidecars talk over it). A joined namespace is its owner's business.
+pub fn loopback_up() -> Result<()> {
+    // SAFETY: plain socket(2) call; the descriptor is owned by `sock` right after.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("socket for configuring lo");
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let sock = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads into the ifreq we pass, which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading the flags of lo");
+    }
+    // SAFETY: after SIOCGIFFLAGS the union holds the flags; we only add IFF_UP to them.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we pass, which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("bringing lo up");
+    }
+    Ok(())
 }
 
 /// setns() into the namespace at `path` of kind `nstype` (a CLONE_NEW* flag).

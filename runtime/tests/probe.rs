@@ -1,5 +1,5 @@
 //! `run` of the images crate's bundle with the guest's isolation probe: the acceptance check
-//! of issue 3 (pid 1, own hostname, only own pids, only `lo`, exit status propagates).
+//! of issue 3 (pid 1, own hostname, only own pids, only `lo` — and it is up —, exit status propagates).
 
 mod common;
 
@@ -20,7 +20,9 @@ fn run_of_the_images_bundle_probe_shows_isolation() {
     let bundle = tmp.path().join("bundle");
     let spec = bulkhead_images::bundle::default_spec(
         &rootfs,
-        &bulkhead_images::bundle::guest_args("probe", &[]),
+        // Nothing listens on port 9 inside: with `lo` up the connect is refused at once;
+        // with `lo` down (a new netns as the kernel makes it) it is "unreachable".
+        &bulkhead_images::bundle::guest_args("probe", &["--connect", "127.0.0.1:9"]),
     )
     .unwrap();
     bulkhead_images::bundle::write(&bundle, &spec).unwrap();
@@ -40,6 +42,14 @@ fn run_of_the_images_bundle_probe_shows_isolation() {
     assert_eq!(p["visible_pids"], 1, "{p}");
     assert_eq!(p["net_interfaces"], serde_json::json!(["lo"]), "{p}");
     assert_eq!(p["uid"], 0, "{p}");
+    let loopback = &p["connect"][0];
+    assert_eq!(loopback["connected"], false, "{p}");
+    assert!(
+        loopback["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refused")),
+        "lo must be up in the container's own network namespace, as runc and crun do: {p}"
+    );
     assert_no_leaks(&rt, &id, &bundle, None);
 
     // The exit status propagates: the same bundle with `sh -c 'exit 7'`.
