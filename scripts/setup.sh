@@ -16,7 +16,8 @@ set -euo pipefail
 #   cpio file zstd xz-utils  checking initramfs archives, binaries and kernel payloads in tests
 #   iproute2             network namespaces and interfaces in tests
 #   chromium             headless screenshot of report.html in the harness's rendering test
-PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium)
+#   libseccomp-dev       libseccomp.a, linked statically into bulkhead-runtime (build dependency)
+PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

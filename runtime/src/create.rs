@@ -367,6 +367,7 @@ fn child_setup(
         namespaces::become_userns_root()?;
     }
     namespaces::unshare(plan.unshare_flags).context("creating namespaces")?;
+    namespaces::write_time_offsets(spec, plan.new_time)?;
     if plan.new_net {
         namespaces::loopback_up()?;
     }

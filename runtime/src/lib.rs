@@ -17,7 +17,6 @@ pub mod seccomp;
 pub mod security;
 pub mod spec;
 pub mod state;
-mod syscalls_x86_64;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

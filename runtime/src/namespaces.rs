@@ -37,6 +37,7 @@ pub struct Plan {
     pub new_mount: bool,
     pub new_uts: bool,
     pub new_net: bool,
+    pub new_time: bool,
 }
 
 fn flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -84,6 +85,7 @@ impl Plan {
                             LinuxNamespaceType::Mount => p.new_mount = true,
                             LinuxNamespaceType::Uts => p.new_uts = true,
                             LinuxNamespaceType::Network => p.new_net = true,
+                            LinuxNamespaceType::Time => p.new_time = true,
                             _ => {}
                         }
                     }
@@ -92,6 +94,39 @@ impl Plan {
         }
         p
     }
+}
+
+/// Apply `linux.timeOffsets` to the time namespace we just unshared. Offsets can be written
+/// only while no process is inside the namespace; ours enters it at `execve()`, so this runs
+/// between `unshare()` and the exec. Offsets without a new time namespace are an error, as
+/// they would silently not apply.
+pub fn write_time_offsets(spec: &Spec, new_time: bool) -> Result<()> {
+    let Some(offsets) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.time_offsets().as_ref())
+    else {
+        return Ok(());
+    };
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    if !new_time {
+        bail!("linux.timeOffsets: set, but linux.namespaces creates no time namespace");
+    }
+    let mut text = String::new();
+    for (clock, offset) in offsets {
+        if clock != "monotonic" && clock != "boottime" {
+            bail!("linux.timeOffsets.{clock}: unknown clock (monotonic or boottime)");
+        }
+        text.push_str(&format!(
+            "{clock} {} {}\n",
+            offset.secs().unwrap_or(0),
+            offset.nanosecs().unwrap_or(0)
+        ));
+    }
+    std::fs::write("/proc/self/timens_offsets", text)
+        .context("linux.timeOffsets: writing /proc/self/timens_offsets")
 }
 
 /// Bring up `lo` in a network namespace we just created, as runc and crun do: a new network

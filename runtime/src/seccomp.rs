@@ -1,46 +1,50 @@
-//! seccomp: compile the spec's `linux.seccomp` into a classic BPF program and load it.
+//! seccomp: turn the spec's `linux.seccomp` into a BPF program with libseccomp and load it.
 //!
-//! Why our own compiler rather than seccompiler's: seccompiler's filters have one action for
-//! every match, while an OCI profile gives each syscall rule its own action (docker's default
-//! profile mixes ALLOW with ERRNO(ENOSYS) and conditional rules). The program here is a plain
-//! linear list in spec order — check arch, load the syscall number, then per rule "number
-//! equal → argument conditions → return the rule's action", and the default action last —
-//! which keeps it easy to audit. A balanced tree would be faster for 300-rule profiles; that
-//! is an optimisation for later.
+//! libseccomp (the C library behind runc and crun) does the compiling: syscall names to
+//! numbers for every listed architecture, per-rule actions, 64-bit argument comparisons (also
+//! on 32-bit ABIs) and, for long profiles, a binary tree over syscall numbers. What is left
+//! here is mapping the OCI fields onto its API, with runc's choices where the spec is silent:
+//! - syscall names libseccomp does not know are skipped: newer profiles name newer syscalls;
+//! - a rule whose action is the default action is skipped (libseccomp refuses it as redundant);
+//! - several conditions on the *same* argument become one rule per condition (ORed), since
+//!   libseccomp compares each argument once per rule; otherwise a rule's conditions are ANDed;
+//! - `architectures` are added to the native one; a syscall from any other ABI gets
+//!   libseccomp's bad-architecture action (kill), as under runc;
+//! - many rules switch on libseccomp's binary-tree layout, as runc does.
 //!
-//! Semantics follow runc/libseccomp: names unknown on x86_64 are skipped; conditions of one
-//! rule are ANDed, except that several conditions on the *same* argument make one rule each
-//! (ORed), as runc does; 64-bit comparisons are done on both halves. Syscalls of other ABIs
-//! (i386, x32) get ENOSYS: we only know x86_64's numbers, and letting them through would
-//! bypass the profile.
-//!
-//! The program is compiled by the parent during validation (errors name the field) and loaded
-//! by the init: after no_new_privs when that is set, else before dropping capabilities (which
-//! needs CAP_SYS_ADMIN), as runc does.
+//! Like runc and crun, we let libseccomp generate the program but load it ourselves: the parent
+//! compiles it while validating the bundle (so a bad profile is one error naming the field,
+//! before anything exists), and the init, after fork, makes a single seccomp(2) call with no
+//! library state and no allocation. The init loads it after no_new_privs when that is set, else
+//! before dropping capabilities (which needs CAP_SYS_ADMIN), as runc does: see `create`.
 
-use oci_spec::runtime::{
-    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+use std::fs::File;
+use std::io::{Read, Seek};
+use std::os::fd::FromRawFd;
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
+    LinuxSeccompOperator,
+};
+use serde_json::Value;
 
-use crate::syscalls_x86_64::SYSCALLS;
+use crate::spec::SpecError;
 
-const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+// seccomp(2) flags (linux/seccomp.h); the libc crate does not define them.
+const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+const SECCOMP_FILTER_FLAG_TSYNC: libc::c_ulong = 1;
+const SECCOMP_FILTER_FLAG_LOG: libc::c_ulong = 2;
+const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_ulong = 4;
 
-const LD_W_ABS: u16 = 0x20;
-const JEQ_K: u16 = 0x15;
-const JGT_K: u16 = 0x25;
-const JGE_K: u16 = 0x35;
-const AND_K: u16 = 0x54;
-const RET_K: u16 = 0x06;
+/// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
+const MAX_INSNS: usize = 4096;
 
-const RET_KILL_PROCESS: u32 = 0x8000_0000;
-const RET_KILL_THREAD: u32 = 0;
-const RET_TRAP: u32 = 0x0003_0000;
-const RET_ERRNO: u32 = 0x0005_0000;
-const RET_TRACE: u32 = 0x7ff0_0000;
-const RET_LOG: u32 = 0x7ffc_0000;
-const RET_ALLOW: u32 = 0x7fff_0000;
+/// runc's threshold (rules after splitting by name) for libseccomp's binary-tree layout: a
+/// linear program costs every syscall a walk past all the rules before it.
+const BINARY_TREE_OVER: usize = 256;
 
 /// A compiled filter, ready to load.
 #[derive(Debug, Clone)]
@@ -49,95 +53,102 @@ pub struct Program {
     pub flags: libc::c_ulong,
 }
 
-/// Jump target while assembling.
-#[derive(Debug, Clone, Copy)]
-enum Tgt {
-    Next,
-    /// Skip this many instructions.
-    Skip(u8),
-    Label(usize),
+fn spec_err(field: impl Into<String>, msg: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.into(),
+        msg: msg.into(),
+    }
 }
 
-#[derive(Debug)]
-struct Ins {
-    code: u16,
-    jt: Tgt,
-    jf: Tgt,
-    k: u32,
+/// Check one enumerated string field by letting oci-spec parse just that value: serde would
+/// report an unknown variant without saying where it is.
+fn check_enum<T: serde::de::DeserializeOwned>(
+    v: Option<&Value>,
+    field: &str,
+    what: &str,
+    required: bool,
+) -> Result<(), SpecError> {
+    match v {
+        None | Some(Value::Null) if required => Err(spec_err(field, "missing")),
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) => serde_json::from_value::<T>(Value::String(s.clone()))
+            .map(drop)
+            .map_err(|_| spec_err(field, format!("unknown {what} {s:?}"))),
+        Some(_) => Err(spec_err(field, "must be a string")),
+    }
 }
 
-#[derive(Debug, Default)]
-struct Asm {
-    ins: Vec<Ins>,
-    labels: Vec<Option<usize>>,
+fn array<'a>(v: Option<&'a Value>, field: &str) -> Result<&'a [Value], SpecError> {
+    match v {
+        None | Some(Value::Null) => Ok(&[]),
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(spec_err(field, "must be an array")),
+    }
 }
 
-impl Asm {
-    fn stmt(&mut self, code: u16, k: u32) {
-        self.ins.push(Ins {
-            code,
-            jt: Tgt::Next,
-            jf: Tgt::Next,
-            k,
-        });
+/// Pass 1 of validation (see [`crate::spec`]) for `linux.seccomp`, on the raw JSON: the
+/// fields whose values come from a fixed set (actions, operators, architectures, flags).
+pub fn check_tree(v: &Value) -> Result<(), SpecError> {
+    let s = match v {
+        Value::Null => return Ok(()),
+        Value::Object(m) => m,
+        _ => return Err(spec_err("linux.seccomp", "must be an object")),
+    };
+    check_enum::<LinuxSeccompAction>(
+        s.get("defaultAction"),
+        "linux.seccomp.defaultAction",
+        "action",
+        true,
+    )?;
+    let f = "linux.seccomp.architectures";
+    for (i, a) in array(s.get("architectures"), f)?.iter().enumerate() {
+        check_enum::<Arch>(Some(a), &format!("{f}[{i}]"), "architecture", true)?;
     }
-    fn jump(&mut self, code: u16, k: u32, jt: Tgt, jf: Tgt) {
-        self.ins.push(Ins { code, jt, jf, k });
+    let f = "linux.seccomp.flags";
+    for (i, a) in array(s.get("flags"), f)?.iter().enumerate() {
+        check_enum::<LinuxSeccompFilterFlag>(Some(a), &format!("{f}[{i}]"), "flag", true)?;
     }
-    fn label(&mut self) -> usize {
-        self.labels.push(None);
-        self.labels.len() - 1
-    }
-    fn place(&mut self, l: usize) {
-        self.labels[l] = Some(self.ins.len());
-    }
-    fn finish(self) -> Result<Vec<libc::sock_filter>, String> {
-        let mut out = Vec::with_capacity(self.ins.len());
-        for (i, ins) in self.ins.iter().enumerate() {
-            let off = |t: Tgt| -> Result<u8, String> {
-                match t {
-                    Tgt::Next => Ok(0),
-                    Tgt::Skip(n) => Ok(n),
-                    Tgt::Label(l) => {
-                        let at = self.labels[l].ok_or("unplaced label")?;
-                        u8::try_from(at - (i + 1)).map_err(|_| "jump too far".to_string())
-                    }
-                }
+    let f = "linux.seccomp.syscalls";
+    for (i, sc) in array(s.get("syscalls"), f)?.iter().enumerate() {
+        let f = format!("{f}[{i}]");
+        let Value::Object(sc) = sc else {
+            return Err(spec_err(f, "must be an object"));
+        };
+        check_enum::<LinuxSeccompAction>(sc.get("action"), &format!("{f}.action"), "action", true)?;
+        let fa = format!("{f}.args");
+        for (j, a) in array(sc.get("args"), &fa)?.iter().enumerate() {
+            let fa = format!("{fa}[{j}]");
+            let Value::Object(a) = a else {
+                return Err(spec_err(fa, "must be an object"));
             };
-            out.push(libc::sock_filter {
-                code: ins.code,
-                jt: off(ins.jt)?,
-                jf: off(ins.jf)?,
-                k: ins.k,
-            });
+            check_enum::<LinuxSeccompOperator>(a.get("op"), &format!("{fa}.op"), "op", true)?;
         }
-        if out.len() > 4096 {
-            return Err(format!(
-                "{} BPF instructions (the kernel takes 4096)",
-                out.len()
-            ));
-        }
-        Ok(out)
     }
+    Ok(())
 }
 
-pub fn syscall_nr(name: &str) -> Option<i64> {
-    SYSCALLS
-        .binary_search_by(|(n, _)| n.cmp(&name))
-        .ok()
-        .map(|i| SYSCALLS[i].1)
-}
-
-fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<u32, String> {
+/// The libseccomp action for an OCI action. `errno` is the rule's `errnoRet` (EPERM when
+/// absent, as runc); it is the data of ERRNO and TRACE and ignored by the others.
+fn action(
+    a: LinuxSeccompAction,
+    errno: Option<u32>,
+    field: &str,
+    errno_field: &str,
+) -> Result<ScmpAction, String> {
     use LinuxSeccompAction::*;
+    // The kernel keeps 16 bits of data with the action; a larger value would silently change.
+    let data = || match errno {
+        None => Ok(libc::EPERM as u16),
+        Some(e) => u16::try_from(e).map_err(|_| format!("{errno_field}: {e} is out of range")),
+    };
     Ok(match a {
-        ScmpActKill | ScmpActKillThread => RET_KILL_THREAD,
-        ScmpActKillProcess => RET_KILL_PROCESS,
-        ScmpActTrap => RET_TRAP,
-        ScmpActErrno => RET_ERRNO | (errno.unwrap_or(libc::EPERM as u32) & 0xffff),
-        ScmpActTrace => RET_TRACE | (errno.unwrap_or(libc::EPERM as u32) & 0xffff),
-        ScmpActLog => RET_LOG,
-        ScmpActAllow => RET_ALLOW,
+        ScmpActKill | ScmpActKillThread => ScmpAction::KillThread,
+        ScmpActKillProcess => ScmpAction::KillProcess,
+        ScmpActTrap => ScmpAction::Trap,
+        ScmpActErrno => ScmpAction::Errno(data()?.into()),
+        ScmpActTrace => ScmpAction::Trace(data()?),
+        ScmpActLog => ScmpAction::Log,
+        ScmpActAllow => ScmpAction::Allow,
         ScmpActNotify => {
             return Err(format!(
                 "{field}: SCMP_ACT_NOTIFY is not supported by bulkhead-runtime"
@@ -146,65 +157,42 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<u32,
     })
 }
 
-/// One argument condition; on failure jump to `fail`, on success fall through.
-fn cond(asm: &mut Asm, a: &LinuxSeccompArg, fail: usize, field: &str) -> Result<(), String> {
-    if a.index() > 5 {
-        return Err(format!("{field}.index: must be 0..=5"));
-    }
-    let lo_off = 16 + 8 * a.index() as u32;
-    let hi_off = lo_off + 4;
-    let (vlo, vhi) = (a.value() as u32, (a.value() >> 32) as u32);
-    let fail = Tgt::Label(fail);
+fn condition(a: &LinuxSeccompArg, field: &str) -> Result<ScmpArgCompare, String> {
+    let index = u32::try_from(a.index())
+        .ok()
+        .filter(|i| *i <= 5)
+        .ok_or_else(|| format!("{field}.index: must be 0..=5, got {}", a.index()))?;
     use LinuxSeccompOperator::*;
-    match a.op() {
-        ScmpCmpEq => {
-            asm.stmt(LD_W_ABS, hi_off);
-            asm.jump(JEQ_K, vhi, Tgt::Next, fail);
-            asm.stmt(LD_W_ABS, lo_off);
-            asm.jump(JEQ_K, vlo, Tgt::Next, fail);
-        }
-        ScmpCmpNe => {
-            let ok = asm.label();
-            asm.stmt(LD_W_ABS, hi_off);
-            asm.jump(JEQ_K, vhi, Tgt::Next, Tgt::Label(ok));
-            asm.stmt(LD_W_ABS, lo_off);
-            asm.jump(JEQ_K, vlo, fail, Tgt::Next);
-            asm.place(ok);
-        }
-        ScmpCmpMaskedEq => {
-            let want = a.value_two().unwrap_or(0);
-            asm.stmt(LD_W_ABS, hi_off);
-            asm.stmt(AND_K, vhi);
-            asm.jump(JEQ_K, (want >> 32) as u32, Tgt::Next, fail);
-            asm.stmt(LD_W_ABS, lo_off);
-            asm.stmt(AND_K, vlo);
-            asm.jump(JEQ_K, want as u32, Tgt::Next, fail);
-        }
-        op @ (ScmpCmpGt | ScmpCmpGe) => {
-            // (hi > vhi) || (hi == vhi && lo >(=) vlo)
-            let ok = asm.label();
-            asm.stmt(LD_W_ABS, hi_off);
-            asm.jump(JGT_K, vhi, Tgt::Label(ok), Tgt::Next);
-            asm.jump(JEQ_K, vhi, Tgt::Next, fail);
-            asm.stmt(LD_W_ABS, lo_off);
-            let code = if op == ScmpCmpGt { JGT_K } else { JGE_K };
-            asm.jump(code, vlo, Tgt::Label(ok), fail);
-            asm.place(ok);
-        }
-        op @ (ScmpCmpLt | ScmpCmpLe) => {
-            // (hi < vhi) || (hi == vhi && lo <(=) vlo)
-            let ok = asm.label();
-            asm.stmt(LD_W_ABS, hi_off);
-            asm.jump(JGE_K, vhi, Tgt::Next, Tgt::Label(ok));
-            asm.jump(JEQ_K, vhi, Tgt::Next, fail);
-            asm.stmt(LD_W_ABS, lo_off);
-            // lo < vlo  <=>  !(lo >= vlo);  lo <= vlo  <=>  !(lo > vlo)
-            let code = if op == ScmpCmpLt { JGE_K } else { JGT_K };
-            asm.jump(code, vlo, fail, Tgt::Label(ok));
-            asm.place(ok);
-        }
-    }
-    Ok(())
+    let (op, datum) = match a.op() {
+        ScmpCmpNe => (ScmpCompareOp::NotEqual, a.value()),
+        ScmpCmpLt => (ScmpCompareOp::Less, a.value()),
+        ScmpCmpLe => (ScmpCompareOp::LessOrEqual, a.value()),
+        ScmpCmpEq => (ScmpCompareOp::Equal, a.value()),
+        ScmpCmpGe => (ScmpCompareOp::GreaterEqual, a.value()),
+        ScmpCmpGt => (ScmpCompareOp::Greater, a.value()),
+        // As in libseccomp: `value` is the mask, `valueTwo` what the masked argument must be.
+        ScmpCmpMaskedEq => (
+            ScmpCompareOp::MaskedEqual(a.value()),
+            a.value_two().unwrap_or(0),
+        ),
+    };
+    Ok(ScmpArgCompare::new(index, op, datum))
+}
+
+/// How config.json spells an oci-spec enum value.
+fn json_name<T: serde::Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn scmp_arch(a: Arch) -> Result<ScmpArch, String> {
+    // oci-spec and libseccomp both spell architectures SCMP_ARCH_*: go through the name rather
+    // than keep a table of our own.
+    let name = json_name(a);
+    name.parse()
+        .map_err(|_| format!("{name}: unknown to libseccomp"))
 }
 
 /// Compile `linux.seccomp`. Errors name the field.
@@ -212,75 +200,145 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Program, String> {
     if s.listener_path().is_some() {
         return Err("linux.seccomp.listenerPath: seccomp notify is not supported".into());
     }
+    let f = "linux.seccomp.defaultAction";
     let default = action(
         s.default_action(),
         s.default_errno_ret(),
-        "linux.seccomp.defaultAction",
+        f,
+        "linux.seccomp.defaultErrnoRet",
     )?;
-    let enosys = RET_ERRNO | libc::ENOSYS as u32;
-    let mut asm = Asm::default();
-    // Only x86_64 syscall numbers are known here (see the module comment). Conditional jumps
-    // reach 255 instructions at most, so the ENOSYS returns sit right here.
-    asm.stmt(LD_W_ABS, 4);
-    asm.jump(JEQ_K, AUDIT_ARCH_X86_64, Tgt::Skip(1), Tgt::Next);
-    asm.stmt(RET_K, enosys);
-    asm.stmt(LD_W_ABS, 0);
-    asm.jump(JGE_K, X32_SYSCALL_BIT, Tgt::Next, Tgt::Skip(1));
-    asm.stmt(RET_K, enosys);
+    let mut ctx = ScmpFilterContext::new(default).map_err(|e| format!("{f}: libseccomp: {e}"))?;
 
-    for (i, sc) in s.syscalls().iter().flatten().enumerate() {
-        let field = format!("linux.seccomp.syscalls[{i}]");
-        let act = action(sc.action(), sc.errno_ret(), &format!("{field}.action"))?;
-        let args = sc.args().as_deref().unwrap_or_default();
-        let mut idx: Vec<usize> = args.iter().map(|a| a.index()).collect();
-        idx.sort_unstable();
-        let shared_index = idx.windows(2).any(|w| w[0] == w[1]);
-        // Groups of ANDed conditions; the groups are ORed.
-        let groups: Vec<Vec<&LinuxSeccompArg>> = if shared_index {
-            args.iter().map(|a| vec![a]).collect()
-        } else {
-            vec![args.iter().collect()]
+    for (i, a) in s.architectures().iter().flatten().enumerate() {
+        let f = format!("linux.seccomp.architectures[{i}]");
+        let arch = scmp_arch(*a).map_err(|e| format!("{f}: {e}"))?;
+        ctx.add_arch(arch)
+            .map_err(|e| format!("{f}: {}: not supported: {e}", json_name(*a)))?;
+    }
+
+    // The attributes do not change the exported program (we pass the flags to seccomp(2)
+    // ourselves), but setting them makes libseccomp check the kernel supports each flag.
+    let mut flags = 0;
+    for (i, fl) in s.flags().iter().flatten().enumerate() {
+        let f = format!("linux.seccomp.flags[{i}]");
+        let name = json_name(*fl);
+        use LinuxSeccompFilterFlag::*;
+        let set = match fl {
+            SeccompFilterFlagTsync => {
+                flags |= SECCOMP_FILTER_FLAG_TSYNC;
+                ctx.set_ctl_tsync(true)
+            }
+            SeccompFilterFlagLog => {
+                flags |= SECCOMP_FILTER_FLAG_LOG;
+                ctx.set_ctl_log(true)
+            }
+            SeccompFilterFlagSpecAllow => {
+                flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+                ctx.set_ctl_ssb(true)
+            }
+            SeccompFilterFlagWaitKillableRecv => {
+                return Err(format!(
+                    "{f}: {name} only applies to SCMP_ACT_NOTIFY, which is not supported"
+                ));
+            }
         };
-        for name in sc.names() {
-            let Some(nr) = syscall_nr(name) else { continue };
+        set.map_err(|e| format!("{f}: {name}: not supported here: {e}"))?;
+    }
+
+    let rules = s.syscalls().as_deref().unwrap_or_default();
+    if rules.iter().map(|r| r.names().len()).sum::<usize>() > BINARY_TREE_OVER {
+        ctx.set_ctl_optimize(2)
+            .map_err(|e| format!("linux.seccomp: libseccomp: {e}"))?;
+    }
+    for (i, r) in rules.iter().enumerate() {
+        let f = format!("linux.seccomp.syscalls[{i}]");
+        let act = action(
+            r.action(),
+            r.errno_ret(),
+            &format!("{f}.action"),
+            &format!("{f}.errnoRet"),
+        )?;
+        let conds = r
+            .args()
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(j, a)| condition(a, &format!("{f}.args[{j}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if act == default {
+            continue;
+        }
+        let mut per_index = [0u8; 6];
+        for a in r.args().iter().flatten() {
+            per_index[a.index()] += 1;
+        }
+        // Groups of ANDed conditions, each added as its own (ORed) rule.
+        let groups: Vec<&[ScmpArgCompare]> = if per_index.iter().any(|n| *n > 1) {
+            conds.iter().map(std::slice::from_ref).collect()
+        } else {
+            vec![conds.as_slice()]
+        };
+        for (k, name) in r.names().iter().enumerate() {
+            let Ok(nr) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
             for g in &groups {
-                let next = asm.label();
-                asm.jump(JEQ_K, nr as u32, Tgt::Next, Tgt::Label(next));
-                for (j, a) in g.iter().enumerate() {
-                    cond(&mut asm, a, next, &format!("{field}.args[{j}]"))?;
-                }
-                asm.stmt(RET_K, act);
-                asm.place(next);
-                if !g.is_empty() {
-                    asm.stmt(LD_W_ABS, 0); // conditions clobbered A
-                }
+                ctx.add_rule_conditional(act, nr, g)
+                    .map_err(|e| format!("{f}.names[{k}]: {name}: libseccomp: {e}"))?;
             }
         }
     }
-    asm.stmt(RET_K, default);
 
-    let mut flags = 0;
-    for f in s.flags().iter().flatten() {
-        flags |= match f {
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => 1,
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog => 2,
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => 4,
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 32,
-        };
-    }
-    let filter = asm
-        .finish()
-        .map_err(|e| format!("linux.seccomp: cannot compile: {e}"))?;
+    let filter = export(&ctx).map_err(|e| format!("linux.seccomp: cannot compile: {e}"))?;
     Ok(Program { filter, flags })
+}
+
+/// The classic BPF program libseccomp generates for `ctx`.
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, String> {
+    // libseccomp 2.5 (Debian 12's) exports to a descriptor only. A memfd takes a program of
+    // any size without a reader on the other end, unlike a pipe.
+    // SAFETY: the name is a NUL-terminated literal; the call returns a new descriptor or -1.
+    let fd = unsafe { libc::memfd_create(c"bulkhead-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` was just created and nothing else owns it.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    ctx.export_bpf(&file)
+        .map_err(|e| format!("libseccomp: {e}"))?;
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|()| file.read_to_end(&mut bytes))
+        .map_err(|e| format!("reading libseccomp's program back: {e}"))?;
+    let size = std::mem::size_of::<libc::sock_filter>();
+    if bytes.is_empty() || bytes.len() % size != 0 {
+        return Err(format!("libseccomp exported {} bytes", bytes.len()));
+    }
+    let filter: Vec<libc::sock_filter> = bytes
+        .chunks_exact(size)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    if filter.len() > MAX_INSNS {
+        return Err(format!(
+            "{} BPF instructions (the kernel takes {MAX_INSNS})",
+            filter.len()
+        ));
+    }
+    Ok(filter)
 }
 
 /// Load the program into the calling thread (needs no_new_privs or CAP_SYS_ADMIN).
 pub fn load(p: &Program) -> std::io::Result<()> {
     let prog = libc::sock_fprog {
+        // compile() keeps programs within MAX_INSNS.
         len: p.filter.len() as u16,
         filter: p.filter.as_ptr() as *mut libc::sock_filter,
     };
-    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
     // SAFETY: `prog` points at `p.filter`, which outlives the call; the kernel copies it.
     let rc = unsafe {
         libc::syscall(
@@ -300,50 +358,149 @@ pub fn load(p: &Program) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn table_is_sorted_and_knows_common_names() {
-        assert!(SYSCALLS.windows(2).all(|w| w[0].0 < w[1].0));
-        assert_eq!(syscall_nr("read"), Some(0));
-        assert_eq!(syscall_nr("mkdirat"), Some(258));
-        assert_eq!(syscall_nr("no_such_call"), None);
+    const RET_K: u16 = 0x06;
+    const RET_ERRNO: u32 = 0x0005_0000;
+
+    fn profile(v: Value) -> LinuxSeccomp {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn returns(p: &Program, k: u32) -> bool {
+        p.filter.iter().any(|i| i.code == RET_K && i.k == k)
     }
 
     #[test]
     fn compiles_a_mixed_profile() {
-        let s: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+        let p = compile(&profile(serde_json::json!({
             "defaultAction": "SCMP_ACT_ERRNO",
             "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
+                      "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
             "syscalls": [
                 {"names": ["read", "write", "not_a_syscall"], "action": "SCMP_ACT_ALLOW"},
                 {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+                // Same action as the default: redundant, skipped rather than refused.
+                {"names": ["mount"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
                 {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
                  "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
                           {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
                 {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
                  "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_EQ"},
-                          {"index": 0, "value": 4_294_967_296_u64, "op": "SCMP_CMP_GT"}]}
+                          {"index": 0, "value": 4_294_967_296_u64, "op": "SCMP_CMP_GT"}]},
+                {"names": ["openat"], "action": "SCMP_ACT_KILL_PROCESS",
+                 "args": [{"index": 2, "value": 64, "valueTwo": 64, "op": "SCMP_CMP_MASKED_EQ"}]}
             ]
-        }))
+        })))
         .unwrap();
-        let p = compile(&s).unwrap();
-        let last = p.filter.last().unwrap();
-        assert_eq!(last.code, RET_K);
-        assert_eq!(last.k, RET_ERRNO | 1);
-        assert!(
-            p.filter
-                .iter()
-                .any(|i| i.code == RET_K && i.k == RET_ERRNO | 38)
+        assert_eq!(
+            p.flags,
+            SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_SPEC_ALLOW
         );
+        assert!(returns(&p, RET_ERRNO | 1));
+        assert!(returns(&p, RET_ERRNO | 38));
+        assert!(returns(&p, 0x8000_0000), "kill process");
+    }
+
+    #[test]
+    fn unknown_names_are_ignored() {
+        let p = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["from_the_future"], "action": "SCMP_ACT_ERRNO"}]
+        })))
+        .unwrap();
+        assert!(!returns(&p, RET_ERRNO | libc::EPERM as u32));
     }
 
     #[test]
     fn notify_is_refused_with_the_field() {
-        let s: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+        let e = compile(&profile(serde_json::json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [{"names": ["read"], "action": "SCMP_ACT_NOTIFY"}]
-        }))
-        .unwrap();
-        let e = compile(&s).unwrap_err();
+        })))
+        .unwrap_err();
         assert!(e.starts_with("linux.seccomp.syscalls[0].action"), "{e}");
+        let e = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+        })))
+        .unwrap_err();
+        assert!(
+            e.starts_with("linux.seccomp.flags[1]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_numbers_are_refused_with_the_field() {
+        let e = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]
+        })))
+        .unwrap_err();
+        assert!(e.starts_with("linux.seccomp.syscalls[0].errnoRet: "), "{e}");
+        let e = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                          "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]
+        })))
+        .unwrap_err();
+        assert!(
+            e.starts_with("linux.seccomp.syscalls[0].args[0].index: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_x86_architecture_maps() {
+        for a in [
+            Arch::ScmpArchNative,
+            Arch::ScmpArchX86,
+            Arch::ScmpArchX86_64,
+            Arch::ScmpArchX32,
+        ] {
+            scmp_arch(a).unwrap();
+        }
+    }
+
+    #[test]
+    fn unknown_enum_values_name_the_field() {
+        let cases = [
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["a"], "action": "SCMP_ACT_ALLOW"},
+                                 {"names": ["b"], "action": "X"}]}),
+                "linux.seccomp.syscalls[1].action: unknown action \"X\"",
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_NOPE"}),
+                "linux.seccomp.defaultAction: unknown action \"SCMP_ACT_NOPE\"",
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["a"], "action": "SCMP_ACT_ERRNO",
+                                  "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]}),
+                "linux.seccomp.syscalls[0].args[0].op: unknown op \"SCMP_CMP_ABOUT\"",
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                    "flags": ["SECCOMP_FILTER_FLAG_FOO"]}),
+                "linux.seccomp.flags[0]: unknown flag \"SECCOMP_FILTER_FLAG_FOO\"",
+            ),
+            (
+                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+                    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_VAX"]}),
+                "linux.seccomp.architectures[1]: unknown architecture \"SCMP_ARCH_VAX\"",
+            ),
+        ];
+        for (v, want) in cases {
+            let e = check_tree(&v).unwrap_err();
+            assert_eq!(format!("{}: {}", e.field, e.msg), want);
+        }
+        check_tree(&serde_json::json!({"defaultAction": "SCMP_ACT_KILL",
+            "architectures": ["SCMP_ARCH_X86"], "flags": ["SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+            "syscalls": [{"names": ["a"], "action": "SCMP_ACT_LOG",
+                          "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_MASKED_EQ"}]}]}))
+        .unwrap();
     }
 }

@@ -3,7 +3,8 @@
 //! Validation happens in two passes so that every error names the field it is about:
 //! 1. the file is parsed into a `serde_json::Value` (a syntax error carries line and column),
 //!    and the fields whose mistakes are common and dangerous (namespaces, id maps, root,
-//!    mounts, process) are checked on that tree, where we still know the JSON path;
+//!    mounts, process, seccomp's actions/operators/flags) are checked on that tree, where we
+//!    still know the JSON path;
 //! 2. the tree is converted into `oci_spec::runtime::Spec`, the typed form the rest of the
 //!    runtime works with. Anything pass 1 does not know about is reported by serde here.
 //!
@@ -345,6 +346,9 @@ fn validate_tree(v: &Value) -> Result<(), SpecError> {
             }
         }
     }
+    if let Some(s) = linux.get("seccomp") {
+        crate::seccomp::check_tree(s)?;
+    }
     if let Some(h) = top.get("hostname")
         && h.as_str().is_some_and(|h| !h.is_empty())
         && !types.contains("uts")
@@ -467,6 +471,8 @@ pub fn default_json() -> Result<String, SpecError> {
     if let Some(p) = spec.process_mut() {
         p.set_terminal(Some(false));
     }
+    // oci-spec's default names the container after youki (as `runc spec` says "runc").
+    spec.set_hostname(Some("bulkhead".into()));
     serde_json::to_string_pretty(&spec).map_err(|e| err("", e.to_string()))
 }
 

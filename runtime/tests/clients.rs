@@ -326,6 +326,14 @@ fn podman_runs_an_imported_rootfs_image() {
         "{}",
         stdout(&o)
     );
+    // Mode 2: a filter is loaded, so the profile compiled and the guest ran under it.
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.split_whitespace().eq(["Seccomp:", "2"])),
+        "{}",
+        stdout(&o)
+    );
     let o = podman(dir.path(), &["ps", "-a", "-q"]);
     assert!(
         stdout(&o).trim().is_empty(),

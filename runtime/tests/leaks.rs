@@ -166,6 +166,48 @@ fn bad_input_names_the_field() {
             Box::new(|c| c["process"]["cwd"] = "relative".into()),
             "process.cwd: must be an absolute path",
         ),
+        (
+            "seccompaction",
+            Box::new(|c| {
+                c["linux"]["seccomp"] = serde_json::json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO"},
+                                 {"names": ["mkdir"], "action": "SCMP_ACT_BOGUS"}]
+                })
+            }),
+            "linux.seccomp.syscalls[1].action: unknown action \"SCMP_ACT_BOGUS\"",
+        ),
+        (
+            "seccompop",
+            Box::new(|c| {
+                c["linux"]["seccomp"] = serde_json::json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+                                  "args": [{"index": 1, "value": 9, "op": "SCMP_CMP_ROUGHLY"}]}]
+                })
+            }),
+            "linux.seccomp.syscalls[0].args[0].op: unknown op \"SCMP_CMP_ROUGHLY\"",
+        ),
+        (
+            "seccompflag",
+            Box::new(|c| {
+                c["linux"]["seccomp"] = serde_json::json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "flags": ["SECCOMP_FILTER_FLAG_NOPE"]
+                })
+            }),
+            "linux.seccomp.flags[0]: unknown flag \"SECCOMP_FILTER_FLAG_NOPE\"",
+        ),
+        (
+            "seccompnotify",
+            Box::new(|c| {
+                c["linux"]["seccomp"] = serde_json::json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+                })
+            }),
+            "linux.seccomp.syscalls[0].action: SCMP_ACT_NOTIFY is not supported",
+        ),
     ];
     for (name, tweak, want) in cases {
         let mut b = Bundle::new(&["true"]);

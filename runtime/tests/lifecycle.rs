@@ -124,11 +124,7 @@ fn create_start_state_kill_delete() {
     assert!(stderr(&o).contains("is not stopped"), "{}", stderr(&o));
 
     rt.ok(&["kill", &id, "SIGKILL"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while rt.state(&id)["status"] != "stopped" {
-        assert!(std::time::Instant::now() < deadline, "never stopped");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    rt.wait_status(&id, "stopped");
     assert_eq!(rt.state(&id)["pid"], 0);
     let o = rt.cmd(&["kill", &id]);
     assert_eq!(o.status.code(), Some(1));
@@ -217,11 +213,7 @@ fn kill_all_and_signal_names() {
     let o = rt.cmd(&["kill", &id, "bogus"]);
     assert!(!o.status.success());
     rt.ok(&["kill", "--all", &id, "9"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while rt.state(&id)["status"] != "stopped" {
-        assert!(std::time::Instant::now() < deadline, "never stopped");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    rt.wait_status(&id, "stopped");
     rt.ok(&["delete", &id]);
     assert_no_leaks(&rt, &id, b.path(), Some(pid));
 }
@@ -339,6 +331,61 @@ fn hooks_run_with_state_on_stdin() {
 }
 
 #[test]
+fn container_hooks_run_inside_the_container() {
+    // Both run in the container's namespaces (so they see its hostname), but on either side of
+    // pivot_root (OCI runtime spec, "Lifecycle"): createContainer's path resolves in the runtime's
+    // mount view (the host's files are still there), startContainer's in the container's
+    // rootfs. Each appends to the same host directory, reached through the path it can see.
+    needs_host!();
+    let mut b = Bundle::new(&["true"]);
+    let shared = b.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let hook = |name: &str, dir: &str| {
+        serde_json::json!([{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("read s; echo {name} $(hostname) \"$s\" >> {dir}/hooks.log")]
+        }])
+    };
+    let shared_src = shared.to_str().unwrap().to_string();
+    b.set(|c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/shared", "type": "bind", "source": shared_src,
+            "options": ["rbind", "rw"]
+        }));
+        c["hooks"] = serde_json::json!({
+            "createContainer": hook("createContainer", &shared_src),
+            "startContainer": hook("startContainer", "/shared"),
+        });
+    });
+    let rt = Rt::new();
+    let id = id("chooks");
+    let bp = b.path().to_str().unwrap().to_string();
+    rt.ok(&["create", "-b", &bp, &id]);
+    let log = std::fs::read_to_string(shared.join("hooks.log")).unwrap();
+    assert_eq!(
+        log.lines().count(),
+        1,
+        "only createContainer before start: {log}"
+    );
+    rt.ok(&["start", &id]);
+    rt.wait_status(&id, "stopped");
+    rt.ok(&["delete", &id]);
+    let log = std::fs::read_to_string(shared.join("hooks.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for (line, kind) in lines.iter().zip(["createContainer", "startContainer"]) {
+        let mut parts = line.splitn(3, ' ');
+        assert_eq!(parts.next(), Some(kind), "{log}");
+        // The hook sees the container's hostname: it runs in its UTS namespace.
+        let hostname = b.config["hostname"].as_str().unwrap().to_string();
+        assert_eq!(parts.next(), Some(hostname.as_str()), "{log}");
+        let st: Value = serde_json::from_str(parts.next().unwrap()).unwrap();
+        assert_eq!(st["id"], Value::from(id.clone()), "{line}");
+    }
+    assert_no_leaks(&rt, &id, b.path(), None);
+}
+
+#[test]
 fn seccomp_profile_is_enforced() {
     needs_host!();
     for nnp in [true, false] {
@@ -374,6 +421,49 @@ fn seccomp_profile_is_enforced() {
         );
         assert_no_leaks(&rt, &id, b.path(), None);
     }
+}
+
+/// Per-rule errno values and argument conditions, on every x86 ABI libseccomp knows, with
+/// names from newer kernels in the profile (ignored, as runc does).
+#[test]
+fn seccomp_rules_have_their_own_errno_and_conditions() {
+    needs_host!();
+    // busybox's linux32 calls personality(PER_LINUX32 = 8), linux64 personality(PER_LINUX = 0).
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "mkdir /tmp/x; echo mkdir=$?; linux32 uname -m; echo l32=$?; linux64 uname -m; echo l64=$?",
+    ]);
+    b.set(|c| {
+        c["process"]["noNewPrivileges"] = true.into();
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            // Passed to seccomp(2) by the init; the kernel refuses flags it does not know.
+            "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat", "a_syscall_from_2030"],
+                 "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+                // (persona & 0xff) == PER_LINUX32: the execution domain, whatever the flags.
+                {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+                 "args": [{"index": 0, "value": 255, "valueTwo": 8, "op": "SCMP_CMP_MASKED_EQ"}]}
+            ]
+        });
+    });
+    let rt = Rt::new();
+    let id = id("seccomp-rules");
+    let o = rt.cmd(&["run", "-b", b.path().to_str().unwrap(), &id]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("mkdir=1"), "{out}");
+    assert!(
+        err.contains("Function not implemented"),
+        "ENOSYS (38): {err}"
+    );
+    assert!(out.contains("l32=1"), "{out}");
+    assert!(err.contains("Permission denied"), "EACCES (13): {err}");
+    assert!(out.contains("x86_64\nl64=0"), "{out}");
+    assert_no_leaks(&rt, &id, b.path(), None);
 }
 
 #[test]
@@ -433,11 +523,7 @@ fn terminal_master_goes_to_the_console_socket() {
     let out = String::from_utf8_lossy(&out);
     assert!(out.contains("/dev/pts/0"), "{out}");
     assert!(out.contains("hello-tty"), "{out}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while rt.state(&id)["status"] != "stopped" {
-        assert!(std::time::Instant::now() < deadline, "never stopped");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    rt.wait_status(&id, "stopped");
     rt.ok(&["delete", &id]);
     assert_no_leaks(&rt, &id, b.path(), Some(pid));
 }

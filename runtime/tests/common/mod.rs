@@ -144,6 +144,18 @@ impl Rt {
         serde_json::from_str(&self.ok(&["state", id])).unwrap()
     }
 
+    /// Wait (up to 5 s) until `state` reports `status`.
+    pub fn wait_status(&self, id: &str, status: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.state(id)["status"] != status {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} never became {status}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Our internal state file (for the cgroup paths the container got).
     pub fn saved(&self, id: &str) -> Value {
         let p = self.root.path().join(id).join("state.json");
