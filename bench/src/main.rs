@@ -73,11 +73,32 @@ enum Cmd {
     Images(ImageArgs),
     /// Run the benchmark in every backend and write DIR/report.{json,md,html}.
     Bench(BenchArgs),
-    /// Re-render DIR/report.md and DIR/report.html from DIR/report.json.
-    Report {
-        /// A directory written by `bulkhead bench` (holding report.json).
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
+    /// Re-render DIR/report.md and DIR/report.html from DIR/report.json; or `report merge`.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+// `bulkhead report DIR` or `bulkhead report merge …`: a directory named `merge` needs `./merge`.
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct ReportArgs {
+    /// A directory written by `bulkhead bench` (holding report.json).
+    #[arg(value_name = "DIR", required = true)]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<ReportCmd>,
+}
+
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Combine several hosts' reports into one: each keeps its environment, rows are labelled
+    /// by host (the input's directory name), and ratios stay those of each host's own run.
+    Merge {
+        /// Directories written by `bulkhead bench`, or report.json files.
+        #[arg(value_name = "REPORT", num_args = 2.., required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output directory for the merged report.json, report.md and report.html.
+        #[arg(short = 'o', long = "out", value_name = "DIR", required = true)]
+        out: PathBuf,
     },
 }
 
@@ -204,9 +225,23 @@ fn main() {
             .and_then(|o| Ok(bulkhead_images::build(&o)?))
             .map(|b| print_built(&b)),
         Cmd::Bench(args) => bench(args),
-        Cmd::Report { dir } => run::render_dir(&dir).map(|(_, w)| {
-            println!("wrote {}, {}", w.markdown.display(), w.html.display());
+        Cmd::Report(ReportArgs {
+            command: Some(ReportCmd::Merge { inputs, out }),
+            ..
+        }) => run::merge(&inputs, &out).map(|(_, w)| {
+            println!(
+                "wrote {}, {}, {}",
+                w.json.display(),
+                w.markdown.display(),
+                w.html.display()
+            );
         }),
+        Cmd::Report(ReportArgs { dir, .. }) => {
+            let dir = dir.expect("clap requires DIR without a subcommand");
+            run::render_dir(&dir).map(|(_, w)| {
+                println!("wrote {}, {}", w.markdown.display(), w.html.display());
+            })
+        }
     };
     if let Err(e) = result {
         if e.is::<run::Interrupted>() {

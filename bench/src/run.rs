@@ -131,6 +131,8 @@ pub fn run(
             memory: None,
             isolation: None,
             notes: Vec::new(),
+            comparison: None,
+            host: None,
         };
         if desc.availability == Availability::Installed {
             measure_backend(b.as_mut(), plan, &canary, &mut row, &bar);
@@ -142,6 +144,8 @@ pub fn run(
     if backend::interrupted() {
         anyhow::bail!(Interrupted);
     }
+    // Ratios only once every row is in: each is taken against a peer from this same run.
+    report::compare(&mut rows);
 
     Ok(Report {
         schema: report::SCHEMA.into(),
@@ -172,6 +176,7 @@ pub fn run(
             }),
         },
         backends: rows,
+        hosts: Vec::new(),
     })
 }
 
@@ -250,4 +255,35 @@ pub fn write_all(dir: &Path, report: &Report) -> anyhow::Result<(Report, Written
         &report::json::to_string(report),
     )?;
     render_dir(dir)
+}
+
+/// `bulkhead report merge INPUTS… -o OUT`: read every input (a report directory or a
+/// report.json), merge them (see [`report::merge`]) and write OUT like a bench run would.
+pub fn merge(inputs: &[PathBuf], out: &Path) -> anyhow::Result<(Report, Written)> {
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!("-o {}: exists and is not a directory", out.display());
+    }
+    let target = out.join(report::json::FILE_NAME);
+    let mut reports = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let file = if input.is_dir() {
+            input.join(report::json::FILE_NAME)
+        } else {
+            input.clone()
+        };
+        // Writing over an input would lose it if anything later failed.
+        if target.exists()
+            && std::fs::canonicalize(&file).ok() == std::fs::canonicalize(&target).ok()
+        {
+            anyhow::bail!(
+                "-o {}: is the input {}; merge into another directory",
+                out.display(),
+                input.display()
+            );
+        }
+        let r = report::json::read(&file)?;
+        reports.push((report::merge::label_for(&file), r));
+    }
+    let merged = report::merge::merge(reports, unix_now());
+    write_all(out, &merged)
 }

@@ -315,8 +315,98 @@ fn quick_run_of_every_backend_keeps_every_row() {
     let vm = r.backends.iter().find(|b| b.name == "bulkhead-vm").unwrap();
     if let Some(s) = &vm.startup {
         assert_eq!(s.vmm_timings.as_ref().map(Vec::len), Some(2), "{s:?}");
-        assert!(vm.note_for("memory").is_some() && vm.note_for("isolation").is_some());
+        assert!(vm.note_for("isolation").is_some());
+        // The idle bare guest gives the VM a memory row: the VMM's overhead.
+        let m = vm
+            .memory
+            .as_ref()
+            .unwrap_or_else(|| panic!("{:?}", vm.notes));
+        assert!(m.non_guest_rss_kib.is_some(), "{m:?}");
     }
+    let after = leftovers();
+    assert!(
+        after.iter().all(|d| before.contains(d)),
+        "left behind: {after:?}"
+    );
+}
+
+/// The VMs side by side in one quick run: bulkhead-vm's startup as a ratio to QEMU's, and the
+/// VMM's own memory (non-guest RSS) with the idle bare guest.
+#[test]
+fn quick_vm_run_shows_a_ratio_to_qemu_and_the_vmm_non_guest_rss() {
+    skip_unless!(
+        std::path::Path::new("/dev/kvm").exists(),
+        "no /dev/kvm on this host"
+    );
+    skip_unless!(
+        on_path("qemu-system-x86_64").is_some(),
+        "qemu-system-x86_64 is not on PATH"
+    );
+    let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
+    let before = leftovers();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let cache = test_cache_dir();
+    let out = bench(&[
+        "--backends",
+        "bulkhead-vm,qemu-microvm",
+        "--quick",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = json::read(&out_dir.join("report.json")).unwrap();
+    let vm = &r.backends[0];
+    assert_eq!(vm.name, "bulkhead-vm");
+    let c = vm.comparison.as_ref().unwrap();
+    assert_eq!(c.peer, "qemu-microvm");
+    let ratio = c.startup_ready_p50.value.unwrap_or_else(|| panic!("{c:?}"));
+    assert!(ratio > 0.0, "{ratio}");
+    // QEMU has no idle bare guest: no memory ratio, with why.
+    assert_eq!(c.memory_pss_p50.value, None);
+    assert!(c.memory_pss_p50.reason.is_some());
+    let m = vm
+        .memory
+        .as_ref()
+        .unwrap_or_else(|| panic!("{:?}", vm.notes));
+    assert!(
+        m.measured_process.starts_with("VMM overhead, bare guest"),
+        "{m:?}"
+    );
+    let non_guest = m.non_guest_rss_kib.as_ref().unwrap();
+    let rss = m.rss_kib.as_ref().unwrap();
+    // The guest's RAM is left out, and the VMM itself still has pages of its own.
+    assert!(non_guest.p50 > 0.0 && non_guest.p50 <= rss.p50, "{m:?}");
+    assert!(
+        m.samples.iter().all(|s| s.non_guest_rss_kib.is_some()),
+        "{m:?}"
+    );
+    let qemu = &r.backends[1];
+    assert!(qemu.comparison.is_none() && qemu.memory.is_none());
+    assert!(
+        qemu.note_for("memory")
+            .unwrap()
+            .message
+            .contains("no idle bare firmware"),
+        "{:?}",
+        qemu.notes
+    );
+    // The terminal summary shows both numbers.
+    let shown = format!("{ratio:.2}× qemu-microvm");
+    assert!(stdout.contains(&shown), "{shown} missing:\n{stdout}");
+    assert!(
+        stdout.contains(&bulkhead::report::mib(non_guest.p50)),
+        "{stdout}"
+    );
+    // The idle VMs were stopped and reaped; no scratch directory is left.
+    assert!(scratch_processes().is_empty(), "{:?}", scratch_processes());
     let after = leftovers();
     assert!(
         after.iter().all(|d| before.contains(d)),

@@ -267,3 +267,284 @@ fn report_dir_bad_input_is_one_clear_error() {
     );
     assert!(err.contains("/backends/0/name: expected string"), "{err}");
 }
+
+/// Ratios: each backend against its peer from the same run, shown in every output.
+#[test]
+fn fixture_ratios_are_against_the_peer_of_the_same_run_and_rendered() {
+    let r = json::read(&fixture()).unwrap();
+    let by = |n: &str| r.backends.iter().find(|b| b.name == n).unwrap();
+    let p50 = |n: &str| by(n).startup.as_ref().unwrap().ready.p50;
+    // The stored ratios are what compare() computes from the rows themselves.
+    let mut again = r.backends.clone();
+    report::compare(&mut again);
+    for (stored, computed) in r.backends.iter().zip(&again) {
+        assert_eq!(stored.comparison, computed.comparison, "{}", stored.name);
+    }
+    let runc = by("runc").comparison.as_ref().unwrap();
+    assert_eq!(runc.peer, "crun");
+    assert_eq!(
+        runc.startup_ready_p50.value,
+        Some(p50("runc") / p50("crun"))
+    );
+    assert!(runc.memory_pss_p50.value.is_some());
+    let vm = by("bulkhead-vm").comparison.as_ref().unwrap();
+    assert_eq!(vm.peer, "qemu-microvm");
+    assert_eq!(
+        vm.startup_ready_p50.value,
+        Some(p50("bulkhead-vm") / p50("qemu-microvm"))
+    );
+    // QEMU has no idle bare guest: no memory ratio, and the reason names the peer.
+    assert_eq!(vm.memory_pss_p50.value, None);
+    let why = vm.memory_pss_p50.reason.as_deref().unwrap();
+    assert!(
+        why.starts_with("qemu-microvm has no memory number: no idle bare firmware"),
+        "{why}"
+    );
+    // A backend that did not run has a null ratio saying so.
+    let youki = by("youki").comparison.as_ref().unwrap();
+    assert_eq!(youki.startup_ready_p50.value, None);
+    assert!(
+        youki
+            .startup_ready_p50
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not installed"),
+        "{youki:?}"
+    );
+    // The floor and the peers are compared with nothing.
+    for n in ["process", "crun", "qemu-microvm"] {
+        assert!(by(n).comparison.is_none(), "{n}");
+    }
+
+    let runc_ratio = format!("{:.2}× crun", p50("runc") / p50("crun"));
+    let vm_ratio = format!(
+        "{:.2}× qemu-microvm",
+        p50("bulkhead-vm") / p50("qemu-microvm")
+    );
+    let md = report::markdown::render(&r);
+    let html = report::html::render(&r);
+    let term = report::terminal::render(&r);
+    for (what, text) in [("md", &md), ("html", &html), ("terminal", &term)] {
+        assert!(
+            text.contains(&runc_ratio),
+            "{what}: {runc_ratio} missing:\n{text}"
+        );
+        assert!(
+            text.contains(&vm_ratio),
+            "{what}: {vm_ratio} missing:\n{text}"
+        );
+        assert!(
+            text.contains("bulkhead-vm / memory vs qemu-microvm: no ratio: "),
+            "{what}: the missing ratio's reason:\n{text}"
+        );
+    }
+    // The bare guest's VMM overhead is the VM's memory row.
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| bulkhead-vm |") && l.contains("VMM overhead, bare guest"))
+        .unwrap_or_else(|| panic!("no VM memory row:\n{md}"));
+    let m = by("bulkhead-vm").memory.as_ref().unwrap();
+    let non_guest = m.non_guest_rss_kib.as_ref().unwrap().p50;
+    assert!(row.contains(&report::mib(non_guest)), "{row}");
+    assert!(m.non_guest_method.as_deref().unwrap().contains("--memory"));
+}
+
+/// Reports from before ratios and the VMM's non-guest RSS: they validate, read, and render
+/// with "–" where a ratio would be.
+#[test]
+fn reports_from_before_ratios_still_validate_and_render() {
+    let mut v = fixture_value();
+    for b in v["backends"].as_array_mut().unwrap() {
+        b.as_object_mut().unwrap().remove("comparison");
+        if let Some(m) = b["memory"].as_object_mut() {
+            m.remove("non_guest_rss_kib");
+            m.remove("non_guest_method");
+            for s in m["samples"].as_array_mut().unwrap() {
+                s.as_object_mut().unwrap().remove("non_guest_rss_kib");
+            }
+        }
+    }
+    let errors = schema::validate(&schema::report_v1(), &v);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let r = json::parse(Path::new("old/report.json"), &v.to_string()).unwrap();
+    assert!(r.backends.iter().all(|b| b.comparison.is_none()));
+    let md = report::markdown::render(&r);
+    assert!(!md.contains('×') && !md.contains("no ratio"), "{md}");
+    assert!(md.contains("| runc |"), "{md}");
+    let term = report::terminal::render(&r);
+    assert!(!term.contains('×'), "{term}");
+    // And the shape is checked: a ratio without its reason field is rejected.
+    let mut v = fixture_value();
+    let runc = v["backends"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|b| b["name"] == "runc")
+        .unwrap();
+    runc["comparison"]["startup_ready_p50"]
+        .as_object_mut()
+        .unwrap()
+        .remove("reason");
+    let errors = schema::validate(&schema::report_v1(), &v).join("\n");
+    assert!(
+        errors.contains("missing required field \"reason\""),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_peer_missing_from_the_run_gives_a_null_ratio_with_the_reason() {
+    let r = json::read(&fixture()).unwrap();
+    let mut rows: Vec<_> = r
+        .backends
+        .into_iter()
+        .filter(|b| b.name != "crun")
+        .collect();
+    report::compare(&mut rows);
+    let runc = rows.iter().find(|b| b.name == "runc").unwrap();
+    let c = runc.comparison.as_ref().unwrap();
+    assert_eq!(c.startup_ready_p50.value, None);
+    assert_eq!(
+        c.startup_ready_p50.reason.as_deref(),
+        Some("crun was not part of this run")
+    );
+    assert_eq!(report::ratio_cell(runc, |c| &c.startup_ready_p50), "–");
+}
+
+fn merge_cmd(inputs: &[&Path], out: &Path) -> std::process::Output {
+    Command::new(bin("bulkhead"))
+        .args(["report", "merge"])
+        .args(inputs)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// `bulkhead report merge`: two hosts' reports in one, each with its environment, rows
+/// labelled by host, ratios those of each host's own run; and the result re-renders.
+#[test]
+fn report_merge_keeps_each_host_and_labels_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    // `hostA/bulkhead-report` (the default --out name) is labelled by the directory above.
+    let a = dir.path().join("hostA/bulkhead-report");
+    let b = dir.path().join("hostB");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::copy(fixture(), a.join("report.json")).unwrap();
+    // The second host is another machine: a different CPU, and hardware KVM.
+    let mut v = fixture_value();
+    v["environment"]["cpu_model"] = "Intel Xeon".into();
+    v["environment"]["kvm"] = "hardware_intel".into();
+    std::fs::write(b.join("report.json"), v.to_string()).unwrap();
+    let out_dir = dir.path().join("merged");
+    // A report.json file works as an input as well as its directory.
+    let out = merge_cmd(&[&a, &b.join("report.json")], &out_dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let text = std::fs::read_to_string(out_dir.join("report.json")).unwrap();
+    let errors = schema::validate(&schema::report_v1(), &serde_json::from_str(&text).unwrap());
+    assert!(errors.is_empty(), "{errors:#?}");
+    let m = json::read(&out_dir.join("report.json")).unwrap();
+    let labels: Vec<&str> = m.hosts.iter().map(|h| h.label.as_str()).collect();
+    assert_eq!(labels, ["hostA", "hostB"]);
+    assert_eq!(
+        m.hosts[1].environment.cpu_model.as_deref(),
+        Some("Intel Xeon")
+    );
+    let one = json::read(&fixture()).unwrap();
+    assert_eq!(m.backends.len(), 2 * one.backends.len());
+    for (i, row) in m.backends.iter().enumerate() {
+        let src = &one.backends[i % one.backends.len()];
+        assert_eq!(row.name, src.name);
+        assert_eq!(row.host.as_deref(), Some(labels[i / one.backends.len()]));
+        // Ratios are those of the host's own run, never recomputed across hosts.
+        assert_eq!(row.comparison, src.comparison, "{}", row.label());
+    }
+    let mut again = m.backends.clone();
+    report::compare(&mut again);
+    assert!(
+        again
+            .iter()
+            .zip(&m.backends)
+            .all(|(x, y)| x.comparison == y.comparison)
+    );
+
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(md.contains("| what | hostA | hostB |"), "{md}");
+    assert!(md.contains("| CPU | AMD EPYC | Intel Xeon |"), "{md}");
+    for label in ["runc @ hostA", "runc @ hostB", "bulkhead-vm @ hostB"] {
+        assert!(md.contains(&format!("| {label} |")), "{label}: {md}");
+    }
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("<td>qemu-microvm @ hostA</td>"), "{html}");
+    assert!(html.matches("<svg").count() >= 2, "charts missing");
+    // And `bulkhead report DIR` re-renders the merged report to the same files.
+    let out = Command::new(bin("bulkhead"))
+        .arg("report")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("report.md")).unwrap(),
+        md
+    );
+
+    // A merged report merges again: its hosts come along, a repeated label gets a suffix.
+    let out2 = dir.path().join("merged2");
+    let out = merge_cmd(&[&out_dir, &b], &out2);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m2 = json::read(&out2.join("report.json")).unwrap();
+    let labels: Vec<&str> = m2.hosts.iter().map(|h| h.label.as_str()).collect();
+    assert_eq!(labels, ["hostA", "hostB", "hostB#2"]);
+    assert_eq!(m2.backends.len(), 3 * one.backends.len());
+}
+
+#[test]
+fn report_merge_bad_input_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(fixture(), a.join("report.json")).unwrap();
+    let mut v = fixture_value();
+    v["schema"] = "bulkhead-report/2".into();
+    std::fs::write(bad.join("report.json"), v.to_string()).unwrap();
+    let out_dir = dir.path().join("out");
+
+    let one_line = |out: std::process::Output| {
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.lines().count(), 1, "one error line: {err}");
+        err
+    };
+    // A wrong-schema input is named, and nothing is written.
+    let err = one_line(merge_cmd(&[&a, &bad], &out_dir));
+    assert!(
+        err.contains("bad/report.json: schema is \"bulkhead-report/2\""),
+        "{err}"
+    );
+    assert!(!out_dir.exists());
+    // Writing over an input is refused.
+    let err = one_line(merge_cmd(&[&a, &a], &a));
+    assert!(err.contains("is the input"), "{err}");
+    // One input is not a merge.
+    let out = merge_cmd(&[&a], &out_dir);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 values required"));
+}

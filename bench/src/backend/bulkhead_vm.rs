@@ -3,6 +3,10 @@
 //! Two rows: `bulkhead-vm` runs the freestanding bare guest (boots even under PVM), and
 //! `bulkhead-vm-linux` the Linux kernel + initramfs with bulkhead-guest as init, which needs
 //! hardware (or nested) KVM. The Linux row is not wired yet; it reports why it has no numbers.
+//!
+//! The bare row's idle instance is the HALT guest: it prints its ready line and halts with
+//! interrupts off, so the VM stays up doing nothing until the harness kills the VMM. Its memory
+//! row is the VMM's own overhead (RSS/PSS, and the RSS outside the guest's RAM).
 
 use super::{Availability, Backend, BareImages, Context, Description, Instance, Kind, Task};
 use crate::env::KvmKind;
@@ -18,15 +22,27 @@ pub fn write_bare(workdir: &Path) -> Result<BareImages, String> {
     let images = BareImages {
         elf: workdir.join("bare.elf"),
         bios: workdir.join("bare-bios.bin"),
+        halt: workdir.join("bare-halt.elf"),
     };
     for (path, bytes) in [
         (&images.elf, bulkhead_vm::guests::BARE),
         (&images.bios, bulkhead_vm::guests::BARE_BIOS),
+        (&images.halt, bulkhead_vm::guests::HALT),
     ] {
         std::fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     Ok(images)
 }
+
+/// Guest RAM of an idle bare instance, MiB. The HALT guest touches a few pages only; a small
+/// size keeps N idle VMs cheap to map, while staying far larger than any other read-write
+/// anonymous mapping of the VMM, which is how the memory metric finds the guest's RAM
+/// (`metrics::memory::NON_GUEST_RULE`).
+pub const IDLE_MEMORY_MIB: u64 = 16;
+
+/// An idle instance's `--timeout`: well past any memory measurement, so a VM is never left
+/// behind even if the harness itself is killed before it can stop it.
+const IDLE_TIMEOUT_S: &str = "120";
 
 pub struct BulkheadVm {
     linux: bool,
@@ -126,8 +142,23 @@ impl Backend for BulkheadVm {
     fn supports(&self, task: &Task) -> Result<(), String> {
         match task {
             Task::Ready => Ok(()),
+            // The HALT bare guest idles: ready line, then halted until the VMM is killed.
+            Task::Idle if !self.linux => Ok(()),
             _ => Err(bare_only_reason(task)),
         }
+    }
+
+    fn guest_ram_kib(&self) -> Option<u64> {
+        (!self.linux).then_some(IDLE_MEMORY_MIB * 1024)
+    }
+
+    fn memory_subject(&self) -> Option<String> {
+        (!self.linux).then(|| {
+            format!(
+                "VMM overhead, bare guest: the bulkhead-vm process with the halted bare guest \
+                 (--memory {IDLE_MEMORY_MIB})"
+            )
+        })
     }
 
     fn prepare(&mut self) -> anyhow::Result<()> {
@@ -144,13 +175,32 @@ impl Backend for BulkheadVm {
         let mut cmd = Command::new(&self.binary);
         // --timeout: the VMM itself ends a guest that hangs, so nothing outlives a failed run.
         // --timings: one JSON line of phase timestamps on stderr when the VM ends.
-        cmd.arg("--kernel")
-            .arg(&images.elf)
-            .args(["--timeout", "30", "--timings"]);
+        if *task == Task::Idle {
+            let memory = IDLE_MEMORY_MIB.to_string();
+            cmd.arg("--kernel").arg(&images.halt).args([
+                "--memory",
+                &memory,
+                "--timeout",
+                IDLE_TIMEOUT_S,
+            ]);
+        } else {
+            cmd.arg("--kernel")
+                .arg(&images.elf)
+                .args(["--timeout", "30", "--timings"]);
+        }
         Ok(Instance::spawn(cmd, task, &self.stderr)?)
     }
 
     fn stop(&mut self, mut inst: Instance, timeout: Duration) -> anyhow::Result<Option<u64>> {
+        if inst.task == Task::Idle {
+            // The halted guest never ends the VM: the VMM is stopped from outside. SIGTERM
+            // first (its default action ends the VMM, which tears the VM down with it), then
+            // SIGKILL and reap if it is still there; the exit status means nothing here.
+            inst.signal(libc::SIGTERM);
+            let _ = inst.wait_exit(timeout.min(Duration::from_secs(2)));
+            inst.kill();
+            return Ok(None);
+        }
         let at = inst.check_exit(timeout, |s| s.success());
         inst.kill();
         // The last stderr line that parses as a JSON object is the timings line.

@@ -148,6 +148,9 @@ pub struct Context {
 pub struct BareImages {
     pub elf: PathBuf,
     pub bios: PathBuf,
+    /// The idle bare guest: prints its ready line, then halts with interrupts off until the
+    /// VMM is killed (bulkhead_vm::guests::HALT).
+    pub halt: PathBuf,
 }
 
 /// The errors of starting, reading and stopping instances; each names what it ran.
@@ -606,6 +609,16 @@ pub trait Backend {
     /// The VMM's own phase timestamps (one JSON object, ns since the VMM started) of the
     /// instance stopped last, for VMMs that report them; taken, so each run's is seen once.
     fn take_vmm_timings(&mut self) -> Option<serde_json::Value> {
+        None
+    }
+    /// VMs: the size of the guest's RAM of an idle instance, in KiB, so the memory metric can
+    /// tell the VMM's own pages from the guest's (see `metrics::memory::non_guest_rss_kib`).
+    fn guest_ram_kib(&self) -> Option<u64> {
+        None
+    }
+    /// What an idle instance's RSS/PSS measure, when more specific than the backend's kind
+    /// ("the VMM process").
+    fn memory_subject(&self) -> Option<String> {
         None
     }
     /// Remove whatever `prepare` and the instances left (called once, also after errors).

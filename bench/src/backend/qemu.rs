@@ -72,6 +72,11 @@ impl Backend for Qemu {
     fn supports(&self, task: &Task) -> Result<(), String> {
         match task {
             Task::Ready => Ok(()),
+            Task::Idle => Err(
+                "no idle bare firmware exists for QEMU: the -bios guest prints its ready line \
+                 and leaves through isa-debug-exit at once, so there is no idle VM to measure"
+                    .into(),
+            ),
             _ => Err(super::bulkhead_vm::bare_only_reason(task)),
         }
     }

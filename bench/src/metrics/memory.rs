@@ -5,7 +5,9 @@
 //! - the container's own cgroup usage (v1 `memory.usage_in_bytes`, v2 `memory.current`),
 //!   found from /proc/PID/cgroup — the kernel's own accounting, page cache included;
 //! - the host's MemAvailable drop with N instances up, divided by N: what the host really
-//!   gave, noisy on a busy host.
+//!   gave, noisy on a busy host;
+//! - VMs: the VMM's non-guest RSS — its RSS without the guest's RAM, i.e. what the VMM itself
+//!   costs (see [`NON_GUEST_RULE`]).
 
 use crate::backend::{Backend, Instance, Task};
 use crate::report::{Memory, MemorySample};
@@ -33,6 +35,75 @@ pub fn mem_available_kib() -> anyhow::Result<u64> {
 pub fn rss_pss_kib(pid: u32) -> (Option<u64>, Option<u64>) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     (kib_field(&text, "Rss"), kib_field(&text, "Pss"))
+}
+
+/// How the guest's RAM is told apart in /proc/PID/smaps, as the report states it.
+///
+/// vm-memory maps guest RAM below the 32-bit MMIO gap as one anonymous read-write mapping of
+/// `--memory` MiB (an idle bare guest is far below the gap, so there is only one). Everything
+/// else the VMM owns — text, heap, stacks, malloc arenas, KVM's vCPU run areas — is named or
+/// much smaller; the arenas' 64 MiB reservations are larger but not read-write. The kernel may
+/// merge a neighbouring anonymous read-write mapping (seen: a 132 KiB malloc arena) into the
+/// guest's, so the rule takes the smallest candidate of at least the guest's size; the few
+/// pages of such a neighbour are then counted as guest, which errs towards a smaller overhead
+/// by at most that neighbour's RSS (4 KiB when seen).
+pub const NON_GUEST_RULE: &str = "the sum of Rss over /proc/PID/smaps except the guest-RAM \
+                                  mapping: the smallest anonymous (no path, inode 0) read-write \
+                                  mapping of at least --memory MiB (an adjacent anonymous \
+                                  mapping the kernel merged into it counts as guest)";
+
+/// One mapping of /proc/PID/smaps, as far as [`non_guest_rss_kib`] needs it.
+struct Mapping {
+    anonymous_rw: bool,
+    size_kib: u64,
+    rss_kib: u64,
+}
+
+fn mappings(smaps: &str) -> Option<Vec<Mapping>> {
+    // smaps is a sequence of blocks: a header line `start-end perms offset dev inode [path]`,
+    // then `Key:   value kB` lines. No key contains a '-', every header's first field does.
+    let mut out: Vec<Mapping> = Vec::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let perms = fields.next()?;
+            let inode = fields.nth(2)?;
+            out.push(Mapping {
+                anonymous_rw: perms.starts_with("rw") && inode == "0" && fields.next().is_none(),
+                size_kib: 0,
+                rss_kib: 0,
+            });
+            continue;
+        }
+        let Some(m) = out.last_mut() else { continue };
+        match first {
+            "Size:" => m.size_kib = fields.next()?.parse().ok()?,
+            "Rss:" => m.rss_kib = fields.next()?.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// The RSS of `smaps` (the text of /proc/PID/smaps) outside the guest-RAM mapping, in KiB:
+/// see [`NON_GUEST_RULE`]. `None` when no mapping qualifies (or the text does not parse), so
+/// a change in how the VMM maps memory shows up as a missing number rather than a wrong one.
+pub fn non_guest_rss_kib(smaps: &str, guest_ram_kib: u64) -> Option<u64> {
+    let maps = mappings(smaps)?;
+    let guest = maps
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.anonymous_rw && m.size_kib >= guest_ram_kib)
+        .min_by_key(|(_, m)| m.size_kib)
+        .map(|(i, _)| i)?;
+    Some(
+        maps.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != guest)
+            .map(|(_, m)| m.rss_kib)
+            .sum(),
+    )
 }
 
 /// The memory-usage file of `pid`'s cgroup: v1 `memory` hierarchy if the controller is
@@ -94,6 +165,7 @@ pub fn measure(
         // Let lazily-faulted pages and the runtime's exit settle before reading.
         std::thread::sleep(Duration::from_millis(200));
         let after = mem_available_kib()?;
+        let guest_ram_kib = b.guest_ram_kib();
         let mut samples = Vec::with_capacity(n);
         for inst in &up {
             let Some(pid) = inst.pid else {
@@ -108,6 +180,10 @@ pub fn measure(
                 } else {
                     None
                 },
+                non_guest_rss_kib: guest_ram_kib.and_then(|g| {
+                    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+                    non_guest_rss_kib(&smaps, g)
+                }),
             });
         }
         let own_cgroup = up.first().is_some_and(|i| i.own_cgroup);
@@ -117,11 +193,13 @@ pub fn measure(
         };
         Ok(Memory {
             instances: n,
-            measured_process: match b.describe().kind {
-                crate::backend::Kind::Process => "the guest process".into(),
-                crate::backend::Kind::Container => "the container's init (the guest)".into(),
-                crate::backend::Kind::Vm => "the VMM process".into(),
-            },
+            measured_process: b
+                .memory_subject()
+                .unwrap_or_else(|| match b.describe().kind {
+                    crate::backend::Kind::Process => "the guest process".into(),
+                    crate::backend::Kind::Container => "the container's init (the guest)".into(),
+                    crate::backend::Kind::Vm => "the VMM process".into(),
+                }),
             cgroup_method: if own_cgroup {
                 "the container's memory cgroup (v1 memory.usage_in_bytes / v2 memory.current)"
                     .into()
@@ -131,6 +209,9 @@ pub fn measure(
             rss_kib: series(|s| s.rss_kib),
             pss_kib: series(|s| s.pss_kib),
             cgroup_kib: series(|s| s.cgroup_kib),
+            non_guest_rss_kib: series(|s| s.non_guest_rss_kib),
+            non_guest_method: guest_ram_kib
+                .map(|g| format!("{NON_GUEST_RULE} (here {} MiB)", g / 1024)),
             samples,
             mem_available_before_kib: before,
             mem_available_after_kib: after,
@@ -160,6 +241,63 @@ mod tests {
         assert_eq!(kib_field(text, "Rss"), Some(1320));
         assert_eq!(kib_field(text, "Pss"), Some(187));
         assert_eq!(kib_field(text, "Swap"), None);
+    }
+
+    #[test]
+    fn non_guest_rss_leaves_out_only_the_guest_ram_mapping() {
+        // Abridged from real bulkhead-vm processes with --memory 16 running the HALT guest.
+        let mapping = |range: &str, rest: &str, size: u64, rss: u64| {
+            format!("{range} {rest}\nSize: {size:>10} kB\nRss: {rss:>10} kB\n")
+        };
+        let vmm = [
+            mapping(
+                "00200000-00286000",
+                "r--p 00000000 fe:00 5313279  /usr/bin/bulkhead-vm",
+                536,
+                384,
+            ),
+            mapping(
+                "178e2000-17904000",
+                "rw-p 00000000 00:00 0  [heap]",
+                136,
+                40,
+            ),
+            // A malloc arena and its 64 MiB reservation (not read-write).
+            mapping("7f10000000-7f10021000", "rw-p 00000000 00:00 0", 132, 4),
+            mapping("7f10021000-7f14000000", "---p 00000000 00:00 0", 65404, 0),
+            mapping(
+                "7f1d042000-7f1d045000",
+                "rw-s 00000000 00:10 1038  anon_inode:kvm-vcpu:0",
+                12,
+                8,
+            ),
+        ]
+        .concat();
+        let guest = mapping(
+            "7f18ec800000-7f18ed800000",
+            "rw-p 00000000 00:00 0",
+            16384,
+            44,
+        );
+        let own = 384 + 40 + 4 + 8;
+        assert_eq!(
+            non_guest_rss_kib(&(vmm.clone() + &guest), 16 * 1024),
+            Some(own)
+        );
+        // The kernel merged an arena's 132 KiB into the guest's mapping: still found.
+        let merged = mapping(
+            "7fbf97000000-7fbf98021000",
+            "rw-p 00000000 00:00 0",
+            16516,
+            48,
+        );
+        assert_eq!(
+            non_guest_rss_kib(&(vmm.clone() + &merged), 16 * 1024),
+            Some(own)
+        );
+        // No mapping as large as the guest's RAM: no number rather than a wrong one.
+        assert_eq!(non_guest_rss_kib(&(vmm + &guest), 32 * 1024), None);
+        assert_eq!(non_guest_rss_kib("garbage-line\nSize: x kB\n", 16), None);
     }
 
     #[test]

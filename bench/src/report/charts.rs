@@ -46,9 +46,9 @@ pub fn startup_svg(report: &Report) -> Option<String> {
             let s = b.startup.as_ref()?;
             let label = match b.kvm {
                 Some(k) if b.kind == crate::backend::Kind::Vm => {
-                    format!("{} [{}]", b.name, short_kvm(k))
+                    format!("{} [{}]", b.label(), short_kvm(k))
                 }
-                _ => b.name.clone(),
+                _ => b.label(),
             };
             Some((label, s))
         })
@@ -128,13 +128,13 @@ pub fn startup_svg(report: &Report) -> Option<String> {
 
 /// Memory per idle instance: RSS, PSS and cgroup usage (medians), MiB, one group per backend.
 pub fn memory_svg(report: &Report) -> Option<String> {
-    let rows: Vec<(&str, [Option<f64>; 3])> = report
+    let rows: Vec<(String, [Option<f64>; 3])> = report
         .backends
         .iter()
         .filter_map(|b| {
             let m = b.memory.as_ref()?;
             Some((
-                b.name.as_str(),
+                b.label(),
                 [
                     m.rss_kib.as_ref().map(|s| s.p50 / 1024.0),
                     m.pss_kib.as_ref().map(|s| s.p50 / 1024.0),
@@ -238,7 +238,7 @@ pub fn memory_alt(report: &Report) -> String {
             let m = b.memory.as_ref()?;
             Some(format!(
                 "{}: PSS {} MiB",
-                b.name,
+                b.label(),
                 m.pss_kib.as_ref().map_or("-".into(), |s| mib(s.p50))
             ))
         })

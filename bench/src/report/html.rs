@@ -107,7 +107,7 @@ pub fn render(r: &Report) -> String {
                 .collect();
             Some(format!(
                 "<li><b>{}</b>: {}</li>",
-                esc(&b.name),
+                esc(&b.label()),
                 esc(&facts.join("; "))
             ))
         })

@@ -5,12 +5,15 @@
 //! and nothing measured can leak into the output without passing through the file.
 //!
 //! Schema `bulkhead-report/1` ([`SCHEMA`]), described by `bench/schema/report-v1.json`. Units
-//! are in the field names: `_ns` nanoseconds (host CLOCK_MONOTONIC), `_kib` KiB.
+//! are in the field names: `_ns` nanoseconds (host CLOCK_MONOTONIC), `_kib` KiB. Fields added
+//! within version 1 (`comparison`, the VMs' `non_guest_rss_kib`, a merged report's `hosts`
+//! and row `host`) are optional, so reports written before them still read and render.
 
 pub mod charts;
 pub mod html;
 pub mod json;
 pub mod markdown;
+pub mod merge;
 pub mod schema;
 pub mod tables;
 pub mod terminal;
@@ -34,6 +37,23 @@ pub struct Report {
     pub images: Images,
     /// Every backend asked for, in order; missing ones carry their availability, never dropped.
     pub backends: Vec<BackendReport>,
+    /// A merged report (`bulkhead report merge`): every input host with its own environment;
+    /// each row's `host` names one of them. Empty for the report of one run, where the
+    /// top-level environment is the only one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<Host>,
+}
+
+/// One input of a merged report: where and how its rows were measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Host {
+    /// The label its rows carry (unique within the merged report).
+    pub label: String,
+    pub tool: Tool,
+    pub created_unix_s: u64,
+    pub settings: Settings,
+    pub environment: Environment,
+    pub images: Images,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +99,136 @@ pub struct BackendReport {
     pub isolation: Option<Isolation>,
     /// Metrics without a number, and why (not measurable here, or an error).
     pub notes: Vec<Note>,
+    /// This backend's numbers as ratios to its peer's, both measured in this run (see
+    /// [`compare`]). Absent for the process floor, for the peers themselves, and in reports
+    /// written before ratios existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+    /// In a merged report: the label of the host (see `Report::hosts`) this row was measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+/// A backend next to the peer it is compared with: speed and memory claims are made only as
+/// ratios to a peer measured in the same run, on the same host, so no number stands alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The peer's backend name (`crun` for containers, `qemu-microvm` for VMs).
+    pub peer: String,
+    /// Startup: this backend's ready p50 / the peer's ready p50.
+    pub startup_ready_p50: Ratio,
+    /// Memory: this backend's PSS p50 / the peer's PSS p50 (per idle instance).
+    pub memory_pss_p50: Ratio,
+}
+
+/// One ratio of medians; `value` is null when either side has no number, and `reason` says
+/// which side and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ratio {
+    pub value: Option<f64>,
+    pub reason: Option<String>,
+}
+
+/// The peer each backend is compared with: the most common tool of its kind that this host
+/// can run. The process floor, the peers themselves, and backends not listed have none.
+pub fn peer_of(name: &str) -> Option<&'static str> {
+    match name {
+        "bulkhead-runtime" | "runc" | "youki" => Some("crun"),
+        "bulkhead-vm" | "bulkhead-vm-linux" | "firecracker" => Some("qemu-microvm"),
+        _ => None,
+    }
+}
+
+/// Whether some backend is compared with `name`.
+pub fn is_peer(name: &str) -> bool {
+    matches!(name, "crun" | "qemu-microvm")
+}
+
+/// Why `b` has no number for `metric`: its availability, its note, or "no data".
+fn why_missing(b: &BackendReport, metric: &str) -> String {
+    b.unavailable_text()
+        .or_else(|| b.note_for(metric).map(|n| n.message.clone()))
+        .unwrap_or_else(|| "no data".into())
+}
+
+fn ratio(
+    ours: &BackendReport,
+    peer: Option<&BackendReport>,
+    peer_name: &str,
+    metric: &str,
+    p50: fn(&BackendReport) -> Option<f64>,
+) -> Ratio {
+    let missing = |reason: String| Ratio {
+        value: None,
+        reason: Some(reason),
+    };
+    let Some(peer) = peer else {
+        return missing(format!("{peer_name} was not part of this run"));
+    };
+    match (p50(ours), p50(peer)) {
+        (Some(a), Some(b)) if b > 0.0 => Ratio {
+            value: Some(a / b),
+            reason: None,
+        },
+        (Some(_), Some(_)) => missing(format!("{peer_name}'s {metric} median is zero")),
+        (None, _) => missing(format!(
+            "{} has no {metric} number: {}",
+            ours.name,
+            why_missing(ours, metric)
+        )),
+        (_, None) => missing(format!(
+            "{peer_name} has no {metric} number: {}",
+            why_missing(peer, metric)
+        )),
+    }
+}
+
+/// Fill in every backend's [`Comparison`] from the other rows of the same run.
+pub fn compare(backends: &mut [BackendReport]) {
+    let ready = |b: &BackendReport| b.startup.as_ref().map(|s| s.ready.p50);
+    let pss = |b: &BackendReport| {
+        b.memory
+            .as_ref()
+            .and_then(|m| m.pss_kib.as_ref())
+            .map(|s| s.p50)
+    };
+    let comparisons: Vec<Option<Comparison>> = backends
+        .iter()
+        .map(|b| {
+            let peer_name = peer_of(&b.name)?;
+            // Only a peer of the same run (in a merged report: the same host) counts.
+            let peer = backends
+                .iter()
+                .find(|p| p.name == peer_name && p.host == b.host);
+            Some(Comparison {
+                peer: peer_name.into(),
+                startup_ready_p50: ratio(b, peer, peer_name, "startup", ready),
+                memory_pss_p50: ratio(b, peer, peer_name, "memory", pss),
+            })
+        })
+        .collect();
+    for (b, c) in backends.iter_mut().zip(comparisons) {
+        b.comparison = c;
+    }
+}
+
+/// A ratio as the report shows it: "0.45× crun", or "– (why)" when there is none.
+pub fn ratio_text(r: &Ratio, peer: &str) -> String {
+    match r.value {
+        Some(v) if v >= 10.0 => format!("{v:.0}× {peer}"),
+        Some(v) => format!("{v:.2}× {peer}"),
+        None => "–".into(),
+    }
+}
+
+/// The ratio cell of a backend's row for one metric: the ratio, "peer" for the peer itself,
+/// "–" otherwise (the process floor, or a report from before ratios).
+pub fn ratio_cell(b: &BackendReport, pick: fn(&Comparison) -> &Ratio) -> String {
+    match &b.comparison {
+        Some(c) => ratio_text(pick(c), &c.peer),
+        None if is_peer(&b.name) => "peer".into(),
+        None => "–".into(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +273,9 @@ pub struct MemorySample {
     pub pss_kib: Option<u64>,
     /// The container's own cgroup usage; `None` where the instance has no cgroup of its own.
     pub cgroup_kib: Option<u64>,
+    /// VMs: the VMM's RSS outside the guest-RAM mapping (see `Memory::non_guest_method`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_guest_rss_kib: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +290,13 @@ pub struct Memory {
     pub rss_kib: Option<Summary>,
     pub pss_kib: Option<Summary>,
     pub cgroup_kib: Option<Summary>,
+    /// VMs: the VMM's own cost, its RSS without the guest's RAM. Absent for non-VMs and in
+    /// reports from before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_guest_rss_kib: Option<Summary>,
+    /// How `non_guest_rss_kib` was found (which mapping counted as guest RAM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_guest_method: Option<String>,
     pub mem_available_before_kib: u64,
     pub mem_available_after_kib: u64,
     /// (before − after) / instances; noisy on a busy host, and may be negative.
@@ -184,6 +344,14 @@ impl BackendReport {
             kind,
             message: message.into(),
         });
+    }
+
+    /// The row's name in tables: the backend, and in a merged report its host ("runc @ a").
+    pub fn label(&self) -> String {
+        match &self.host {
+            Some(h) => format!("{} @ {h}", self.name),
+            None => self.name.clone(),
+        }
     }
 
     /// The note for `metric`, if any (renderers show it in place of a number).

@@ -1,7 +1,7 @@
 //! The report's tables as plain cells: markdown, HTML and the terminal format the same rows, so
 //! the three never disagree about what a number is or which backend is missing.
 
-use super::{BackendReport, Report, mib, ms, yes_no};
+use super::{BackendReport, Report, mib, ms, ratio_cell, yes_no};
 
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -35,70 +35,108 @@ fn missing_row(b: &BackendReport, width: usize, metric: &str) -> Option<Vec<Stri
             super::NoteKind::Error => format!("error: {}", n.message),
         })
     })?;
-    let mut row = vec![b.name.clone(), shorten(why)];
+    let mut row = vec![b.label(), shorten(why)];
     row.resize(width, String::new());
     Some(row)
 }
 
-pub fn environment(r: &Report) -> Table {
-    let e = &r.environment;
+/// One host's environment as (what, value) pairs, in table order.
+fn environment_column(
+    e: &crate::env::Environment,
+    settings: &super::Settings,
+    images: &super::Images,
+) -> Vec<(String, String)> {
     let installed: Vec<&str> = e
         .peers
         .iter()
         .filter(|p| p.path.is_some())
         .map(|p| p.name.as_str())
         .collect();
+    vec![
+        (
+            s("CPU"),
+            e.cpu_model.clone().unwrap_or_else(|| s("unknown")),
+        ),
+        (s("cores"), e.cpus.to_string()),
+        (s("host kernel"), e.kernel_release.clone()),
+        (
+            s("KVM"),
+            format!(
+                "{}{}",
+                e.kvm.label(),
+                if e.dev_kvm { "" } else { " (no /dev/kvm)" }
+            ),
+        ),
+        (
+            s("host is a VM"),
+            s(if e.virt_flags.iter().any(|f| f == "hypervisor") {
+                "yes (cpuinfo: hypervisor)"
+            } else {
+                "no"
+            }),
+        ),
+        (s("cgroups"), e.cgroup_mode.clone()),
+        (s("peers on PATH"), installed.join(", ")),
+        (
+            s("runs"),
+            format!(
+                "{} measured after {} warm-up{}",
+                settings.runs,
+                settings.warmup,
+                if settings.quick { " (--quick)" } else { "" }
+            ),
+        ),
+        (s("guest"), images.guest.clone()),
+        (
+            s("bare guest"),
+            images.bare_guest.clone().unwrap_or_else(|| s("not found")),
+        ),
+        (
+            s("kernel"),
+            images.kernel.clone().unwrap_or_else(|| s("none")),
+        ),
+    ]
+}
+
+/// The environment: one value column, or in a merged report one column per host.
+pub fn environment(r: &Report) -> Table {
+    let columns: Vec<(String, Vec<(String, String)>)> = if r.hosts.is_empty() {
+        vec![(
+            s("value"),
+            environment_column(&r.environment, &r.settings, &r.images),
+        )]
+    } else {
+        r.hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.label.clone(),
+                    environment_column(&h.environment, &h.settings, &h.images),
+                )
+            })
+            .collect()
+    };
+    let mut headers = vec![s("what")];
+    headers.extend(columns.iter().map(|(h, _)| h.clone()));
+    let rows = (0..columns[0].1.len())
+        .map(|i| {
+            let mut row = vec![columns[0].1[i].0.clone()];
+            row.extend(columns.iter().map(|(_, c)| c[i].1.clone()));
+            row
+        })
+        .collect();
     Table {
         title: s("Environment"),
-        caption: s("Where these numbers were measured. VM numbers carry the KVM kind."),
-        headers: vec![s("what"), s("value")],
-        rows: vec![
-            vec![
-                s("CPU"),
-                e.cpu_model.clone().unwrap_or_else(|| s("unknown")),
-            ],
-            vec![s("cores"), e.cpus.to_string()],
-            vec![s("host kernel"), e.kernel_release.clone()],
-            vec![
-                s("KVM"),
-                format!(
-                    "{}{}",
-                    e.kvm.label(),
-                    if e.dev_kvm { "" } else { " (no /dev/kvm)" }
-                ),
-            ],
-            vec![
-                s("host is a VM"),
-                s(if e.virt_flags.iter().any(|f| f == "hypervisor") {
-                    "yes (cpuinfo: hypervisor)"
-                } else {
-                    "no"
-                }),
-            ],
-            vec![s("cgroups"), e.cgroup_mode.clone()],
-            vec![s("peers on PATH"), installed.join(", ")],
-            vec![
-                s("runs"),
-                format!(
-                    "{} measured after {} warm-up{}",
-                    r.settings.runs,
-                    r.settings.warmup,
-                    if r.settings.quick { " (--quick)" } else { "" }
-                ),
-            ],
-            vec![s("guest"), r.images.guest.clone()],
-            vec![
-                s("bare guest"),
-                r.images
-                    .bare_guest
-                    .clone()
-                    .unwrap_or_else(|| s("not found")),
-            ],
-            vec![
-                s("kernel"),
-                r.images.kernel.clone().unwrap_or_else(|| s("none")),
-            ],
-        ],
+        caption: if r.hosts.is_empty() {
+            s("Where these numbers were measured. VM numbers carry the KVM kind.")
+        } else {
+            s(
+                "Merged from several hosts: each column is one host, and every row below is \
+               labelled \"backend @ host\". Ratios compare backends of the same host only.",
+            )
+        },
+        headers,
+        rows,
     }
 }
 
@@ -109,6 +147,7 @@ pub fn startup(r: &Report) -> Table {
         "KVM",
         "n",
         "p50 ms",
+        "p50 vs peer",
         "95% CI of p50",
         "p90 ms",
         "p99 ms",
@@ -126,7 +165,9 @@ pub fn startup(r: &Report) -> Table {
         .find_map(|b| b.startup.as_ref())
         .map(|st| {
             format!(
-                "From {} to {} (p50 … max); \"exit\" ends at {}. Host CLOCK_MONOTONIC.",
+                "From {} to {} (p50 … max); \"exit\" ends at {}. Host CLOCK_MONOTONIC. \
+                 \"vs peer\": this p50 / the peer's p50 in this run (containers: crun; VMs: \
+                 qemu-microvm).",
                 st.from, st.to_ready, st.to_exit
             )
         })
@@ -138,11 +179,12 @@ pub fn startup(r: &Report) -> Table {
             Some(st) => {
                 let q = &st.ready;
                 vec![
-                    b.name.clone(),
+                    b.label(),
                     b.guest.clone(),
                     b.kvm_label(),
                     q.n.to_string(),
                     ms(q.p50),
+                    ratio_cell(b, |c| &c.startup_ready_p50),
                     format!("{}–{}", ms(q.median_ci95.0), ms(q.median_ci95.1)),
                     ms(q.p90),
                     ms(q.p99),
@@ -152,7 +194,7 @@ pub fn startup(r: &Report) -> Table {
                 ]
             }
             None => missing_row(b, w, "startup").unwrap_or_else(|| {
-                let mut r = vec![b.name.clone(), s("no data")];
+                let mut r = vec![b.label(), s("no data")];
                 r.resize(w, String::new());
                 r
             }),
@@ -172,6 +214,8 @@ pub fn memory(r: &Report) -> Table {
         "instances",
         "RSS MiB",
         "PSS MiB",
+        "PSS vs peer",
+        "VMM non-guest RSS MiB",
         "cgroup MiB",
         "MemAvailable drop / instance MiB",
         "RSS/PSS of",
@@ -186,16 +230,18 @@ pub fn memory(r: &Report) -> Table {
         .iter()
         .map(|b| match &b.memory {
             Some(m) => vec![
-                b.name.clone(),
+                b.label(),
                 m.instances.to_string(),
                 p50(&m.rss_kib),
                 p50(&m.pss_kib),
+                ratio_cell(b, |c| &c.memory_pss_p50),
+                p50(&m.non_guest_rss_kib),
                 p50(&m.cgroup_kib),
                 mib(m.mem_available_drop_per_instance_kib),
                 m.measured_process.clone(),
             ],
             None => missing_row(b, w, "memory").unwrap_or_else(|| {
-                let mut r = vec![b.name.clone(), s("no data")];
+                let mut r = vec![b.label(), s("no data")];
                 r.resize(w, String::new());
                 r
             }),
@@ -204,8 +250,11 @@ pub fn memory(r: &Report) -> Table {
     Table {
         title: s("Memory per idle instance"),
         caption: format!(
-            "Medians over the instances; {} idle instances up at once for the MemAvailable drop.",
-            r.settings.instances
+            "Medians over the instances; {} idle instances up at once for the MemAvailable drop. \
+             \"vs peer\": this PSS / the peer's PSS in this run. VMM non-guest RSS: the VMM's RSS \
+             without the guest-RAM mapping ({}).",
+            r.settings.instances,
+            crate::metrics::memory::NON_GUEST_RULE
         ),
         headers,
         rows,
@@ -232,7 +281,7 @@ pub fn isolation(r: &Report) -> Table {
         .iter()
         .map(|b| match &b.isolation {
             Some(iso) => {
-                let mut row = vec![b.name.clone()];
+                let mut row = vec![b.label()];
                 for (key, _) in SCORECARD {
                     row.push(
                         iso.scorecard
@@ -244,7 +293,7 @@ pub fn isolation(r: &Report) -> Table {
                 row
             }
             None => missing_row(b, w, "isolation").unwrap_or_else(|| {
-                let mut r = vec![b.name.clone(), s("no data")];
+                let mut r = vec![b.label(), s("no data")];
                 r.resize(w, String::new());
                 r
             }),
@@ -262,7 +311,32 @@ pub fn isolation(r: &Report) -> Table {
     }
 }
 
-/// Every note, for the report's "what was not measured" list.
+/// Why each missing ratio is missing: "bulkhead-vm / memory vs qemu-microvm: no ratio: …".
+/// Backends that did not run are left out: their row already says why they have no numbers.
+pub fn ratio_notes(r: &Report) -> Vec<String> {
+    r.backends
+        .iter()
+        .filter(|b| b.unavailable_text().is_none())
+        .filter_map(|b| Some((b, b.comparison.as_ref()?)))
+        .flat_map(|(b, c)| {
+            [
+                ("startup", &c.startup_ready_p50),
+                ("memory", &c.memory_pss_p50),
+            ]
+            .into_iter()
+            .filter_map(move |(metric, ratio)| {
+                Some(format!(
+                    "{} / {metric} vs {}: no ratio: {}",
+                    b.label(),
+                    c.peer,
+                    ratio.reason.as_deref()?
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Every note, for the report's "what was not measured" list (missing ratios last).
 pub fn notes(r: &Report) -> Vec<String> {
     r.backends
         .iter()
@@ -270,7 +344,7 @@ pub fn notes(r: &Report) -> Vec<String> {
             b.notes.iter().map(move |n| {
                 format!(
                     "{} / {}: {}{}",
-                    b.name,
+                    b.label(),
                     n.metric,
                     match n.kind {
                         super::NoteKind::NotMeasured => "not measured: ",
@@ -280,6 +354,7 @@ pub fn notes(r: &Report) -> Vec<String> {
                 )
             })
         })
+        .chain(ratio_notes(r))
         .collect()
 }
 
@@ -307,7 +382,7 @@ pub fn vmm_phases(r: &Report) -> Option<Table> {
         }
         phases.sort_by(|a, b| a.1.total_cmp(&b.1));
         for (k, p50) in phases {
-            rows.push(vec![b.name.clone(), b.kvm_label(), k, ms(p50)]);
+            rows.push(vec![b.label(), b.kvm_label(), k, ms(p50)]);
         }
     }
     (!rows.is_empty()).then(|| Table {

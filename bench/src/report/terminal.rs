@@ -1,14 +1,17 @@
 //! The summary printed at the end of `bulkhead bench`: one line per backend.
 
-use super::{Report, mib, ms, yes_no};
+use super::{Report, mib, ms, ratio_cell, yes_no};
 
 pub fn render(r: &Report) -> String {
     let mut rows: Vec<Vec<String>> = vec![
         [
             "backend",
             "startup p50 ms [95% CI]",
+            "startup vs peer",
             "exit p50 ms",
             "PSS MiB",
+            "PSS vs peer",
+            "VMM non-guest RSS MiB",
             "shares kernel",
             "host pids",
         ]
@@ -19,12 +22,12 @@ pub fn render(r: &Report) -> String {
     let mut extra = Vec::new();
     for b in &r.backends {
         if let Some(why) = b.unavailable_text() {
-            extra.push(format!("{:<18} {why}", b.name));
+            extra.push(format!("{:<18} {why}", b.label()));
             continue;
         }
         let name = match b.kvm {
-            Some(k) => format!("{} [{}]", b.name, k.label()),
-            None => b.name.clone(),
+            Some(k) => format!("{} [{}]", b.label(), k.label()),
+            None => b.label(),
         };
         let startup = b.startup.as_ref().map_or("–".to_string(), |s| {
             format!(
@@ -40,6 +43,11 @@ pub fn render(r: &Report) -> String {
             .as_ref()
             .and_then(|m| m.pss_kib.as_ref())
             .map_or("–".into(), |s| mib(s.p50));
+        let non_guest = b
+            .memory
+            .as_ref()
+            .and_then(|m| m.non_guest_rss_kib.as_ref())
+            .map_or("–".into(), |s| mib(s.p50));
         let fact = |key: &str| {
             b.isolation
                 .as_ref()
@@ -50,15 +58,19 @@ pub fn render(r: &Report) -> String {
         rows.push(vec![
             name,
             startup,
+            ratio_cell(b, |c| &c.startup_ready_p50),
             exit,
             pss,
+            ratio_cell(b, |c| &c.memory_pss_p50),
+            non_guest,
             fact("shares_host_kernel"),
             fact("sees_host_pids"),
         ]);
         for n in &b.notes {
-            extra.push(format!("{:<18} {}: {}", b.name, n.metric, n.message));
+            extra.push(format!("{:<18} {}: {}", b.label(), n.metric, n.message));
         }
     }
+    extra.extend(super::tables::ratio_notes(r));
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
