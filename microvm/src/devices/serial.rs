@@ -68,8 +68,11 @@ impl ConsoleOut {
 impl Write for ConsoleOut {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         TIMINGS.mark(Phase::FirstSerialByte);
-        self.watch.feed(buf);
-        self.inner.write(buf)
+        // Write first, then watch: a power-off line ends the VM as soon as the watch sees its
+        // newline, and the process exits soon after, so the line must be out by then.
+        let n = self.inner.write(buf)?;
+        self.watch.feed(&buf[..n]);
+        Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -148,6 +151,41 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(VmExit::PowerOff));
         w.feed(b"[   17.4] reboot: System halted\n");
         assert_eq!(rx.try_recv(), Ok(VmExit::PowerOff));
+    }
+
+    /// Records the console and whether the VM exit was already signalled at each write.
+    struct Recorder {
+        exits: std::sync::mpsc::Receiver<VmExit>,
+        out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            assert!(
+                self.exits.try_recv().is_err(),
+                "the VM exit was signalled before the console line was written"
+            );
+            self.out.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_power_off_line_is_written_before_the_vm_ends() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = std::sync::Arc::default();
+        let rec = Recorder {
+            exits: rx,
+            out: std::sync::Arc::clone(&out),
+        };
+        let mut console = ConsoleOut::new(Box::new(rec), Some(tx));
+        console
+            .write_all(b"[ 6.5] reboot: System halted\r\n")
+            .unwrap();
+        assert_eq!(&*out.lock().unwrap(), b"[ 6.5] reboot: System halted\r\n");
     }
 
     #[test]

@@ -1,0 +1,305 @@
+//! Linux guests under bulkhead-vm (issue 4's acceptance for the Linux boot path): inside the
+//! nested test host on this PVM machine, directly where the host has hardware KVM.
+//!
+//! Run alone with `cargo test -p bulkhead-vm --test nested`. Every scenario runs in ONE outer
+//! boot (see tests/nested_host): the first test to ask starts it, the others wait for its
+//! results and check their own scenario. Under TCG the whole group takes a few minutes, so the
+//! scenarios are few and each checks several things.
+
+mod common;
+mod nested_host;
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use nested_host::{GuestImage, InnerRun, Scenario};
+
+/// Generous for a 10-40 s TCG-nested boot; a hang ends here, not in CI's global timeout.
+const INNER_TIMEOUT_S: u32 = 90;
+
+const SCENARIOS: &[Scenario] = &[
+    // Not `quiet`: the SMP line is how we see the vCPUs came up.
+    Scenario {
+        name: "probe-1cpu",
+        cpus: 1,
+        image: GuestImage::Guest,
+        cmdline: "bulkhead.task=probe",
+        timeout_s: INNER_TIMEOUT_S,
+    },
+    Scenario {
+        name: "probe-2cpu",
+        cpus: 2,
+        image: GuestImage::Guest,
+        cmdline: "bulkhead.task=probe",
+        timeout_s: INNER_TIMEOUT_S,
+    },
+    // A second 2-vCPU boot, used only when the first hits the known flake below.
+    Scenario {
+        name: "probe-2cpu-again",
+        cpus: 2,
+        image: GuestImage::Guest,
+        cmdline: "bulkhead.task=probe",
+        timeout_s: INNER_TIMEOUT_S,
+    },
+    // `quiet` from here on: every console byte is a port I/O exit, which nesting makes dear,
+    // and the lines these scenarios look for are KERN_EMERG (printed even so).
+    Scenario {
+        name: "reboot",
+        cpus: 1,
+        image: GuestImage::Guest,
+        cmdline: "quiet bulkhead.task=ready",
+        timeout_s: INNER_TIMEOUT_S,
+    },
+    Scenario {
+        name: "poweroff",
+        cpus: 1,
+        image: GuestImage::PowerOff,
+        cmdline: "quiet",
+        timeout_s: INNER_TIMEOUT_S,
+    },
+    // A real kernel panic: with no /nonexistent the kernel falls back to mounting a root
+    // device, there is none, and it panics "VFS: Unable to mount root fs" (then panic=-1
+    // resets). bulkhead-guest's own init cannot be made to panic: it always reboots.
+    Scenario {
+        name: "panic",
+        cpus: 1,
+        image: GuestImage::Guest,
+        cmdline: "quiet rdinit=/nonexistent",
+        timeout_s: INNER_TIMEOUT_S,
+    },
+];
+
+enum Results {
+    Skip(String),
+    Ran(Result<Vec<InnerRun>, String>),
+}
+
+/// Runs every scenario once per test process. The closure must not panic: a panic would
+/// leave the OnceLock empty and the next test would boot the outer host all over again.
+fn results() -> &'static Results {
+    static RESULTS: OnceLock<Results> = OnceLock::new();
+    RESULTS.get_or_init(|| {
+        let mode = match nested_host::mode() {
+            Ok(m) => m,
+            Err(why) => return Results::Skip(why),
+        };
+        let inputs = match nested_host::inputs(Path::new(common::VMM)) {
+            Ok(i) => i,
+            Err(why) => return Results::Skip(why),
+        };
+        let start = Instant::now();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            nested_host::run_all(&mode, &inputs, SCENARIOS)
+        }))
+        .unwrap_or_else(|_| Err("the nested host runner panicked".into()));
+        let mode_name = match mode {
+            nested_host::Mode::Direct { .. } => "directly on hardware KVM",
+            nested_host::Mode::Nested { .. } => "in the nested test host (QEMU TCG)",
+        };
+        eprintln!(
+            "nested: {} scenarios {mode_name} in {:.1} s",
+            SCENARIOS.len(),
+            start.elapsed().as_secs_f64()
+        );
+        if let Ok(runs) = &ran {
+            for r in runs {
+                eprintln!(
+                    "nested:   {:<11} exit {:?} after {:.1} s",
+                    r.name,
+                    r.status,
+                    r.elapsed.as_secs_f64()
+                );
+            }
+        }
+        let dir = inputs.dir.path().to_string_lossy().into_owned();
+        let ran = ran.and_then(|runs| nothing_left(&dir).map(|()| runs));
+        Results::Ran(ran)
+    })
+}
+
+/// No process (QEMU, an inner VMM) still uses our files.
+fn nothing_left(needle: &str) -> Result<(), String> {
+    for entry in std::fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) {
+            return Err(format!(
+                "process {} still running: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The run named `name`; `None` when the group is skipped here (the reason is printed, and
+/// with BULKHEAD_REQUIRE_ALL=1 the skip fails the test).
+fn scenario(test: &str, name: &str) -> Option<&'static InnerRun> {
+    match results() {
+        Results::Skip(why) => {
+            bulkhead_testkit::skip(test, why);
+            None
+        }
+        Results::Ran(Err(e)) => panic!("{e}"),
+        Results::Ran(Ok(runs)) => Some(
+            runs.iter()
+                .find(|r| r.name == name)
+                .unwrap_or_else(|| panic!("scenario {name} did not run")),
+        ),
+    }
+}
+
+fn has_line(run: &InnerRun, needle: &str) -> bool {
+    run.console.iter().any(|l| l.contains(needle))
+}
+
+fn host_value(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap().trim().to_string()
+}
+
+/// The probe's JSON object: the guest's one line starting with `{`.
+fn probe_json(run: &InnerRun) -> serde_json::Value {
+    let line = run
+        .console
+        .iter()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no probe JSON:\n{}", run.transcript()));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("probe JSON {line:?}: {e}"))
+}
+
+/// Reached userspace with `cpus` vCPUs, ran the probe, rebooted: VMM exit 0.
+fn assert_probe_run(run: &InnerRun, cpus: u8) {
+    let t = run.transcript();
+    let smp = format!(
+        "smp: Brought up 1 node, {cpus} CPU{}",
+        if cpus == 1 { "" } else { "s" }
+    );
+    assert!(has_line(run, &smp), "no {smp:?}:\n{t}");
+    let probe = probe_json(run);
+    assert_eq!(probe["pid"], 1, "the probe runs as the guest's init:\n{t}");
+    assert!(has_line(run, "BULKHEAD-EXIT 0"), "no exit line:\n{t}");
+    assert!(has_line(run, "reboot: Restarting system"), "{t}");
+    assert_eq!(run.status, Some(0), "{t}");
+}
+
+#[test]
+fn linux_guest_reaches_userspace_with_1_vcpu() {
+    let Some(run) = scenario(module_path!(), "probe-1cpu") else {
+        return;
+    };
+    assert_probe_run(run, 1);
+}
+
+/// The 2-vCPU probe run to check.
+///
+/// KNOWN FLAKE (open, see microvm/docs/nested-test-host.md): in about 1 of 10 nested boots
+/// the 2-vCPU guest triple-faults on vCPU 1; every boot here also logs an XSAVE size
+/// mismatch, so CPUID leaf 0xD is the first suspect. Until it is fixed, exactly that failure
+/// (exit 3 with a triple fault on vCPU 1) makes the tests use the second 2-vCPU boot, loudly;
+/// any other failure of the first boot, or any failure of the second, fails them.
+fn two_vcpu_run(test: &str) -> Option<&'static InnerRun> {
+    let run = scenario(test, "probe-2cpu")?;
+    let known_flake = run.status == Some(3)
+        && run
+            .stderr
+            .iter()
+            .any(|l| l.contains("guest triple fault on vCPU 1"));
+    if !known_flake {
+        return Some(run);
+    }
+    eprintln!(
+        "KNOWN FLAKE: the first 2-vCPU boot triple-faulted on vCPU 1; using the second.\n{}",
+        run.transcript()
+    );
+    scenario(test, "probe-2cpu-again")
+}
+
+#[test]
+fn linux_guest_reaches_userspace_with_2_vcpus() {
+    let Some(run) = two_vcpu_run(module_path!()) else {
+        return;
+    };
+    assert_probe_run(run, 2);
+}
+
+/// The guest is a machine of its own: its kernel, and a boot_id of each boot.
+#[test]
+fn probe_shows_the_guests_own_kernel_and_boot_id() {
+    let (Some(one), Some(two)) = (
+        scenario(module_path!(), "probe-1cpu"),
+        two_vcpu_run(module_path!()),
+    ) else {
+        return;
+    };
+    let host_release = host_value("/proc/sys/kernel/osrelease");
+    let host_boot_id = host_value("/proc/sys/kernel/random/boot_id");
+    let mut boot_ids = Vec::new();
+    for run in [one, two] {
+        let probe = probe_json(run);
+        let release = probe["kernel_release"].as_str().unwrap_or_default();
+        let boot_id = probe["boot_id"].as_str().unwrap_or_default();
+        let t = run.transcript();
+        assert!(!release.is_empty() && !boot_id.is_empty(), "{t}");
+        assert_ne!(release, host_release, "{t}");
+        assert_ne!(boot_id, host_boot_id, "{t}");
+        boot_ids.push(boot_id.to_string());
+    }
+    assert_ne!(boot_ids[0], boot_ids[1], "two boots, one boot_id");
+}
+
+/// `bulkhead.task=ready`: the ready line, then the guest's init reboots (RB_AUTOBOOT; with
+/// `reboot=k` an i8042 reset) and the VMM exits 0.
+#[test]
+fn guest_reboot_ends_the_vmm_with_0() {
+    let Some(run) = scenario(module_path!(), "reboot") else {
+        return;
+    };
+    let t = run.transcript();
+    let ready = run
+        .console
+        .iter()
+        .find(|l| l.starts_with("BULKHEAD-READY "))
+        .unwrap_or_else(|| panic!("no ready line:\n{t}"));
+    assert_eq!(ready.split(' ').count(), 3, "{ready:?}");
+    assert!(has_line(run, "BULKHEAD-EXIT 0"), "{t}");
+    assert!(has_line(run, "reboot: Restarting system"), "{t}");
+    assert_eq!(run.status, Some(0), "{t}");
+}
+
+/// busybox `poweroff -f`: without ACPI power management Linux halts ("System halted"), which
+/// the VMM takes as the power-off it is and exits 0.
+#[test]
+fn guest_power_off_ends_the_vmm_with_0() {
+    let Some(run) = scenario(module_path!(), "poweroff") else {
+        return;
+    };
+    let t = run.transcript();
+    assert!(
+        has_line(run, "reboot: System halted") || has_line(run, "reboot: Power down"),
+        "{t}"
+    );
+    assert!(!has_line(run, "Restarting system"), "{t}");
+    assert_eq!(run.status, Some(0), "{t}");
+}
+
+/// A kernel panic (`rdinit=/nonexistent`): the VMM says so and exits 3, although the
+/// guest's last act (panic=-1) was a reset.
+#[test]
+fn guest_kernel_panic_ends_the_vmm_with_3() {
+    let Some(run) = scenario(module_path!(), "panic") else {
+        return;
+    };
+    let t = run.transcript();
+    assert!(has_line(run, "Kernel panic - not syncing"), "{t}");
+    assert_eq!(run.status, Some(3), "{t}");
+    assert!(
+        run.stderr
+            .iter()
+            .any(|l| l.contains("guest kernel panicked")),
+        "{t}"
+    );
+}

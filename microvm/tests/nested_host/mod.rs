@@ -1,0 +1,638 @@
+//! The nested test host, automated: boot Linux guests under bulkhead-vm where a Linux guest
+//! can run, and report each inner VMM's exit status and the guest's console lines.
+//!
+//! Where: this host's /dev/kvm is PVM, which cannot run an unmodified Linux. So, unless the
+//! host has hardware(-style) KVM, the guests run *inside* an outer VM: QEMU TCG with
+//! `-cpu max` (it exposes AMD SVM) boots the distro cloud kernel, whose kvm-amd gives a
+//! hardware-style /dev/kvm, and bulkhead-vm runs there (docs/nested-test-host.md is the recipe
+//! this automates). With hardware KVM the same [`Scenario`]s run directly, and the tests
+//! assert the same things either way.
+//!
+//! One outer boot runs every scenario in sequence: a TCG boot of the outer host costs seconds
+//! and each inner guest 15-30 s, so booting once keeps the whole group within CI's budget.
+//! The scenarios travel on the outer kernel command line (see [`encode`]), so the outer
+//! initramfs does not depend on them.
+//!
+//! Outer console protocol, written by the outer `/init` ([`OUTER_INIT`]):
+//! `NESTED-HOST-READY`, then per scenario `NESTED-BEGIN name`, the guest's console lines as
+//! `NESTED-OUT name <line>`, the VMM's stderr as `NESTED-ERR name <line>`, and
+//! `NESTED-EXIT name <status>`; finally `NESTED-DONE` before the outer host reboots (QEMU
+//! `-no-reboot` then exits). `NESTED-ERROR <why>` reports a broken host setup.
+//!
+//! Why a test-support module and not a `nested` module of the library: it needs
+//! bulkhead-images (a dev-dependency only), QEMU and the test cache; the VMM library stays free
+//! of test machinery, and the harness does not need it (a VM number measured under TCG would
+//! not mean anything for the report).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bulkhead_images::initramfs::Initramfs;
+use bulkhead_images::{KernelChoice, KvmModules, Options};
+
+/// The inner guests' base command line. `reboot=k`: the guest's reboot is an i8042 reset,
+/// which ends bulkhead-vm with status 0; `panic=-1`: a panic resets at once (the VMM reports it
+/// as a panic, having seen the console line) instead of hanging until `--timeout`.
+pub const INNER_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off";
+
+/// Measured on this kind of host (HOST-NOTES): without it the distro kernel sometimes hangs
+/// under TCG after "tsc: Unable to calibrate against PIT". The exact value only scales the
+/// outer host's idea of time.
+const OUTER_CMDLINE: &str = "console=ttyS0 reboot=t panic=-1 quiet tsc_early_khz=2445000";
+
+/// The outer host gets this long to load its modules (a TCG boot takes 5-15 s).
+const HOST_READY_WITHIN: Duration = Duration::from_secs(120);
+/// What a scenario may take beyond its inner `--timeout` before we call the outer host stuck:
+/// the inner VMM's own watchdog cannot fire when the outer kernel soft-locks inside KVM_RUN
+/// (seen twice by hand, docs/nested-test-host.md), so this deadline is the one that holds.
+const SCENARIO_SLACK: Duration = Duration::from_secs(30);
+/// The outer host's own power-off after `NESTED-DONE`.
+const SHUTDOWN_WITHIN: Duration = Duration::from_secs(30);
+
+/// Which initramfs an inner guest boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestImage {
+    /// bulkhead-images' guest initramfs: `/init` is bulkhead-guest, the task comes from
+    /// `bulkhead.task=`; it always ends with a reboot (RB_AUTOBOOT).
+    Guest,
+    /// busybox as `/init`, running `poweroff -f`: bulkhead-guest never powers off, and this is
+    /// the way a Linux guest does (without ACPI PM it prints "reboot: System halted").
+    PowerOff,
+}
+
+impl GuestImage {
+    fn file_name(self) -> &'static str {
+        match self {
+            GuestImage::Guest => "guest.cpio",
+            GuestImage::PowerOff => "poweroff.cpio",
+        }
+    }
+}
+
+/// One inner run of bulkhead-vm.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// A unique name without spaces or commas (it tags the outer console lines).
+    pub name: &'static str,
+    pub cpus: u8,
+    pub image: GuestImage,
+    /// Appended to [`INNER_CMDLINE`]; no `~` (it encodes spaces on the outer command line).
+    pub cmdline: &'static str,
+    /// The inner VMM's `--timeout`, in seconds.
+    pub timeout_s: u32,
+}
+
+/// How one scenario ended.
+#[derive(Clone, Debug)]
+pub struct InnerRun {
+    pub name: String,
+    /// bulkhead-vm's exit status (`None`: it was killed by a signal, direct runs only).
+    pub status: Option<i32>,
+    /// The guest's serial console (bulkhead-vm's stdout), `\r` stripped.
+    pub console: Vec<String>,
+    /// bulkhead-vm's stderr.
+    pub stderr: Vec<String>,
+    /// Wall time as seen from the test (in the nested host: from the BEGIN line to the first
+    /// line printed after the VMM ended).
+    pub elapsed: Duration,
+}
+
+impl InnerRun {
+    /// Everything, for assertion messages.
+    pub fn transcript(&self) -> String {
+        format!(
+            "scenario {} (status {:?}, {:.1} s)\n--- console ---\n{}\n--- stderr ---\n{}\n",
+            self.name,
+            self.status,
+            self.elapsed.as_secs_f64(),
+            self.console.join("\n"),
+            self.stderr.join("\n")
+        )
+    }
+}
+
+/// Where the scenarios run.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// bulkhead-vm straight on this host's /dev/kvm (hardware KVM, or nested hardware KVM).
+    Direct { busybox: PathBuf },
+    /// Inside the QEMU TCG test host.
+    Nested { qemu: PathBuf, busybox: PathBuf },
+}
+
+/// Which KVM serves /dev/kvm, classified as bench/src/env.rs does (modules + cpuinfo flags);
+/// not imported, because a VMM test must not depend on the harness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvmKind {
+    Hardware,
+    /// kvm_intel/kvm_amd under a hypervisor: still hardware-style, Linux guests boot.
+    Nested,
+    Pvm,
+    None,
+}
+
+pub fn kvm_kind() -> KvmKind {
+    let loaded = |m: &str| Path::new("/sys/module").join(m).exists();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let hypervisor = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .is_some_and(|l| l.split_whitespace().any(|f| f == "hypervisor"));
+    if loaded("kvm_pvm") {
+        KvmKind::Pvm
+    } else if loaded("kvm_intel") || loaded("kvm_amd") {
+        if hypervisor {
+            KvmKind::Nested
+        } else {
+            KvmKind::Hardware
+        }
+    } else {
+        KvmKind::None
+    }
+}
+
+/// Where the scenarios can run here, or why they cannot (the caller skips with it).
+pub fn mode() -> Result<Mode, String> {
+    // Both modes need it: the power-off guest is busybox.
+    let busybox = PathBuf::from("/bin/busybox");
+    if !is_static_elf(&busybox) {
+        return Err(
+            "no busybox-static at /bin/busybox (the power-off guest and the nested host's init)"
+                .into(),
+        );
+    }
+    let kind = kvm_kind();
+    let dev_kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    if matches!(kind, KvmKind::Hardware | KvmKind::Nested) && dev_kvm {
+        return Ok(Mode::Direct { busybox });
+    }
+    let qemu = bulkhead_testkit::on_path("qemu-system-x86_64").ok_or_else(|| {
+        format!("KVM here is {kind:?}, and qemu-system-x86_64 (for the nested host) is not on PATH")
+    })?;
+    Ok(Mode::Nested { qemu, busybox })
+}
+
+/// True for an ELF without a PT_INTERP program header: it runs in an initramfs with no libc.
+fn is_static_elf(path: &Path) -> bool {
+    let Ok(b) = std::fs::read(path) else {
+        return false;
+    };
+    let u = |off: usize, n: usize| -> Option<u64> {
+        let s = b.get(off..off + n)?;
+        Some(s.iter().rev().fold(0u64, |a, &x| (a << 8) | u64::from(x)))
+    };
+    if !b.starts_with(b"\x7fELF") || b.get(4) != Some(&2) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u(0x20, 8), u(0x36, 2), u(0x38, 2)) else {
+        return false;
+    };
+    const PT_INTERP: u64 = 3;
+    (0..phnum).all(|i| {
+        let off = (phoff + i * phentsize) as usize;
+        u(off, 4).is_some_and(|t| t != PT_INTERP)
+    })
+}
+
+/// The files every mode needs: the VMM, the guest kernel, the guest initramfs images.
+#[derive(Debug)]
+pub struct Inputs {
+    pub vmm: PathBuf,
+    pub bzimage: PathBuf,
+    pub kvm_modules: KvmModules,
+    pub guest_initramfs: PathBuf,
+    /// Holds the power-off guest image and the outer initramfs.
+    pub dir: tempfile::TempDir,
+}
+
+/// Builds (or reuses, from the test cache) the guest kernel and initramfs.
+pub fn inputs(vmm: &Path) -> Result<Inputs, String> {
+    let guest = bulkhead_testkit::bin_dir().join("bulkhead-guest");
+    if !guest.is_file() {
+        return Err(format!(
+            "{} not built (`cargo build --workspace` builds it)",
+            guest.display()
+        ));
+    }
+    if !is_static_elf(vmm) {
+        return Err(format!("{} is not a static ELF", vmm.display()));
+    }
+    let mut opts = Options::new(guest);
+    opts.cache_dir = Some(bulkhead_testkit::test_cache_dir());
+    opts.kernel = KernelChoice::Distro;
+    let built = bulkhead_images::build(&opts).map_err(|e| format!("no distro kernel: {e}"))?;
+    let kernel = built.kernel.ok_or("images built no kernel")?;
+    let bzimage = kernel.bzimage.ok_or("the distro kernel has no bzImage")?;
+    let kvm_modules = kernel
+        .modules
+        .and_then(|m| m.kvm)
+        .ok_or("the distro kernel ships no KVM modules")?;
+    Ok(Inputs {
+        vmm: vmm.to_path_buf(),
+        bzimage,
+        kvm_modules,
+        guest_initramfs: built.initramfs,
+        dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+    })
+}
+
+/// The power-off guest: busybox runs `poweroff -f` as `/init`.
+fn poweroff_initramfs(busybox: &Path, out: &Path) -> Result<(), String> {
+    let mut img = Initramfs::new();
+    img.file_from_host("/bin/busybox", 0o755, busybox)
+        .map_err(|e| e.to_string())?
+        .file(
+            "/init",
+            0o755,
+            b"#!/bin/busybox sh\n/bin/busybox poweroff -f\n".to_vec(),
+        )
+        .char_dev("/dev/console", 0o600, 5, 1);
+    img.write_to_file(out).map_err(|e| e.to_string())
+}
+
+/// Runs every scenario and returns their results in order.
+pub fn run_all(
+    mode: &Mode,
+    inputs: &Inputs,
+    scenarios: &[Scenario],
+) -> Result<Vec<InnerRun>, String> {
+    match mode {
+        Mode::Direct { busybox } => scenarios
+            .iter()
+            .map(|s| run_direct(inputs, busybox, s))
+            .collect(),
+        Mode::Nested { qemu, busybox } => run_nested(qemu, busybox, inputs, scenarios),
+    }
+}
+
+fn inner_cmdline(s: &Scenario) -> String {
+    format!("{INNER_CMDLINE} {}", s.cmdline).trim().to_string()
+}
+
+fn run_direct(inputs: &Inputs, busybox: &Path, s: &Scenario) -> Result<InnerRun, String> {
+    let initrd = match s.image {
+        GuestImage::Guest => inputs.guest_initramfs.clone(),
+        GuestImage::PowerOff => {
+            let p = inputs.dir.path().join(s.image.file_name());
+            if !p.exists() {
+                poweroff_initramfs(busybox, &p)?;
+            }
+            p
+        }
+    };
+    let mut cmd = Command::new(&inputs.vmm);
+    cmd.arg("--kernel")
+        .arg(&inputs.bzimage)
+        .arg("--initrd")
+        .arg(&initrd)
+        .args(["--cpus", &s.cpus.to_string()])
+        .args(["--timeout", &s.timeout_s.to_string()])
+        .args(["--cmdline", &inner_cmdline(s)]);
+    let deadline = Duration::from_secs(s.timeout_s.into()) + SCENARIO_SLACK;
+    let out = crate::common::run(cmd, deadline, 16 << 20);
+    if out.killed_by_test {
+        return Err(format!(
+            "scenario {}: bulkhead-vm outlived its --timeout {} s: {out:?}",
+            s.name, s.timeout_s
+        ));
+    }
+    let lines = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect()
+    };
+    Ok(InnerRun {
+        name: s.name.to_string(),
+        status: out.code(),
+        console: lines(&out.stdout_str()),
+        stderr: lines(&out.stderr),
+        elapsed: out.elapsed,
+    })
+}
+
+/// The outer host's `/init` (busybox sh). Loads KVM, then runs each `bulkhead.run=` scenario
+/// from the kernel command line, tagging every line so the test can tell the inner guest's
+/// console from the VMM's stderr and from the outer kernel's own messages.
+const OUTER_INIT: &str = r#"#!/bin/sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+mount -t tmpfs tmp /tmp
+# TCG -cpu max exposes svm; kvm-intel is there for a vmx-exposing CPU model.
+vendor=kvm-amd
+grep -qw vmx /proc/cpuinfo && vendor=kvm-intel
+for m in irqbypass kvm $vendor; do
+  insmod /modules/$m.ko || echo "NESTED-ERROR insmod $m.ko failed"
+done
+if [ -c /dev/kvm ]; then echo NESTED-HOST-READY; else echo "NESTED-ERROR no /dev/kvm"; fi
+for w in $(cat /proc/cmdline); do
+  case "$w" in bulkhead.run=*) ;; *) continue ;; esac
+  IFS=, read -r name cpus timeout image extra <<EOF
+${w#bulkhead.run=}
+EOF
+  extra=$(echo "$extra" | tr '~' ' ')
+  echo "NESTED-BEGIN $name"
+  # Into files, printed afterwards, so nothing else runs in the outer host while the guest
+  # does: one of the two soft lockups seen by hand came with a `sleep 1` running beside the
+  # VMM, and a `| sed` would be such a neighbour too.
+  /bin/bulkhead-vm --kernel /guest/bzImage --initrd "/guest/$image" --cpus "$cpus" \
+    --timeout "$timeout" --cmdline "$extra" >/tmp/out 2>/tmp/err
+  rc=$?
+  # The guest's last line may lack its newline (a crash, a timeout): end it, so the next
+  # marker starts a line of its own.
+  [ -n "$(tail -c1 /tmp/out)" ] && echo >>/tmp/out
+  sed "s/^/NESTED-OUT $name /" /tmp/out
+  sed "s/^/NESTED-ERR $name /" /tmp/err
+  echo "NESTED-EXIT $name $rc"
+done
+echo NESTED-DONE
+sync
+reboot -f
+"#;
+
+/// One scenario as an outer kernel parameter: `bulkhead.run=NAME,CPUS,TIMEOUT,IMAGE,CMDLINE`
+/// with the inner command line's spaces as `~` (a kernel parameter cannot hold a bare space;
+/// the dotted name keeps the kernel from passing it to init or warning about it). The last
+/// field takes the rest, so the inner command line may contain commas.
+pub fn encode(s: &Scenario) -> String {
+    let cmdline = inner_cmdline(s);
+    assert!(
+        !s.name.contains([',', ' ', '~']) && !cmdline.contains('~'),
+        "scenario {}: no ',', ' ' or '~' in the name, no '~' in the command line",
+        s.name
+    );
+    format!(
+        "bulkhead.run={},{},{},{},{}",
+        s.name,
+        s.cpus,
+        s.timeout_s,
+        s.image.file_name(),
+        cmdline.replace(' ', "~")
+    )
+}
+
+fn outer_initramfs(busybox: &Path, inputs: &Inputs, out: &Path) -> Result<(), String> {
+    let e = |e: bulkhead_images::initramfs::InitramfsError| e.to_string();
+    let poweroff = inputs.dir.path().join(GuestImage::PowerOff.file_name());
+    poweroff_initramfs(busybox, &poweroff)?;
+    let m = &inputs.kvm_modules;
+    let mut img = Initramfs::new();
+    img.file("/init", 0o755, OUTER_INIT.as_bytes().to_vec())
+        .symlink("/bin/sh", "busybox")
+        .char_dev("/dev/console", 0o600, 5, 1)
+        .char_dev("/dev/null", 0o666, 1, 3);
+    for d in ["/proc", "/sys", "/tmp"] {
+        img.dir(d, 0o755);
+    }
+    img.file_from_host("/bin/busybox", 0o755, busybox)
+        .map_err(e)?;
+    img.file_from_host("/bin/bulkhead-vm", 0o755, &inputs.vmm)
+        .map_err(e)?;
+    for (name, path) in [
+        ("irqbypass", &m.irqbypass),
+        ("kvm", &m.kvm),
+        ("kvm-amd", &m.kvm_amd),
+        ("kvm-intel", &m.kvm_intel),
+    ] {
+        img.file_from_host(&format!("/modules/{name}.ko"), 0o644, path)
+            .map_err(e)?;
+    }
+    img.file_from_host("/guest/bzImage", 0o644, &inputs.bzimage)
+        .map_err(e)?;
+    img.file_from_host("/guest/guest.cpio", 0o644, &inputs.guest_initramfs)
+        .map_err(e)?;
+    img.file_from_host("/guest/poweroff.cpio", 0o644, &poweroff)
+        .map_err(e)?;
+    img.write_to_file(out).map_err(e)
+}
+
+/// Kills and reaps QEMU when dropped, so no outcome (error, panic, deadline) leaves it running.
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Where the outer run is, for the deadlines and the error messages.
+enum Phase {
+    Booting,
+    /// Between scenarios: the next BEGIN (or DONE) follows within seconds.
+    Idle {
+        since: Instant,
+    },
+    Running {
+        name: String,
+        since: Instant,
+        deadline: Instant,
+    },
+    Done {
+        since: Instant,
+    },
+}
+
+fn run_nested(
+    qemu: &Path,
+    busybox: &Path,
+    inputs: &Inputs,
+    scenarios: &[Scenario],
+) -> Result<Vec<InnerRun>, String> {
+    let outer = inputs.dir.path().join("outer.cpio");
+    outer_initramfs(busybox, inputs, &outer)?;
+    let mut append = OUTER_CMDLINE.to_string();
+    for s in scenarios {
+        append.push(' ');
+        append.push_str(&encode(s));
+    }
+    let mut cmd = Command::new(qemu);
+    // The guard below covers errors and panics; this covers the test process being killed
+    // (a CI timeout): QEMU gets SIGKILL when the thread that spawned it ends, and this thread
+    // waits for QEMU in any case.
+    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
+    // is async-signal-safe and touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let child = cmd
+        .args(["-M", "microvm", "-accel", "tcg", "-cpu", "max", "-smp", "2"])
+        .args(["-m", "1024", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&inputs.bzimage)
+        .arg("-initrd")
+        .arg(&outer)
+        .args(["-append", &append])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", qemu.display()))?;
+    let mut vm = Qemu(child);
+    let (tx, rx) = mpsc::channel();
+    let stdout = vm.0.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        // Bytes, not `lines()`: a guest may print invalid UTF-8, which must not end the read.
+        let mut r = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.trim_end_matches(['\n', '\r']).to_string();
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+            buf.clear();
+        }
+    });
+    let mut stderr = vm.0.stderr.take().expect("piped");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+        s
+    });
+
+    let start = Instant::now();
+    let mut phase = Phase::Booting;
+    let mut transcript: Vec<String> = Vec::new();
+    let mut runs: Vec<InnerRun> = Vec::new();
+    let fail = |why: String, transcript: &[String]| {
+        save_transcript(transcript);
+        let tail = transcript[transcript.len().saturating_sub(80)..].join("\n");
+        format!(
+            "nested test host: {why} (after {:.1} s)\nlast outer console lines:\n{tail}",
+            start.elapsed().as_secs_f64()
+        )
+    };
+    loop {
+        let deadline = match &phase {
+            Phase::Booting => start + HOST_READY_WITHIN,
+            Phase::Idle { since } => *since + SCENARIO_SLACK,
+            Phase::Running { deadline, .. } => *deadline,
+            Phase::Done { since } => *since + SHUTDOWN_WITHIN,
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            let why = match &phase {
+                Phase::Booting => format!("not ready within {HOST_READY_WITHIN:?}"),
+                Phase::Running { name, .. } => format!(
+                    "scenario {name} did not end within its --timeout + {SCENARIO_SLACK:?}: the outer \
+                     kernel is stuck (soft lockup in KVM_RUN?); QEMU killed"
+                ),
+                Phase::Idle { .. } => "no progress between scenarios".into(),
+                Phase::Done { .. } => "did not power off after NESTED-DONE".into(),
+            };
+            return Err(fail(why, &transcript));
+        }
+        let (at, line) = match rx.recv_timeout(deadline - now) {
+            Ok(v) => v,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        transcript.push(line.clone());
+        // The outer init prints a VMM's output once it has ended: the first line dates the end.
+        if let (Phase::Running { since, .. }, Some(run)) = (&phase, runs.last_mut())
+            && run.elapsed.is_zero()
+            && ["NESTED-OUT ", "NESTED-ERR ", "NESTED-EXIT "]
+                .iter()
+                .any(|m| line.contains(m))
+        {
+            run.elapsed = at - *since;
+        }
+        // Markers may follow an outer kernel message on the same line: look for them anywhere.
+        if let Some(why) = after(&line, "NESTED-ERROR ") {
+            return Err(fail(why.to_string(), &transcript));
+        } else if line.contains("NESTED-HOST-READY") {
+            phase = Phase::Idle { since: at };
+        } else if let Some(name) = after(&line, "NESTED-BEGIN ") {
+            let Some(s) = scenarios.iter().find(|s| s.name == name) else {
+                return Err(fail(format!("unknown scenario {name:?}"), &transcript));
+            };
+            runs.push(InnerRun {
+                name: name.to_string(),
+                status: None,
+                console: Vec::new(),
+                stderr: Vec::new(),
+                elapsed: Duration::ZERO,
+            });
+            phase = Phase::Running {
+                name: name.to_string(),
+                since: at,
+                deadline: at + Duration::from_secs(s.timeout_s.into()) + SCENARIO_SLACK,
+            };
+        } else if let Some(rest) = after(&line, "NESTED-OUT ") {
+            if let Some(run) = runs.last_mut() {
+                run.console.push(tagged(rest).to_string());
+            }
+        } else if let Some(rest) = after(&line, "NESTED-ERR ") {
+            if let Some(run) = runs.last_mut() {
+                run.stderr.push(tagged(rest).to_string());
+            }
+        } else if let Some(rest) = after(&line, "NESTED-EXIT ") {
+            let status = rest.rsplit(' ').next().and_then(|s| s.parse().ok());
+            if let Some(run) = runs.last_mut() {
+                run.status = status;
+            }
+            phase = Phase::Idle { since: at };
+        } else if line.contains("NESTED-DONE") {
+            phase = Phase::Done { since: at };
+        }
+    }
+    // stdout closed: QEMU is exiting. The guard reaps it; the status matters less than the
+    // lines (the outer host ends with a triple-fault reset, which -no-reboot turns into exit 0).
+    drop(vm);
+    let _ = reader.join();
+    let qemu_err = err_reader.join().unwrap_or_default();
+    if !matches!(phase, Phase::Done { .. }) {
+        return Err(fail(
+            format!("QEMU exited before NESTED-DONE; its stderr: {qemu_err}"),
+            &transcript,
+        ));
+    }
+    save_transcript(&transcript);
+    let ended = runs.iter().filter(|r| r.status.is_some()).count();
+    if ended != scenarios.len() {
+        return Err(fail(
+            format!(
+                "only {ended} of {} scenarios reported an exit status",
+                scenarios.len()
+            ),
+            &transcript,
+        ));
+    }
+    Ok(runs)
+}
+
+/// The text after `marker` when the line contains it.
+fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    line.find(marker).map(|i| &line[i + marker.len()..])
+}
+
+/// `name rest` → `rest` (the guest's line, which may itself be empty).
+fn tagged(rest: &str) -> &str {
+    rest.split_once(' ').map_or("", |(_, t)| t)
+}
+
+/// With `BULKHEAD_NESTED_TRANSCRIPT=FILE`, the whole outer console goes to FILE: the quiet
+/// inner runs and a passing run show nothing otherwise.
+fn save_transcript(transcript: &[String]) {
+    if let Some(path) = std::env::var_os("BULKHEAD_NESTED_TRANSCRIPT") {
+        let _ = std::fs::write(path, transcript.join("\n") + "\n");
+    }
+}
