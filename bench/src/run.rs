@@ -204,6 +204,9 @@ fn measure_backend(
         },
         Err(why) => row.note("memory", NoteKind::NotMeasured, why),
     }
+    if backend::interrupted() {
+        return;
+    }
     // Only to ask whether the backend runs probes; measure() builds the real task with the
     // loopback listener it opens for the run.
     let probe = Task::Probe {

@@ -187,6 +187,28 @@ fn quick_run_with_process_and_runc_writes_all_three_files() {
     );
 }
 
+/// cgroup directories a container of the bench process `pid` left (its ids are `bh-<pid>-<n>`),
+/// in every v1 hierarchy and the unified one, at the top and one level down (runc nests the
+/// memory group under the caller's own cgroup).
+fn leaked_cgroups(pid: u32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("bh-{pid}-");
+    let mut found = Vec::new();
+    let mut stack = vec![(std::path::PathBuf::from("/sys/fs/cgroup"), 3u32)];
+    while let Some((dir, depth)) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                found.push(e.path());
+            } else if depth > 0 {
+                stack.push((e.path(), depth - 1));
+            }
+        }
+    }
+    found
+}
+
 /// Processes whose command line mentions a bench scratch directory (runc --root, bundles).
 fn scratch_processes() -> Vec<String> {
     std::fs::read_dir("/proc")
@@ -238,9 +260,14 @@ fn sigint_stops_and_removes_everything() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    let bench_pid = child.id();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(status.code(), Some(130), "{err}");
+    // The instance in flight was seen through, not killed half-way: runc leaves cgroups
+    // behind when killed between making them and writing its state.
+    let leaked = leaked_cgroups(bench_pid);
+    assert!(leaked.is_empty(), "cgroups left behind: {leaked:?}");
     assert!(err.contains("interrupted"), "{err}");
     assert!(!out_dir.exists(), "no partial report");
     assert!(scratch_processes().is_empty(), "{:?}", scratch_processes());

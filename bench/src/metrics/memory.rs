@@ -154,6 +154,7 @@ pub fn measure(
     let mut up: Vec<Instance> = Vec::with_capacity(n);
     let result = (|| -> anyhow::Result<Memory> {
         for i in 0..n {
+            super::startup::stop_if_interrupted()?;
             let mut inst = b
                 .start(&Task::Idle)
                 .with_context(|| format!("instance {}", i + 1))?;

@@ -25,6 +25,14 @@ pub fn once(b: &mut dyn Backend, timeout: Duration) -> anyhow::Result<(u64, u64)
     Ok((ready.at_ns - spawned, exit.saturating_sub(spawned)))
 }
 
+/// Between instances (never during one: see [`crate::backend::interrupted`]).
+pub fn stop_if_interrupted() -> anyhow::Result<()> {
+    if crate::backend::interrupted() {
+        anyhow::bail!("interrupted");
+    }
+    Ok(())
+}
+
 /// `warmup` discarded runs, then `runs` measured ones; `tick` after each (progress).
 pub fn measure(
     b: &mut dyn Backend,
@@ -34,6 +42,7 @@ pub fn measure(
     tick: &mut dyn FnMut(),
 ) -> anyhow::Result<Startup> {
     for i in 0..warmup {
+        stop_if_interrupted()?;
         once(b, timeout).with_context(|| format!("warm-up run {}", i + 1))?;
         tick();
     }
@@ -41,6 +50,7 @@ pub fn measure(
     let mut exit_ns = Vec::with_capacity(runs);
     let mut timings = Vec::new();
     for i in 0..runs {
+        stop_if_interrupted()?;
         let (r, e) = once(b, timeout).with_context(|| format!("run {}", i + 1))?;
         ready_ns.push(r);
         exit_ns.push(e);
