@@ -17,19 +17,9 @@ fn fifty_create_delete_cycles_leave_nothing() {
     needs_host!();
     let b = Bundle::new(&["true"]);
     let rt = Rt::new();
-    let bp = b.path().to_str().unwrap();
-    let pidfile = b.path().join("pid");
     for i in 0..50 {
         let id = format!("{}-{i}", id("cycle"));
-        rt.ok(&[
-            "create",
-            "-b",
-            bp,
-            "--pid-file",
-            pidfile.to_str().unwrap(),
-            &id,
-        ]);
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+        let pid = rt.create_with_pid_file(b.path(), &id);
         if i % 2 == 1 {
             // Half of them run to completion first.
             rt.ok(&["start", &id]);

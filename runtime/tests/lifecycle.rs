@@ -85,16 +85,7 @@ fn create_start_state_kill_delete() {
     let b = Bundle::new(&["sleep", "60"]);
     let rt = Rt::new();
     let id = id("life");
-    let pidfile = b.path().join("init.pid");
-    rt.ok(&[
-        "create",
-        "--bundle",
-        b.path().to_str().unwrap(),
-        "--pid-file",
-        pidfile.to_str().unwrap(),
-        &id,
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let pid = rt.create_with_pid_file(b.path(), &id);
     let st = rt.state(&id);
     assert_eq!(st["status"], "created");
     assert_eq!(st["pid"], pid);
@@ -152,31 +143,13 @@ fn delete_force_kills_a_running_container_and_created_ones_go_quietly() {
     let b = Bundle::new(&["sleep", "60"]);
     let rt = Rt::new();
     let id = id("force");
-    let pidfile = b.path().join("pid");
-    let bp = b.path().to_str().unwrap();
-    rt.ok(&[
-        "create",
-        "-b",
-        bp,
-        "--pid-file",
-        pidfile.to_str().unwrap(),
-        &id,
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let pid = rt.create_with_pid_file(b.path(), &id);
     rt.ok(&["start", &id]);
     rt.ok(&["delete", "--force", &id]);
     assert_no_leaks(&rt, &id, b.path(), Some(pid));
 
     // A created container (no user code has run) is deleted without --force, like runc.
-    rt.ok(&[
-        "create",
-        "-b",
-        bp,
-        "--pid-file",
-        pidfile.to_str().unwrap(),
-        &id,
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let pid = rt.create_with_pid_file(b.path(), &id);
     rt.ok(&["delete", &id]);
     assert_no_leaks(&rt, &id, b.path(), Some(pid));
 }
@@ -187,16 +160,7 @@ fn kill_all_and_signal_names() {
     let b = Bundle::new(&["sh", "-c", "sleep 60 & sleep 60 & wait"]);
     let rt = Rt::new();
     let id = id("killall");
-    let pidfile = b.path().join("pid");
-    rt.ok(&[
-        "create",
-        "-b",
-        b.path().to_str().unwrap(),
-        "--pid-file",
-        pidfile.to_str().unwrap(),
-        &id,
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let pid = rt.create_with_pid_file(b.path(), &id);
     rt.ok(&["start", &id]);
     let leaf = rt.cgroups(&id)[0].clone();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -535,16 +499,7 @@ fn joins_a_network_namespace_by_path_like_a_pod() {
     let pause = Bundle::new(&["sleep", "60"]);
     let rt = Rt::new();
     let pause_id = id("pause");
-    let pidfile = pause.path().join("pid");
-    rt.ok(&[
-        "create",
-        "-b",
-        pause.path().to_str().unwrap(),
-        "--pid-file",
-        pidfile.to_str().unwrap(),
-        &pause_id,
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let pid = rt.create_with_pid_file(pause.path(), &pause_id);
     let netns = format!("/proc/{pid}/ns/net");
     let want = std::fs::read_link(&netns).unwrap();
     assert_ne!(want, std::fs::read_link("/proc/self/ns/net").unwrap());

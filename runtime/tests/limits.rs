@@ -88,16 +88,7 @@ fn cpu_quota_throttles_without_killing() {
     });
     let rt = Rt::new();
     let id = id("cpu");
-    let pidfile = b.path().join("pid");
-    rt.ok(&[
-        "create",
-        "-b",
-        b.path().to_str().unwrap(),
-        "--pid-file",
-        pidfile.to_str().unwrap(),
-        &id,
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let pid = rt.create_with_pid_file(b.path(), &id);
     let cpu = rt
         .cgroups(&id)
         .into_iter()
@@ -151,16 +142,7 @@ fn pids_limit_bounds_a_fork_bomb() {
     });
     let rt = Rt::new();
     let id = id("pids");
-    let pidfile = b.path().join("pid");
-    rt.ok(&[
-        "create",
-        "-b",
-        b.path().to_str().unwrap(),
-        "--pid-file",
-        pidfile.to_str().unwrap(),
-        &id,
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let pid = rt.create_with_pid_file(b.path(), &id);
     let pids = rt
         .cgroups(&id)
         .into_iter()

@@ -144,6 +144,21 @@ impl Rt {
         serde_json::from_str(&self.ok(&["state", id])).unwrap()
     }
 
+    /// `create` the bundle at `bundle` as `id` with a `--pid-file` in the bundle directory, as
+    /// containerd's shim does, and return the pid it wrote.
+    pub fn create_with_pid_file(&self, bundle: &Path, id: &str) -> i32 {
+        let pidfile = bundle.join("init.pid");
+        self.ok(&[
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            id,
+        ]);
+        std::fs::read_to_string(&pidfile).unwrap().parse().unwrap()
+    }
+
     /// Wait (up to 5 s) until `state` reports `status`.
     pub fn wait_status(&self, id: &str, status: &str) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
