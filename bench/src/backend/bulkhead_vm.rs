@@ -80,33 +80,24 @@ impl BulkheadVm {
     }
 
     fn availability(&self) -> Availability {
-        if !self.binary.is_file() {
-            return Availability::NotInstalled {
-                how_to_get: "build it: cargo build -p bulkhead-vm".into(),
-            };
-        }
-        if !self.dev_kvm {
-            return Availability::Unavailable {
-                reason: "no /dev/kvm on this host".into(),
-            };
-        }
-        if self.linux {
-            return Availability::Unavailable {
-                reason: if self.kvm == KvmKind::Pvm {
-                    "needs hardware KVM — this host has PVM".into()
-                } else if !self.kvm.runs_linux_guests() {
-                    format!("needs hardware KVM — this host has {}", self.kvm.label())
-                } else {
-                    "the Linux guest is not wired into the harness yet".into()
-                },
-            };
-        }
-        match &self.bare {
-            Ok(_) => Availability::Installed,
-            Err(reason) => Availability::Unavailable {
-                reason: reason.clone(),
-            },
-        }
+        let guest = if !self.linux {
+            self.bare.as_ref().map(|_| ()).map_err(Clone::clone)
+        } else if self.kvm == KvmKind::Pvm {
+            Err("needs hardware KVM — this host has PVM".into())
+        } else if !self.kvm.runs_linux_guests() {
+            Err(format!(
+                "needs hardware KVM — this host has {}",
+                self.kvm.label()
+            ))
+        } else {
+            Err("the Linux guest is not wired into the harness yet".into())
+        };
+        super::vm_availability(
+            self.binary.is_file(),
+            "build it: cargo build -p bulkhead-vm",
+            self.dev_kvm,
+            guest,
+        )
     }
 }
 

@@ -34,22 +34,12 @@ impl Firecracker {
     }
 
     fn availability(&self) -> Availability {
-        if self.binary.is_none() {
-            return Availability::NotInstalled {
-                how_to_get: HOW_TO_GET.into(),
-            };
-        }
-        if !self.dev_kvm {
-            return Availability::Unavailable {
-                reason: "no /dev/kvm on this host".into(),
-            };
-        }
-        match &self.bare {
-            Ok(_) => Availability::Installed,
-            Err(reason) => Availability::Unavailable {
-                reason: reason.clone(),
-            },
-        }
+        super::vm_availability(
+            self.binary.is_some(),
+            HOW_TO_GET,
+            self.dev_kvm,
+            self.bare.as_ref().map(|_| ()).map_err(Clone::clone),
+        )
     }
 }
 

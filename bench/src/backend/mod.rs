@@ -210,6 +210,30 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Availability of a VM backend, in the order a user fixes things: the launcher, then
+/// /dev/kvm, then whether its guest can run here (`guest`: `Err(reason)` when not).
+pub fn vm_availability(
+    launcher_installed: bool,
+    how_to_get: &str,
+    dev_kvm: bool,
+    guest: Result<(), String>,
+) -> Availability {
+    if !launcher_installed {
+        return Availability::NotInstalled {
+            how_to_get: how_to_get.into(),
+        };
+    }
+    if !dev_kvm {
+        return Availability::Unavailable {
+            reason: "no /dev/kvm on this host".into(),
+        };
+    }
+    match guest {
+        Ok(()) => Availability::Installed,
+        Err(reason) => Availability::Unavailable { reason },
+    }
+}
+
 /// The guest's ready line as the host saw it.
 #[derive(Debug, Clone)]
 pub struct Ready {

@@ -30,22 +30,12 @@ impl Qemu {
     }
 
     fn availability(&self) -> Availability {
-        if self.binary.is_none() {
-            return Availability::NotInstalled {
-                how_to_get: "apt-get install qemu-system-x86".into(),
-            };
-        }
-        if !self.dev_kvm {
-            return Availability::Unavailable {
-                reason: "no /dev/kvm on this host".into(),
-            };
-        }
-        match &self.bare {
-            Ok(_) => Availability::Installed,
-            Err(reason) => Availability::Unavailable {
-                reason: reason.clone(),
-            },
-        }
+        super::vm_availability(
+            self.binary.is_some(),
+            "apt-get install qemu-system-x86",
+            self.dev_kvm,
+            self.bare.as_ref().map(|_| ()).map_err(Clone::clone),
+        )
     }
 }
 
