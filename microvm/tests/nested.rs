@@ -197,8 +197,9 @@ fn linux_guest_reaches_userspace_with_1_vcpu() {
 /// The 2-vCPU probe run to check.
 ///
 /// KNOWN FLAKE (open, see microvm/docs/nested-test-host.md): in about 1 of 10 nested boots
-/// the 2-vCPU guest triple-faults on vCPU 1; every boot here also logs an XSAVE size
-/// mismatch, so CPUID leaf 0xD is the first suspect. Until it is fixed, exactly that failure
+/// the 2-vCPU guest triple-faulted on vCPU 1. Those boots also ran with a stale XCR0 in the
+/// inner KVM (fixed since: the VMM now sets XCR0 itself), a plausible but unproven cause.
+/// Until enough clean runs show it gone, exactly that failure
 /// (exit 3 with a triple fault on vCPU 1) makes the tests use the second 2-vCPU boot, loudly;
 /// any other failure of the first boot, or any failure of the second, fails them.
 fn two_vcpu_run(test: &str) -> Option<&'static InnerRun> {

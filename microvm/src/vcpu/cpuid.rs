@@ -13,6 +13,16 @@
 //!
 //! The host's topology would otherwise leak through, and a guest that sees APIC ids that
 //! do not match its LAPICs (or 64 threads per package with 2 vCPUs) brings up CPUs wrongly.
+//!
+//! Leaf 0xd (XSAVE) is passed through, but [`initial_xcr0`] derives from it the XCR0 the VMM
+//! sets (KVM_SET_XCRS) before the first entry: KVM computes CPUID(0xd,0).EBX, the XSAVE size
+//! for the features enabled in XCR0, from *its* copy of the guest's XCR0, and only learns of a
+//! change when the guest's XSETBV exits to it. Nested under QEMU TCG (tests/nested.rs) it never
+//! does: QEMU's SVM emulation does not intercept XSETBV, so KVM's copy stayed at the reset value
+//! (x87 only), EBX said 576 bytes while the guest had enabled x87|SSE|AVX|PKRU (2696 bytes), and
+//! every Linux boot warned "XSAVE consistency problem" and fell back from XSAVE. Starting from
+//! the XCR0 the guest is going to set makes EBX right from the first CPUID, and KVM's copy
+//! agree with what the guest runs with.
 
 use kvm_bindings::kvm_cpuid_entry2;
 
@@ -20,7 +30,16 @@ const LEAF_FEATURES: u32 = 0x1;
 const LEAF_CACHE: u32 = 0x4;
 const LEAF_TOPOLOGY: u32 = 0xb;
 const LEAF_TOPOLOGY_V2: u32 = 0x1f;
+const LEAF_XSAVE: u32 = 0xd;
 const LEAF_AMD_SIZE: u32 = 0x8000_0008;
+
+/// Leaf 1 ECX.XSAVE: XSAVE/XRSTOR/XSETBV and XCR0 exist.
+const ECX_XSAVE: u32 = 1 << 26;
+/// XCR0 bit 0, x87: always set, XSETBV refuses an XCR0 without it.
+const XCR0_X87: u64 = 1 << 0;
+/// XCR0 bits 3 and 4, MPX BNDREGS/BNDCSR: Linux has not enabled them since 5.6 (MPX support
+/// was removed), so a guest kernel's XCR0 never has them.
+const XCR0_MPX: u64 = (1 << 3) | (1 << 4);
 
 const ECX_HYPERVISOR: u32 = 1 << 31;
 const EDX_HTT: u32 = 1 << 28;
@@ -86,6 +105,25 @@ pub fn normalize(entries: &mut [kvm_cpuid_entry2], id: u8, cpus: u8) {
     }
 }
 
+/// The XCR0 to give a vCPU before its first entry: the user state components leaf 0xd
+/// sub-leaf 0 enumerates (EDX:EAX; supervisor components are in sub-leaf 1 and live in
+/// IA32_XSS instead), which is what a Linux guest enables with XSETBV, less MPX (see
+/// [`XCR0_MPX`]). `None` when the CPUID has no XSAVE (leaf 1 ECX.XSAVE clear, or no leaf 0xd):
+/// then XCR0 does not exist for the guest and KVM_SET_XCRS would fail.
+pub fn initial_xcr0(entries: &[kvm_cpuid_entry2]) -> Option<u64> {
+    let xsave = entries
+        .iter()
+        .any(|e| e.function == LEAF_FEATURES && e.ecx & ECX_XSAVE != 0);
+    let leaf = entries
+        .iter()
+        .find(|e| e.function == LEAF_XSAVE && e.index == 0)?;
+    if !xsave {
+        return None;
+    }
+    let enumerated = (u64::from(leaf.edx) << 32) | u64::from(leaf.eax);
+    Some((enumerated & !XCR0_MPX) | XCR0_X87)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +175,72 @@ mod tests {
         assert_eq!(l1.eax >> 26, 1);
         assert_eq!((l1.eax >> 14) & 0xfff, 0);
         assert_eq!((l3.eax >> 14) & 0xfff, 1);
+    }
+
+    fn xsave_leaf(index: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> kvm_cpuid_entry2 {
+        kvm_cpuid_entry2 {
+            function: LEAF_XSAVE,
+            index,
+            eax,
+            ebx,
+            ecx,
+            edx,
+            ..Default::default()
+        }
+    }
+
+    /// The leaves the nested test host's KVM reports (x87|SSE|AVX|PKRU, 2696 bytes at most),
+    /// with EBX as KVM fills it in for the reset XCR0 (x87 only: 576 bytes).
+    fn nested_host_leaves() -> [kvm_cpuid_entry2; 4] {
+        let mut l1 = leaf(1, 0);
+        l1.ecx = ECX_XSAVE;
+        [
+            l1,
+            xsave_leaf(0, 0x207, 0x240, 0xa88, 0),
+            xsave_leaf(2, 0x100, 0x240, 0, 0),
+            xsave_leaf(9, 8, 0xa80, 0, 0),
+        ]
+    }
+
+    #[test]
+    fn initial_xcr0_enables_what_leaf_0xd_enumerates() {
+        let e = nested_host_leaves();
+        let xcr0 = initial_xcr0(&e).unwrap();
+        assert_eq!(xcr0, 0x207);
+        // The size KVM then reports in CPUID(0xd,0).EBX (the end of the highest enabled
+        // component) is the maximum ECX, which is what Linux computes for the same features;
+        // the reset XCR0 gave 576 and the "XSAVE consistency problem" warning.
+        let size = e
+            .iter()
+            .filter(|l| l.function == LEAF_XSAVE && l.index >= 2 && xcr0 & (1 << l.index) != 0)
+            .map(|l| l.ebx + l.eax)
+            .max()
+            .unwrap();
+        assert_eq!(size, e[1].ecx);
+        // normalize() leaves leaf 0xd and the XSAVE bit alone.
+        let mut n = e;
+        normalize(&mut n, 1, 2);
+        assert_eq!(initial_xcr0(&n), Some(0x207));
+        assert_eq!(
+            (n[1].eax, n[1].ebx, n[1].ecx, n[1].edx),
+            (e[1].eax, e[1].ebx, e[1].ecx, e[1].edx)
+        );
+    }
+
+    #[test]
+    fn initial_xcr0_leaves_out_mpx_and_keeps_x87() {
+        let mut e = nested_host_leaves();
+        e[1].eax = 0xfe | (1 << 9); // SSE, AVX, MPX, AVX-512, PKRU; x87 missing
+        e[1].edx = 0;
+        assert_eq!(initial_xcr0(&e), Some(0x2e7));
+    }
+
+    #[test]
+    fn no_xcr0_without_xsave() {
+        let mut e = nested_host_leaves();
+        e[0].ecx = 0;
+        assert_eq!(initial_xcr0(&e), None);
+        assert_eq!(initial_xcr0(&[leaf(1, 0)]), None);
     }
 
     #[test]

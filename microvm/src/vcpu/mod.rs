@@ -36,13 +36,20 @@ pub enum Error {
     SupportedCpuid(kvm_ioctls::Error),
     #[error("KVM_SET_CPUID2 on vCPU {id} failed: {source}")]
     SetCpuid { id: u8, source: kvm_ioctls::Error },
+    #[error("KVM_SET_XCRS (XCR0 {xcr0:#x}) on vCPU {id} failed: {source}")]
+    SetXcrs {
+        id: u8,
+        xcr0: u64,
+        source: kvm_ioctls::Error,
+    },
     #[error("vCPU {id}: {source}")]
     Regs { id: u8, source: regs::Error },
     #[error("cannot start the thread of vCPU {id}: {source}")]
     Thread { id: u8, source: std::io::Error },
 }
 
-/// Creates `count` vCPUs with CPUID, MSRs, FPU and LAPIC set; vCPU 0 at the kernel entry.
+/// Creates `count` vCPUs with CPUID, XCR0, MSRs, FPU and LAPIC set; vCPU 0 at the kernel
+/// entry.
 pub fn create(vm: &Vm, count: u8, entry: u64, zero_page: u64) -> Result<Vec<VcpuFd>, Error> {
     let supported = vm
         .kvm()
@@ -58,6 +65,10 @@ pub fn create(vm: &Vm, count: u8, entry: u64, zero_page: u64) -> Result<Vec<Vcpu
         cpuid::normalize(cpuid.as_mut_slice(), id, count);
         vcpu.set_cpuid2(&cpuid)
             .map_err(|source| Error::SetCpuid { id, source })?;
+        // After KVM_SET_CPUID2: KVM checks XCR0 against the guest's leaf 0xd.
+        if let Some(xcr0) = cpuid::initial_xcr0(cpuid.as_slice()) {
+            set_xcr0(&vcpu, xcr0).map_err(|source| Error::SetXcrs { id, xcr0, source })?;
+        }
         regs::setup_common(&vcpu).map_err(|source| Error::Regs { id, source })?;
         if id == 0 {
             regs::setup_boot_vcpu(&vcpu, entry, zero_page)
@@ -66,6 +77,17 @@ pub fn create(vm: &Vm, count: u8, entry: u64, zero_page: u64) -> Result<Vec<Vcpu
         vcpus.push(vcpu);
     }
     Ok(vcpus)
+}
+
+/// Sets XCR0 (KVM_SET_XCRS); see [`cpuid::initial_xcr0`] for why.
+fn set_xcr0(vcpu: &VcpuFd, xcr0: u64) -> Result<(), kvm_ioctls::Error> {
+    let mut xcrs = kvm_bindings::kvm_xcrs {
+        nr_xcrs: 1,
+        ..Default::default()
+    };
+    xcrs.xcrs[0].xcr = 0;
+    xcrs.xcrs[0].value = xcr0;
+    vcpu.set_xcrs(&xcrs)
 }
 
 /// Starts one thread per vCPU running [`run`].
