@@ -7,24 +7,6 @@ mod common;
 use bulkhead_testkit::skip_unless;
 use common::*;
 
-/// Runs with `args` and checks: exit 1, exactly one stderr line, mentioning every `needles`.
-fn rejected(args: &[&str], needles: &[&str]) {
-    let out = vmm(args);
-    assert!(!out.killed_by_test, "{out:?}");
-    assert_eq!(out.code(), Some(1), "{args:?}: {out:?}");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?}: want one error line, got {lines:?}"
-    );
-    assert!(lines[0].starts_with("bulkhead-vm: error: "), "{}", lines[0]);
-    for n in needles {
-        assert!(lines[0].contains(n), "{args:?}: {:?} lacks {n:?}", lines[0]);
-    }
-    assert!(out.stdout.is_empty(), "{out:?}");
-}
-
 #[test]
 fn missing_kernel() {
     let dir = tempfile::tempdir().unwrap();

@@ -22,25 +22,6 @@ fn config(dir: &Path, json: &str) -> String {
         .to_owned()
 }
 
-/// Runs with `args` and checks: exit 1, exactly one `bulkhead-vm: error:` line on stderr,
-/// mentioning every `needles`, nothing on stdout.
-fn rejected(args: &[&str], needles: &[&str]) {
-    let out = vmm(args);
-    assert!(!out.killed_by_test, "{out:?}");
-    assert_eq!(out.code(), Some(1), "{args:?}: {out:?}");
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "{args:?}: want one error line, got {lines:?}"
-    );
-    assert!(lines[0].starts_with("bulkhead-vm: error: "), "{}", lines[0]);
-    for n in needles {
-        assert!(lines[0].contains(n), "{args:?}: {:?} lacks {n:?}", lines[0]);
-    }
-    assert!(out.stdout.is_empty(), "{out:?}");
-}
-
 #[test]
 fn bare_guest_boots_from_a_config_file_alone() {
     skip_unless!(have_kvm(), "/dev/kvm is not available");

@@ -134,6 +134,25 @@ pub fn vmm(args: &[&str]) -> Outcome {
 }
 
 /// Asserts that no process runs `needle` (a unique temp path) any more.
+/// Runs with `args` and checks the bad-input contract: exit 1, exactly one
+/// `bulkhead-vm: error:` line on stderr mentioning every `needles`, nothing on stdout.
+pub fn rejected(args: &[&str], needles: &[&str]) {
+    let out = vmm(args);
+    assert!(!out.killed_by_test, "{out:?}");
+    assert_eq!(out.code(), Some(1), "{args:?}: {out:?}");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: want one error line, got {lines:?}"
+    );
+    assert!(lines[0].starts_with("bulkhead-vm: error: "), "{}", lines[0]);
+    for n in needles {
+        assert!(lines[0].contains(n), "{args:?}: {:?} lacks {n:?}", lines[0]);
+    }
+    assert!(out.stdout.is_empty(), "{out:?}");
+}
+
 pub fn assert_nothing_left(needle: &str) {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
