@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -87,29 +87,12 @@ impl Containerd {
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
-        let mut out = tempfile::tempfile().unwrap();
-        let mut err = tempfile::tempfile().unwrap();
-        let status = Command::new("ctr")
-            .arg("--address")
-            .arg(self.sock())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(err.try_clone().unwrap())
-            .status()
-            .unwrap();
-        use std::io::{Read, Seek};
-        let read = |f: &mut std::fs::File| {
-            let mut v = Vec::new();
-            f.rewind().unwrap();
-            f.read_to_end(&mut v).unwrap();
-            v
-        };
-        Output {
-            status,
-            stdout: read(&mut out),
-            stderr: read(&mut err),
-        }
+        output_via_files(
+            Command::new("ctr")
+                .arg("--address")
+                .arg(self.sock())
+                .args(args),
+        )
     }
 
     /// `ctr run` with our runtime and a plain rootfs directory.
@@ -228,41 +211,24 @@ fn containerd_runs_kills_and_deletes() {
 /// Run podman with all its state in `dir` (vfs storage: no overlay mounts; no network: no
 /// bridge or netns on the host; cgroupfs: no systemd).
 fn podman(dir: &Path, args: &[&str]) -> Output {
-    let mut out = tempfile::tempfile().unwrap();
-    let mut err = tempfile::tempfile().unwrap();
-    let status = Command::new("podman")
-        .arg("--root")
-        .arg(dir.join("storage"))
-        .arg("--runroot")
-        .arg(dir.join("run"))
-        .args([
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-            "--storage-driver",
-            "vfs",
-            "--runtime",
-        ])
-        .arg(runtime())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(err.try_clone().unwrap())
-        .status()
-        .unwrap();
-    use std::io::{Read, Seek};
-    let read = |f: &mut std::fs::File| {
-        let mut v = Vec::new();
-        f.rewind().unwrap();
-        f.read_to_end(&mut v).unwrap();
-        v
-    };
-    Output {
-        status,
-        stdout: read(&mut out),
-        stderr: read(&mut err),
-    }
+    output_via_files(
+        Command::new("podman")
+            .arg("--root")
+            .arg(dir.join("storage"))
+            .arg("--runroot")
+            .arg(dir.join("run"))
+            .args([
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+                "--storage-driver",
+                "vfs",
+                "--runtime",
+            ])
+            .arg(runtime())
+            .args(args),
+    )
 }
 
 #[test]

@@ -84,6 +84,32 @@ impl Bundle {
     }
 }
 
+/// Run `cmd` to completion with stdin closed and stdout/stderr in temporary files, not pipes:
+/// a created container's init inherits them and keeps them open, so reading a pipe to EOF
+/// would wait for the container.
+pub fn output_via_files(cmd: &mut Command) -> Output {
+    use std::io::{Read, Seek};
+    let mut out = tempfile::tempfile().unwrap();
+    let mut err = tempfile::tempfile().unwrap();
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let read = |f: &mut std::fs::File| {
+        let mut v = Vec::new();
+        f.rewind().unwrap();
+        f.read_to_end(&mut v).unwrap();
+        v
+    };
+    Output {
+        status,
+        stdout: read(&mut out),
+        stderr: read(&mut err),
+    }
+}
+
 /// A state root of our own per test, so tests never see each other's containers.
 pub struct Rt {
     pub root: tempfile::TempDir,
@@ -99,32 +125,11 @@ impl Rt {
         }
     }
 
-    /// Run the runtime. stdout/stderr go to files, not pipes: a created container's init
-    /// inherits them and keeps them open, so reading a pipe to EOF would wait for the container.
+    /// Run the runtime (see [`output_via_files`] for why not pipes).
     pub fn cmd(&self, args: &[&str]) -> Output {
-        use std::io::{Read, Seek};
-        let mut out = tempfile::tempfile().unwrap();
-        let mut err = tempfile::tempfile().unwrap();
-        let status = Command::new(runtime())
-            .arg("--root")
-            .arg(self.root.path())
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(err.try_clone().unwrap())
-            .status()
-            .expect("running bulkhead-runtime");
-        let read = |f: &mut std::fs::File| {
-            let mut v = Vec::new();
-            f.rewind().unwrap();
-            f.read_to_end(&mut v).unwrap();
-            v
-        };
-        Output {
-            status,
-            stdout: read(&mut out),
-            stderr: read(&mut err),
-        }
+        let mut cmd = Command::new(runtime());
+        cmd.arg("--root").arg(self.root.path()).args(args);
+        output_via_files(&mut cmd)
     }
 
     /// Run and insist on success; returns stdout.
