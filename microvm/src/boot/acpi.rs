@@ -15,6 +15,7 @@
 //! Placement: 0xe0000, inside the e820-reserved legacy area where Linux also scans for the
 //! RSDP; its address is passed in the zero page too (`acpi_rsdp_addr`, boot protocol 2.14).
 
+use super::checksum;
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory::GuestMemory;
@@ -52,13 +53,6 @@ const MADT_ENABLED: u32 = 1;
 pub enum Error {
     #[error("cannot write the ACPI tables into guest memory: {0}")]
     Write(vm_memory::GuestMemoryError),
-}
-
-fn checksum(bytes: &[u8]) -> u8 {
-    bytes
-        .iter()
-        .fold(0u8, |a, b| a.wrapping_add(*b))
-        .wrapping_neg()
 }
 
 /// A system description table: the 36-byte header, then `body`, checksummed.

@@ -21,6 +21,15 @@ pub mod acpi;
 pub mod mptable;
 pub mod regs;
 
+/// The byte that makes `bytes` sum to zero mod 256: the checksum both the MP table and the
+/// ACPI tables use.
+fn checksum(bytes: &[u8]) -> u8 {
+    bytes
+        .iter()
+        .fold(0u8, |a, b| a.wrapping_add(*b))
+        .wrapping_neg()
+}
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

@@ -8,6 +8,7 @@
 //! interrupt entry per IOAPIC pin (ISA IRQ n → pin n) and the two local interrupts
 //! (LINT0 ExtINT, LINT1 NMI, as `regs::configure_lint` programs the LAPICs).
 
+use super::checksum;
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory::GuestMemory;
@@ -41,13 +42,6 @@ const CPU_FEATURES: u32 = (1 << 0) | (1 << 9);
 pub enum Error {
     #[error("cannot write the MP table into guest memory: {0}")]
     Write(vm_memory::GuestMemoryError),
-}
-
-fn checksum(bytes: &[u8]) -> u8 {
-    bytes
-        .iter()
-        .fold(0u8, |a, b| a.wrapping_add(*b))
-        .wrapping_neg()
 }
 
 /// The MP table for `cpus` vCPUs, as it must appear at [`MPTABLE_START`].
