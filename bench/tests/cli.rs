@@ -4,22 +4,13 @@ use bulkhead_testkit::bin;
 use std::path::Path;
 use std::process::Command;
 
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn images_with_missing_kernel_is_one_error_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     std::fs::create_dir(&cache).unwrap();
     std::fs::write(cache.join("marker"), b"x").unwrap();
-    let before = listing(&cache);
+    let before = bulkhead_testkit::dir_listing(&cache);
     let out = Command::new(bin("bulkhead"))
         .args(["images", "--kernel", "/nonexistent", "--cache"])
         .arg(&cache)
@@ -30,7 +21,11 @@ fn images_with_missing_kernel_is_one_error_naming_the_path() {
     assert_eq!(err.lines().count(), 1, "one error line: {err}");
     assert!(err.contains("/nonexistent"), "{err}");
     assert!(out.stdout.is_empty(), "no paths printed on error");
-    assert_eq!(listing(&cache), before, "cache untouched");
+    assert_eq!(
+        bulkhead_testkit::dir_listing(&cache),
+        before,
+        "cache untouched"
+    );
 
     // A cache directory that does not exist yet is not created either.
     let fresh = dir.path().join("fresh");

@@ -11,15 +11,6 @@ fn opts(cache: &Path) -> Options {
     o
 }
 
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn second_build_reuses() {
     let dir = tempfile::tempdir().unwrap();
@@ -34,7 +25,7 @@ fn second_build_reuses() {
         .unwrap()
         .modified()
         .unwrap();
-    let before = listing(dir.path());
+    let before = bulkhead_testkit::dir_listing(dir.path());
     let second = build(&opts(dir.path())).unwrap();
     assert!(
         second.built_now.is_empty(),
@@ -49,7 +40,7 @@ fn second_build_reuses() {
             .unwrap(),
         mtime
     );
-    assert_eq!(listing(dir.path()), before);
+    assert_eq!(bulkhead_testkit::dir_listing(dir.path()), before);
     // The bundle points at the rootfs by a real (non-symlink) absolute path.
     let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(first.bundle.join("config.json")).unwrap()).unwrap();
@@ -87,7 +78,11 @@ fn interrupted_build_is_not_done() {
     );
     assert!(again.guest.is_file(), "complete rootfs after rebuild");
     assert!(!tmp.exists(), "the stale temp dir is cleaned up");
-    assert!(listing(dir.path()).iter().all(|n| !n.starts_with(".tmp-")));
+    assert!(
+        bulkhead_testkit::dir_listing(dir.path())
+            .iter()
+            .all(|n| !n.starts_with(".tmp-"))
+    );
 }
 
 #[test]

@@ -93,3 +93,13 @@ pub fn test_cache_dir() -> PathBuf {
     let target = bins.ancestors().nth(2).unwrap_or(&bins);
     target.join("test-cache")
 }
+
+/// The names in `dir`, sorted: compare two of them to show a command left a directory as it was.
+pub fn dir_listing(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
