@@ -347,6 +347,21 @@ impl Instance {
         stderr_tail(&self.stderr_path)
     }
 
+    /// What a failed read of stdout means, while `waiting_for` something.
+    fn read_error(&self, e: LineError, waiting_for: &str, timeout: Duration) -> InstanceError {
+        match e {
+            LineError::Timeout => InstanceError::Timeout {
+                what: format!("{}: waiting for {waiting_for}", self.cmd),
+                after: timeout,
+                stderr: self.stderr(),
+            },
+            LineError::Io(source) => InstanceError::Io {
+                what: format!("{}: reading stdout", self.cmd),
+                source,
+            },
+        }
+    }
+
     /// Wait for the first `BULKHEAD-READY` line. Lines before it (a VM's firmware chatter) are
     /// skipped; stdout ending first, or the deadline passing, is an error.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<Ready, InstanceError> {
@@ -366,19 +381,7 @@ impl Instance {
                         stderr: self.stderr(),
                     });
                 }
-                Err(LineError::Timeout) => {
-                    return Err(InstanceError::Timeout {
-                        what: format!("{}: waiting for the ready line", self.cmd),
-                        after: timeout,
-                        stderr: self.stderr(),
-                    });
-                }
-                Err(LineError::Io(source)) => {
-                    return Err(InstanceError::Io {
-                        what: format!("{}: reading stdout", self.cmd),
-                        source,
-                    });
-                }
+                Err(e) => return Err(self.read_error(e, "the ready line", timeout)),
             }
         }
     }
@@ -391,19 +394,7 @@ impl Instance {
             match self.lines.next_line(deadline) {
                 Ok(Some((line, _))) => out.push(line),
                 Ok(None) => return Ok(out),
-                Err(LineError::Timeout) => {
-                    return Err(InstanceError::Timeout {
-                        what: format!("{}: waiting for stdout to end", self.cmd),
-                        after: timeout,
-                        stderr: self.stderr(),
-                    });
-                }
-                Err(LineError::Io(source)) => {
-                    return Err(InstanceError::Io {
-                        what: format!("{}: reading stdout", self.cmd),
-                        source,
-                    });
-                }
+                Err(e) => return Err(self.read_error(e, "stdout to end", timeout)),
             }
         }
     }
