@@ -75,12 +75,12 @@ pub struct Created {
 }
 
 // Sync messages on the SOCK_SEQPACKET pair (one byte tag, optional text).
-const MSG_GO: u8 = b'G';
+pub(crate) const MSG_GO: u8 = b'G';
 const MSG_HOOKS: u8 = b'H';
 const MSG_READY: u8 = b'R';
-const MSG_ERROR: u8 = b'E';
+pub(crate) const MSG_ERROR: u8 = b'E';
 
-fn send(fd: RawFd, tag: u8, text: &[u8]) -> std::io::Result<()> {
+pub(crate) fn send(fd: RawFd, tag: u8, text: &[u8]) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1 + text.len());
     buf.push(tag);
     buf.extend_from_slice(text);
@@ -93,7 +93,7 @@ fn send(fd: RawFd, tag: u8, text: &[u8]) -> std::io::Result<()> {
 }
 
 /// Receive one message; None on EOF (the other side is gone).
-fn recv(fd: RawFd) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+pub(crate) fn recv(fd: RawFd) -> std::io::Result<Option<(u8, Vec<u8>)>> {
     let mut buf = vec![0u8; 8192];
     loop {
         // SAFETY: buf is valid for buf.len() bytes.
@@ -237,6 +237,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
             .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
         cgroups: cg.created.clone(),
+        leaves: cg.leaves.clone(),
         poststart: spec
             .hooks()
             .as_ref()
@@ -440,10 +441,62 @@ fn child_setup(
     if !opts.no_new_keyring {
         join_session_keyring(&opts.id);
     }
+    let prog = finish_process(process, bundle.seccomp.as_ref(), opts.preserve_fds)?;
+
+    send(sock, MSG_READY, b"")?;
+    if let Some(fd) = fifo {
+        // Block here until `start` writes its byte.
+        // SAFETY: fd is our fifo descriptor; ManuallyDrop keeps it open (it is CLOEXEC).
+        let mut f = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+        let mut b = [0u8; 1];
+        loop {
+            match f.read(&mut b) {
+                Ok(1) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // SAFETY: see child_main.
+                _ => unsafe { libc::_exit(1) },
+            }
+        }
+    }
+    // startContainer runs on every start, also `run`'s (which has no fifo to wait on).
+    if let Some(h) = spec.hooks() {
+        let sc = hooks::from_spec(h.start_container());
+        if !sc.is_empty() {
+            let st = format!(
+                r#"{{"ociVersion":"{}","id":"{}","status":"created","pid":1}}"#,
+                crate::OCI_VERSION,
+                opts.id
+            );
+            if let Err(e) = hooks::run("startContainer", &sc, st.as_bytes()) {
+                eprintln!("bulkhead-runtime: {e:#}");
+                // SAFETY: see child_main.
+                unsafe { libc::_exit(1) };
+            }
+        }
+    }
+    exec(&prog.exe, &prog.args, &prog.env)
+}
+
+/// The user's program, resolved and ready for execve().
+pub(crate) struct Program {
+    pub exe: CString,
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+}
+
+/// The last steps before execve(), shared by the init (`create`) and `exec` so that both get
+/// the same privileges: oom_score_adj, rlimits, seccomp, user, capabilities, cwd,
+/// no_new_privs, default signal dispositions, and every descriptor of ours close-on-exec
+/// (those passed with --preserve-fds, after stdio, stay).
+pub(crate) fn finish_process(
+    process: &oci_spec::runtime::Process,
+    seccomp: Option<&crate::seccomp::Program>,
+    preserve_fds: u32,
+) -> Result<Program> {
     security::set_oom_score_adj(process)?;
     security::set_rlimits(process)?;
     let nnp = process.no_new_privileges() == Some(true);
-    if let Some(p) = &bundle.seccomp
+    if let Some(p) = seccomp
         && !nnp
     {
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still
@@ -469,12 +522,16 @@ fn child_setup(
         .collect::<Result<_, _>>()
         .context("process.env: NUL byte")?;
     let exe = find_executable(
-        &process.args().as_ref().context("process.args")?[0],
+        process
+            .args()
+            .as_ref()
+            .and_then(|a| a.first())
+            .context("process.args: empty")?,
         process.env(),
     )?;
 
     security::set_no_new_privs(process)?;
-    if let Some(p) = &bundle.seccomp
+    if let Some(p) = seccomp
         && nnp
     {
         // As close to execve as we can: fewer of our own calls run under the filter.
@@ -487,43 +544,12 @@ fn child_setup(
     unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            3 + opts.preserve_fds,
+            3 + preserve_fds,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-
-    send(sock, MSG_READY, b"")?;
-    if let Some(fd) = fifo {
-        // Block here until `start` writes its byte.
-        // SAFETY: fd is our fifo descriptor; ManuallyDrop keeps it open (it is CLOEXEC).
-        let mut f = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
-        let mut b = [0u8; 1];
-        loop {
-            match f.read(&mut b) {
-                Ok(1) => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // SAFETY: see child_main.
-                _ => unsafe { libc::_exit(1) },
-            }
-        }
-        if let Some(h) = spec.hooks() {
-            let sc = hooks::from_spec(h.start_container());
-            if !sc.is_empty() {
-                let st = format!(
-                    r#"{{"ociVersion":"{}","id":"{}","status":"created","pid":1}}"#,
-                    crate::OCI_VERSION,
-                    opts.id
-                );
-                if let Err(e) = hooks::run("startContainer", &sc, st.as_bytes()) {
-                    eprintln!("bulkhead-runtime: {e:#}");
-                    // SAFETY: see child_main.
-                    unsafe { libc::_exit(1) };
-                }
-            }
-        }
-    }
-    exec(&exe, &args, &env)
+    Ok(Program { exe, args, env })
 }
 
 fn exec(exe: &CString, args: &[CString], env: &[CString]) -> ! {

@@ -3,20 +3,27 @@
 //! A container's life, one module per phase: [`spec`] loads and validates config.json,
 //! [`create`] builds the container (with [`namespaces`], [`cgroups`], [`rootfs`],
 //! [`security`], [`hooks`]) and leaves its init blocked on a fifo, and the functions here
-//! start, signal, inspect and delete it, using [`state`] to find it again.
+//! start, signal, pause, inspect and delete it, using [`state`] to find it again. The commands
+//! that work on a running container have a module each: [`exec`], [`ps`], [`update`],
+//! [`events`]; [`features`] says what all of this supports.
 //!
 //! The runtime is single-threaded on purpose: `create` forks (see [`create`]).
 
 pub mod cgroups;
 pub mod console;
 pub mod create;
+pub mod events;
+pub mod exec;
+pub mod features;
 pub mod hooks;
 pub mod namespaces;
+pub mod ps;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;
 pub mod spec;
 pub mod state;
+pub mod update;
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -45,7 +52,9 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
     let saved = root.load(id)?;
     match root.status(&saved) {
         Status::Created => {}
-        Status::Running => bail!("cannot start an already running container"),
+        Status::Running | Status::Paused => {
+            bail!("cannot start an already running container")
+        }
         Status::Stopped => bail!("cannot start a container that has stopped"),
         Status::Creating => bail!("cannot start a container that is still being created"),
     }
@@ -120,6 +129,32 @@ pub fn kill(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> {
     Ok(())
 }
 
+/// `pause`: freeze every process of a running container.
+pub fn pause(root: &Root, id: &str) -> Result<()> {
+    let _lock = root.lock(id)?;
+    let saved = root.load(id)?;
+    match root.status(&saved) {
+        Status::Running => {}
+        Status::Paused => bail!("container {id} is already paused"),
+        Status::Stopped => return Err(Error::NotRunning.into()),
+        Status::Created | Status::Creating => {
+            bail!("container {id} is not running (created, not started): cannot pause")
+        }
+    }
+    cgroups::set_frozen(&saved.leaves, true)
+}
+
+/// `resume`: thaw a paused container.
+pub fn resume(root: &Root, id: &str) -> Result<()> {
+    let _lock = root.lock(id)?;
+    let saved = root.load(id)?;
+    match root.status(&saved) {
+        Status::Paused => cgroups::set_frozen(&saved.leaves, false),
+        Status::Stopped => Err(Error::NotRunning.into()),
+        _ => bail!("container {id} is not paused"),
+    }
+}
+
 /// Wait until the init with this pid/start time is gone (or a zombie).
 fn wait_gone(pid: i32, start_time: u64, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
@@ -156,9 +191,9 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
         Status::Stopped => {}
         // A created container has run no user code yet: delete it like runc does.
         Status::Created | Status::Creating => kill_and_wait(&saved)?,
-        Status::Running if force => kill_and_wait(&saved)?,
-        Status::Running => {
-            bail!("cannot delete container {id} that is not stopped: running")
+        Status::Running | Status::Paused if force => kill_and_wait(&saved)?,
+        st @ (Status::Running | Status::Paused) => {
+            bail!("cannot delete container {id} that is not stopped: {st}")
         }
     }
     destroy(root, &saved)
@@ -167,6 +202,10 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
 fn kill_and_wait(saved: &state::Saved) -> Result<()> {
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(saved.pid, libc::SIGKILL) };
+    // A frozen init does not act on SIGKILL until thawed.
+    for leaf in &saved.leaves {
+        cgroups::thaw_quietly(leaf);
+    }
     if !wait_gone(saved.pid, saved.start_time, Duration::from_secs(10)) {
         bail!("container init {} did not die after SIGKILL", saved.pid);
     }
@@ -211,7 +250,29 @@ pub fn run(root: &Root, opts: &CreateOpts) -> Result<RunOutcome> {
     let mut opts = opts.clone();
     opts.wait_for_start = false;
     let c = create(root, &opts)?;
-    RUN_CHILD.store(c.pid, std::sync::atomic::Ordering::Relaxed);
+    // The process runs from here on (no `start`): this is where start would run poststart.
+    if !c.saved.poststart.is_empty() {
+        let st = serde_json::to_vec(&root.oci_state(&c.saved))?;
+        if let Err(e) = hooks::run("poststart", &c.saved.poststart, &st) {
+            eprintln!("bulkhead-runtime: warning: {e:#}");
+        }
+    }
+    let code = wait_forwarding_signals(c.pid)?;
+    let oom_kills = c
+        .saved
+        .cgroups
+        .iter()
+        .filter_map(|d| cgroups::oom_kills(d))
+        .max()
+        .unwrap_or(0);
+    destroy(root, &c.saved)?;
+    Ok(RunOutcome { code, oom_kills })
+}
+
+/// Wait for our child `pid`, passing on the signals a terminal or supervisor sends us, and
+/// return its exit code (128+signal when killed), as `run` and `exec` report it.
+pub(crate) fn wait_forwarding_signals(pid: i32) -> Result<i32> {
+    RUN_CHILD.store(pid, std::sync::atomic::Ordering::Relaxed);
     for s in [
         libc::SIGINT,
         libc::SIGTERM,
@@ -227,8 +288,8 @@ pub fn run(root: &Root, opts: &CreateOpts) -> Result<RunOutcome> {
     let mut status = 0;
     loop {
         // SAFETY: waitpid on our own child with a valid status pointer.
-        let r = unsafe { libc::waitpid(c.pid, &mut status, 0) };
-        if r == c.pid {
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
             break;
         }
         let e = std::io::Error::last_os_error();
@@ -243,13 +304,5 @@ pub fn run(root: &Root, opts: &CreateOpts) -> Result<RunOutcome> {
     } else {
         255
     };
-    let oom_kills = c
-        .saved
-        .cgroups
-        .iter()
-        .filter_map(|d| cgroups::oom_kills(d))
-        .max()
-        .unwrap_or(0);
-    destroy(root, &c.saved)?;
-    Ok(RunOutcome { code, oom_kills })
+    Ok(code)
 }

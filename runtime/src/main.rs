@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use bulkhead_runtime::state::{self, Root};
-use bulkhead_runtime::{CreateOpts, spec};
+use bulkhead_runtime::{CreateOpts, events, exec, ps, spec, update};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -92,6 +92,123 @@ enum Cmd {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
     },
+    /// Run a new process inside a container.
+    Exec(ExecArgs),
+    /// List a container's processes.
+    Ps {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+        /// Options for ps(1) in table format (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Change a running container's resource limits.
+    Update(UpdateArgs),
+    /// Print a container's stats and OOM events as JSON lines.
+    Events {
+        /// Print stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// How often to print stats.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// Print the OCI runtime features JSON.
+    Features,
+    /// Not supported (no CRIU support).
+    Checkpoint {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Not supported (no CRIU support).
+    Restore {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ExecArgs {
+    /// Path to a process.json (then the command and the flags below are not used).
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Return once the process runs instead of waiting for it.
+    #[arg(short, long)]
+    detach: bool,
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Allocate a pseudo-terminal (needs --console-socket).
+    #[arg(short, long)]
+    tty: bool,
+    /// NAME=VALUE, added to the container's environment (repeatable).
+    #[arg(short, long)]
+    env: Vec<String>,
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// <uid>[:<gid>]
+    #[arg(short, long)]
+    user: Option<String>,
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// Add a capability to every set of the process (repeatable).
+    #[arg(short, long)]
+    cap: Vec<String>,
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    /// Allow exec in a paused container.
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// Accepted for compatibility with runc; ignored (no SELinux support).
+    #[arg(long = "process-label", hide = true)]
+    process_label: Option<String>,
+    /// Accepted for compatibility with runc; ignored (no AppArmor support, as for create).
+    #[arg(long, hide = true)]
+    apparmor: Option<String>,
+    /// Run in a sub-cgroup (not supported).
+    #[arg(long)]
+    cgroup: Vec<String>,
+    id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct UpdateArgs {
+    /// linux.resources JSON file, or - for stdin.
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with k/m/g suffix; -1: unlimited).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Memory plus swap limit.
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    #[arg(long = "cpu-shares")]
+    cpu_shares: Option<u64>,
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
+    cpu_quota: Option<i64>,
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
+    pids_limit: Option<i64>,
+    id: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -237,6 +354,72 @@ fn run(cli: &Cli) -> Result<i32> {
             }
             std::fs::write(&path, spec::default_json()?)?;
         }
+        Cmd::Exec(a) => {
+            if !a.cgroup.is_empty() {
+                bail!("--cgroup: running in a sub-cgroup is not supported by bulkhead-runtime");
+            }
+            let o = exec::ExecOpts {
+                id: a.id.clone(),
+                process: a.process.clone(),
+                args: a.command.clone(),
+                detach: a.detach,
+                pid_file: a.pid_file.clone(),
+                console_socket: a.console_socket.clone(),
+                tty: a.tty,
+                env: a.env.clone(),
+                cwd: a.cwd.clone(),
+                user: a.user.clone(),
+                additional_gids: a.additional_gids.clone(),
+                caps: a.cap.clone(),
+                no_new_privs: a.no_new_privs,
+                preserve_fds: a.preserve_fds,
+                ignore_paused: a.ignore_paused,
+            };
+            return exec::exec(&root, &o);
+        }
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => print!("{}", ps::ps(&root, id, format, ps_args)?),
+        Cmd::Pause { id } => bulkhead_runtime::pause(&root, id)?,
+        Cmd::Resume { id } => bulkhead_runtime::resume(&root, id)?,
+        Cmd::Update(a) => {
+            let o = update::UpdateOpts {
+                id: a.id.clone(),
+                resources: a.resources.clone(),
+                memory: a.memory.clone(),
+                memory_swap: a.memory_swap.clone(),
+                memory_reservation: a.memory_reservation.clone(),
+                cpu_shares: a.cpu_shares,
+                cpu_quota: a.cpu_quota,
+                cpu_period: a.cpu_period,
+                cpuset_cpus: a.cpuset_cpus.clone(),
+                cpuset_mems: a.cpuset_mems.clone(),
+                pids_limit: a.pids_limit,
+            };
+            update::update(&root, &o)?;
+        }
+        Cmd::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            let interval = events::parse_duration(interval)?;
+            events::events(&root, id, *stats, interval, &mut std::io::stdout().lock())?;
+        }
+        Cmd::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&bulkhead_runtime::features::features())?
+            );
+        }
+        Cmd::Checkpoint { .. } => {
+            bail!("checkpoint is not supported by bulkhead-runtime (no CRIU support)")
+        }
+        Cmd::Restore { .. } => {
+            bail!("restore is not supported by bulkhead-runtime (no CRIU support)")
+        }
     }
     Ok(0)
 }
@@ -251,5 +434,29 @@ fn main() -> ExitCode {
             log_line(&cli, "error", &msg);
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_command_lines_parse() {
+        let c = Cli::try_parse_from(["r", "exec", "-e", "A=1", "id", "sh", "-c", "x"]).unwrap();
+        let Some(Cmd::Exec(a)) = c.cmd else { panic!() };
+        assert_eq!(a.command, ["sh", "-c", "x"]);
+        assert_eq!(a.env, ["A=1"]);
+        let c = Cli::try_parse_from(["r", "ps", "--format", "json", "id"]).unwrap();
+        assert!(matches!(c.cmd, Some(Cmd::Ps { .. })));
+        let c = Cli::try_parse_from(["r", "ps", "id", "-o", "pid,comm"]).unwrap();
+        let Some(Cmd::Ps { ps_args, .. }) = c.cmd else {
+            panic!()
+        };
+        assert_eq!(ps_args, ["-o", "pid,comm"]);
+        let c = Cli::try_parse_from(["r", "checkpoint", "--image-path", "x", "id"]).unwrap();
+        assert!(matches!(c.cmd, Some(Cmd::Checkpoint { .. })));
+        let c = Cli::try_parse_from(["r", "update", "--cpu-quota", "-1", "id"]).unwrap();
+        assert!(matches!(c.cmd, Some(Cmd::Update(_))));
     }
 }

@@ -11,6 +11,7 @@
 
 use std::ffi::CString;
 use std::fs;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
@@ -32,6 +33,44 @@ pub enum Opt {
     /// Passed to the file system as data.
     Data,
 }
+
+/// The generic mount options [`parse_option`] understands (file-system data such as `mode=755`
+/// aside): what `features` reports as `mountOptions`. Not `remount`: it only means something
+/// for a mount that already exists, which a spec's mount never is.
+pub const MOUNT_OPTIONS: &[&str] = &[
+    "defaults",
+    "rw",
+    "ro",
+    "nosuid",
+    "suid",
+    "nodev",
+    "dev",
+    "noexec",
+    "exec",
+    "sync",
+    "async",
+    "dirsync",
+    "mand",
+    "nomand",
+    "atime",
+    "noatime",
+    "diratime",
+    "nodiratime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "bind",
+    "rbind",
+    "private",
+    "rprivate",
+    "shared",
+    "rshared",
+    "slave",
+    "rslave",
+    "unbindable",
+    "runbindable",
+];
 
 /// Classify a mount option; None for one we do not know (an error, never silently ignored).
 pub fn parse_option(o: &str) -> Option<Opt> {
@@ -517,12 +556,21 @@ pub fn enter(p: &RootfsPlan) -> Result<()> {
         }
     } else {
         let dot = c".";
+        // The old root, to come back to after the pivot: "." in the new root names the new
+        // root's own mount, and making *that* rslave would also turn the spec's `shared`
+        // mounts private (runc does the same fchdir).
+        let old_root = fs::File::open("/").context("opening the old root")?;
         // SAFETY: pivot_root via syscall with two valid C strings.
         if unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) } != 0 {
             return Err(std::io::Error::last_os_error()).context("pivot_root");
         }
-        // The old root is now stacked under ".": make it a slave so that unmounting it does
-        // not propagate to the host, then detach it.
+        // SAFETY: fchdir on a descriptor we own.
+        if unsafe { libc::fchdir(old_root.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("fchdir to the old root");
+        }
+        drop(old_root);
+        // The old root is now stacked on the new one: make it a slave so that unmounting it
+        // does not propagate to the host, then detach it.
         mount(
             None,
             Path::new("."),

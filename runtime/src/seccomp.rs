@@ -187,7 +187,7 @@ fn json_name<T: serde::Serialize>(v: T) -> String {
         .unwrap_or_default()
 }
 
-fn scmp_arch(a: Arch) -> Result<ScmpArch, String> {
+pub(crate) fn scmp_arch(a: Arch) -> Result<ScmpArch, String> {
     // oci-spec and libseccomp both spell architectures SCMP_ARCH_*: go through the name rather
     // than keep a table of our own.
     let name = json_name(a);

@@ -38,6 +38,10 @@ pub struct Saved {
     /// Cgroup directories we created, leaf first per hierarchy; removed by delete.
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,
+    /// The container's own group in each hierarchy (what `exec` joins, `pause` freezes,
+    /// `update` writes and `ps`/`events` read), whether we created it or it existed.
+    #[serde(default)]
+    pub leaves: Vec<PathBuf>,
     /// Poststart/poststop hooks need the spec; keep the bits we need.
     #[serde(default)]
     pub poststart: Vec<crate::hooks::HookSpec>,
@@ -51,6 +55,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -60,6 +65,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -199,6 +205,8 @@ impl Root {
             Status::Stopped
         } else if self.dir(&s.id).join(FIFO).exists() {
             Status::Created
+        } else if crate::cgroups::is_frozen(&s.leaves) {
+            Status::Paused
         } else {
             Status::Running
         }

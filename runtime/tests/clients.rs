@@ -208,6 +208,10 @@ fn containerd_runs_kills_and_deletes() {
     );
 }
 
+/// One podman test at a time: they share /run/libpod (exit files, locks), which the last one
+/// out removes.
+static ONE_PODMAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Run podman with all its state in `dir` (vfs storage: no overlay mounts; no network: no
 /// bridge or netns on the host; cgroupfs: no systemd).
 fn podman(dir: &Path, args: &[&str]) -> Output {
@@ -238,6 +242,7 @@ fn podman_runs_an_imported_rootfs_image() {
         bulkhead_testkit::on_path("podman").is_some(),
         "podman not installed"
     );
+    let _serial = ONE_PODMAN.lock().unwrap_or_else(|e| e.into_inner());
     let had_libpod_parent = Path::new("/sys/fs/cgroup/memory/libpod_parent").exists();
     // podman keeps locks in /run/libpod, auth in /run/containers, and calls the runtime with
     // its default --root: remove what this test created.
@@ -458,4 +463,286 @@ fn containerd_runs_an_imported_image() {
     // The snapshotter's mounts for the container are gone.
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mi.contains(ctd.dir.path().to_str().unwrap()), "{mi}");
+}
+
+/// Kills and removes a containerd task and container even when the test fails half-way (the
+/// shim and the container would otherwise outlive the test's containerd).
+struct CtrTask<'a> {
+    ctd: &'a Containerd,
+    id: String,
+}
+
+impl Drop for CtrTask<'_> {
+    fn drop(&mut self) {
+        let _ = self.ctd.ctr(&["task", "kill", "-s", "SIGKILL", &self.id]);
+        let _ = self.ctd.ctr(&["task", "delete", "--force", &self.id]);
+        let _ = self.ctd.ctr(&["container", "rm", &self.id]);
+    }
+}
+
+/// The `ctr task` commands beyond run/kill/delete go through the shim to our `exec`, `ps`,
+/// `pause`, `resume`; `metrics` reads the cgroups the container's init is in.
+#[test]
+fn containerd_exec_ps_pause_resume_metrics() {
+    bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
+    bulkhead_testkit::skip_unless!(
+        bulkhead_testkit::on_path("containerd").is_some()
+            && bulkhead_testkit::on_path("ctr").is_some(),
+        "containerd/ctr not installed"
+    );
+    let ctd = Containerd::start();
+    let b = Bundle::new(&["true"]);
+    let rootfs = b.path().join("rootfs");
+    let id = common::id("ctr-exec");
+    let _task = CtrTask {
+        ctd: &ctd,
+        id: id.clone(),
+    };
+    let o = ctd.run(&["-d"], &rootfs, &id, &["sleep", "60"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let task_line = |id: &str| {
+        stdout(&ctd.ctr(&["task", "ls"]))
+            .lines()
+            .find(|l| l.contains(id))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let init: i32 = task_line(&id)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // exec: output and exit status come back through the shim; the process is in the
+    // container (its pid namespace: the init is pid 1).
+    let o = ctd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "sh",
+        "-c",
+        "echo exec-pid=$$ init=$(cat /proc/1/comm); exit 5",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("init=sleep"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("exec-pid=1\n"), "{}", stdout(&o));
+
+    // ps: the shim parses our `ps --format json`.
+    let o = ctd.ctr(&["task", "ps", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(init.to_string().as_str())),
+        "{}",
+        stdout(&o)
+    );
+
+    // pause / resume: containerd asks our `state` afterwards.
+    let o = ctd.ctr(&["task", "pause", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(task_line(&id).contains("PAUSED"), "{}", task_line(&id));
+    let st = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
+    assert!(
+        st[st.rfind(')').unwrap() + 2..].starts_with('D')
+            || st[st.rfind(')').unwrap() + 2..].starts_with('S'),
+        "{st}"
+    );
+    let o = ctd.ctr(&["task", "resume", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(task_line(&id).contains("RUNNING"), "{}", task_line(&id));
+
+    // metrics: one data point with the container's memory usage.
+    let o = ctd.ctr(&["task", "metrics", "--format", "json", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("memory"), "{}", stdout(&o));
+
+    let o = ctd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !task_line(&id).contains("STOPPED") {
+        assert!(
+            Instant::now() < deadline,
+            "never stopped: {}",
+            task_line(&id)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = ctd.ctr(&["task", "delete", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ctd.ctr(&["container", "rm", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!ctd.runc_root().join("default").join(&id).exists());
+    assert!(cgroups_named(&id).is_empty(), "{:?}", cgroups_named(&id));
+}
+
+/// Removes a podman container even when the test fails half-way (conmon and the container
+/// would otherwise outlive the test and its storage directory).
+struct PodmanContainer<'a> {
+    dir: &'a Path,
+    name: String,
+}
+
+impl Drop for PodmanContainer<'_> {
+    fn drop(&mut self) {
+        let _ = podman(self.dir, &["rm", "-f", "-t", "0", &self.name]);
+    }
+}
+
+/// podman's `exec`, `pause`, `unpause`, `top` and `update --memory` through conmon and our
+/// runtime.
+#[test]
+fn podman_exec_pause_top_update() {
+    bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
+    bulkhead_testkit::skip_unless!(
+        bulkhead_testkit::on_path("podman").is_some(),
+        "podman not installed"
+    );
+    let _serial = ONE_PODMAN.lock().unwrap_or_else(|e| e.into_inner());
+    let had_libpod_parent = Path::new("/sys/fs/cgroup/memory/libpod_parent").exists();
+    let run_dirs: Vec<&str> = ["/run/libpod", "/run/containers", "/run/bulkhead-runtime"]
+        .into_iter()
+        .filter(|d| !Path::new(d).exists())
+        .collect();
+    let dir = tempfile::Builder::new()
+        .prefix("bh-podman-")
+        .tempdir()
+        .unwrap();
+    let b = Bundle::new(&["true"]);
+    let tar = dir.path().join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(b.path().join("rootfs"))
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = podman(dir.path(), &["import", tar.to_str().unwrap(), "bh-busybox"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let name = common::id("podman-exec");
+    let container = PodmanContainer {
+        dir: dir.path(),
+        name: name.clone(),
+    };
+    let o = podman(
+        dir.path(),
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+            "bh-busybox",
+            "sleep",
+            "600",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let status = || {
+        stdout(&podman(
+            dir.path(),
+            &["inspect", "--format", "{{.State.Status}}", &name],
+        ))
+        .trim()
+        .to_string()
+    };
+
+    let o = podman(
+        dir.path(),
+        &[
+            "exec",
+            &name,
+            "sh",
+            "-c",
+            "echo exec-ok init=$(cat /proc/1/comm); exit 3",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("exec-ok init=sleep"), "{}", stdout(&o));
+
+    let o = podman(dir.path(), &["top", &name]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("sleep 600"), "{}", stdout(&o));
+
+    let o = podman(dir.path(), &["pause", &name]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(status(), "paused");
+    let o = podman(dir.path(), &["unpause", &name]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(status(), "running");
+
+    let o = podman(dir.path(), &["update", "--memory", "64m", &name]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    // The container's own memory cgroup has the new limit. (podman keeps the host's cgroup
+    // namespace on v1, so look from the host: our state file names the group.)
+    let full_id = stdout(&podman(
+        dir.path(),
+        &["inspect", "--format", "{{.Id}}", &name],
+    ))
+    .trim()
+    .to_string();
+    let saved: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new("/run/bulkhead-runtime")
+                .join(&full_id)
+                .join("state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let limit = saved["leaves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| Path::new(l.as_str().unwrap()).to_path_buf())
+        .find_map(|l| {
+            ["memory.limit_in_bytes", "memory.max"]
+                .iter()
+                .find_map(|f| std::fs::read_to_string(l.join(f)).ok())
+        })
+        .expect("no memory cgroup");
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+
+    let o = podman(dir.path(), &["rm", "-f", "-t", "0", &name]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    // Its `podman rm` now finds nothing to do; run it before the clean-up below, which it
+    // would otherwise undo (podman recreates /run/libpod).
+    drop(container);
+    let o = podman(dir.path(), &["ps", "-a", "-q"]);
+    assert!(
+        stdout(&o).trim().is_empty(),
+        "containers left: {}",
+        stdout(&o)
+    );
+    let _ = podman(dir.path(), &["rmi", "-a", "-f"]);
+    for c in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let p = c.path().join("libpod_parent");
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                assert!(
+                    !n.starts_with("libpod-"),
+                    "container cgroup left: {}",
+                    e.path().display()
+                );
+            }
+        }
+        if !had_libpod_parent {
+            let _ = std::fs::remove_dir(p.join("conmon"));
+            let _ = std::fs::remove_dir(&p);
+        }
+    }
+    for d in run_dirs {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }

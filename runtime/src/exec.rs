@@ -1,0 +1,464 @@
+//! `exec`: start another process in a running container, as `runc exec` does.
+//!
+//! ```text
+//! parent (bulkhead-runtime exec)               child (becomes the user's process)
+//! ------------------------------               ----------------------------------
+//! load state + the bundle's config.json
+//! build the process (--process or flags)
+//! open /proc/<init>/ns/* and /proc/<init>/root
+//! setns(pid)  (only sets where children are born)
+//! clone()  ──────────────────────────────────▶ prctl(PR_SET_DUMPABLE, 0); wait for GO
+//! add pid to the container's cgroups
+//! send GO  ──────────────────────────────────▶ connect --console-socket (a host path)
+//!                                              setns user (become its root), then ipc, uts,
+//!                                              net, cgroup, mnt, time; chroot to the init's root
+//!                                              pty; rlimits, seccomp, user, caps, no_new_privs
+//!           ◀────────────────────────────────  execve(the program): the sync socket is
+//!                                              close-on-exec, so EOF means "it runs"
+//!                                              (or ERROR <message>)
+//! --pid-file; --detach: exit 0, else wait and exit with the process's status
+//! ```
+//!
+//! Only namespaces that differ from ours are joined: a container sharing the host's network
+//! namespace has nothing to join there, and setns into one's own namespace can still fail
+//! (e.g. a user namespace). The pid namespace cannot be entered by the calling process
+//! itself — setns(CLONE_NEWPID) only decides where its *children* are born — so the parent
+//! joins it before the clone, and the child is born inside it (as `create` does for a pid
+//! namespace given by path).
+//!
+//! # CVE-2019-5736
+//!
+//! As for the init (see [`crate::create`]): the child is a fork of the runtime that
+//! `execve()`s the user's program directly; our binary is never executed inside the
+//! container, and until the execve the child is non-dumpable, so processes of the container
+//! cannot open its `/proc/<pid>/exe` (our binary) or its memory. Every descriptor of ours is
+//! close-on-exec; only stdio and `--preserve-fds` reach the program.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::{Capabilities, Capability, Process};
+
+use crate::cgroups::Cgroup;
+use crate::create::{MSG_ERROR, MSG_GO, finish_process, recv, send};
+use crate::namespaces;
+use crate::spec;
+use crate::state::{self, Root, Status};
+
+/// `exec`'s flags (runc's).
+#[derive(Debug, Clone, Default)]
+pub struct ExecOpts {
+    pub id: String,
+    /// `--process FILE`: the whole process as JSON (the flags below are then ignored, as
+    /// by runc).
+    pub process: Option<PathBuf>,
+    /// The command and its arguments (the plain form).
+    pub args: Vec<String>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub tty: bool,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub preserve_fds: u32,
+    pub ignore_paused: bool,
+}
+
+/// Namespaces the child joins after the user namespace, in this order. The mount namespace
+/// comes late so that nothing after it needs a host path.
+const NAMESPACES: &[(&str, libc::c_int)] = &[
+    ("ipc", libc::CLONE_NEWIPC),
+    ("uts", libc::CLONE_NEWUTS),
+    ("net", libc::CLONE_NEWNET),
+    ("cgroup", libc::CLONE_NEWCGROUP),
+    ("mnt", libc::CLONE_NEWNS),
+    // A new time namespace applies to the init from its execve on; a created (not started)
+    // container's init has it only as its children's. Join that one: same for a started one.
+    ("time_for_children", libc::CLONE_NEWTIME),
+];
+
+/// Open `/proc/<pid>/ns/<name>` if it is not our own namespace of that kind.
+fn foreign_ns(pid: i32, name: &str) -> Result<Option<File>> {
+    let theirs = format!("/proc/{pid}/ns/{name}");
+    let Ok(t) = std::fs::metadata(&theirs) else {
+        // The kernel lacks this namespace type (e.g. time before 5.6): nothing to join.
+        return Ok(None);
+    };
+    let ours = std::fs::metadata(format!("/proc/self/ns/{name}"))
+        .with_context(|| format!("reading /proc/self/ns/{name}"))?;
+    if t.ino() == ours.ino() && t.dev() == ours.dev() {
+        return Ok(None);
+    }
+    File::open(&theirs)
+        .map(Some)
+        .with_context(|| format!("opening {theirs}"))
+}
+
+/// What the child needs, all opened/resolved by the parent before the clone.
+struct ChildPlan {
+    process: Process,
+    seccomp: Option<crate::seccomp::Program>,
+    user_ns: Option<File>,
+    others: Vec<(libc::c_int, File)>,
+    root: OwnedFd,
+    console_socket: Option<PathBuf>,
+    preserve_fds: u32,
+}
+
+/// Build the process to run: `--process FILE` as is, else the container's process with the
+/// flags applied (runc's rules: env appended, --cap added to every set, --user keeps the
+/// container's gid when none is given).
+fn build_process(o: &ExecOpts, base: &Process) -> Result<Process> {
+    if let Some(path) = &o.process {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--process {}", path.display()))?;
+        let p: Process = serde_json::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "--process {}: invalid process JSON at line {} column {}: {e}",
+                path.display(),
+                e.line(),
+                e.column()
+            )
+        })?;
+        if p.args().as_ref().is_none_or(|a| a.is_empty()) {
+            bail!("--process {}: args: must not be empty", path.display());
+        }
+        if !p.cwd().is_absolute() {
+            bail!(
+                "--process {}: cwd: must be an absolute path, got {}",
+                path.display(),
+                p.cwd().display()
+            );
+        }
+        return Ok(p);
+    }
+    if o.args.is_empty() {
+        bail!("exec: no command given (exec ID COMMAND [ARGS...] or --process FILE)");
+    }
+    let mut p = base.clone();
+    p.set_args(Some(o.args.clone()));
+    p.set_terminal(Some(o.tty));
+    if !o.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        for e in &o.env {
+            if !e.contains('=') {
+                bail!("--env {e:?}: must be NAME=VALUE");
+            }
+            let key = e.split('=').next().unwrap_or_default();
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        p.set_env(Some(env));
+    }
+    if let Some(cwd) = &o.cwd {
+        if !cwd.is_absolute() {
+            bail!("--cwd {}: must be an absolute path", cwd.display());
+        }
+        p.set_cwd(cwd.clone());
+    }
+    let mut user = p.user().clone();
+    if let Some(u) = &o.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        let num = |s: &str| {
+            s.parse::<u32>().map_err(|_| {
+                anyhow::anyhow!(
+                    "--user {u:?}: expected numeric <uid>[:<gid>] (names are not resolved)"
+                )
+            })
+        };
+        user.set_uid(num(uid)?);
+        if let Some(g) = gid {
+            user.set_gid(num(g)?);
+        }
+    }
+    if !o.additional_gids.is_empty() {
+        let mut g = user.additional_gids().clone().unwrap_or_default();
+        g.extend(&o.additional_gids);
+        user.set_additional_gids(Some(g));
+    }
+    p.set_user(user);
+    if !o.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for c in &o.caps {
+            let up = c.to_ascii_uppercase();
+            let name = if up.starts_with("CAP_") {
+                up
+            } else {
+                format!("CAP_{up}")
+            };
+            let cap: Capability = serde_json::from_value(serde_json::Value::String(name))
+                .map_err(|_| anyhow::anyhow!("--cap {c:?}: unknown capability"))?;
+            let add = |set: Option<Capabilities>| {
+                let mut s = set.unwrap_or_default();
+                s.insert(cap);
+                Some(s)
+            };
+            caps.set_bounding(add(caps.bounding().clone()));
+            caps.set_effective(add(caps.effective().clone()));
+            caps.set_permitted(add(caps.permitted().clone()));
+            caps.set_inheritable(add(caps.inheritable().clone()));
+            caps.set_ambient(add(caps.ambient().clone()));
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}
+
+/// Kill and reap the child if the exec fails half-way, so nothing is left running.
+struct ChildGuard(Option<i32>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: kill/waitpid on our own child; the status pointer may be null.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+/// Run `exec`. Returns the exit code to report: the process's (128+signal when killed), or 0
+/// with `--detach`.
+pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
+    let saved = root.load(&o.id)?;
+    match root.status(&saved) {
+        Status::Stopped => bail!("cannot exec in a stopped container"),
+        Status::Paused if !o.ignore_paused => {
+            bail!("cannot exec in a paused container (use --ignore-paused to override)")
+        }
+        _ => {}
+    }
+    let bundle = spec::load(&saved.bundle)
+        .with_context(|| format!("the container's bundle {}", saved.bundle.display()))?;
+    let base = bundle
+        .spec
+        .process()
+        .as_ref()
+        .context("config.json: process: missing")?;
+    let process = build_process(o, base)?;
+    let terminal = process.terminal() == Some(true);
+    if terminal && o.console_socket.is_none() {
+        bail!("--tty (process.terminal) needs --console-socket");
+    }
+    if !terminal && o.console_socket.is_some() {
+        bail!("--console-socket only works with --tty (process.terminal)");
+    }
+
+    let pid = saved.pid;
+    let user_ns = foreign_ns(pid, "user")?;
+    let mut others = Vec::new();
+    for (name, flag) in NAMESPACES {
+        if let Some(f) = foreign_ns(pid, name)? {
+            others.push((*flag, f));
+        }
+    }
+    let pid_ns = foreign_ns(pid, "pid")?;
+    let root_path = format!("/proc/{pid}/root");
+    let c = CString::new(root_path.clone())?;
+    // SAFETY: valid C string; the descriptor is owned right below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("opening {root_path}"));
+    }
+    // SAFETY: fd was just returned by open and is owned by nobody else.
+    let root_fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The pid is checked against its start time again now that the descriptors pin it: they
+    // must belong to our init, not to a process that reused its pid.
+    if !state::pid_alive(pid, saved.start_time) {
+        bail!("cannot exec in a stopped container");
+    }
+    let plan = ChildPlan {
+        process,
+        seccomp: bundle.seccomp.clone(),
+        user_ns,
+        others,
+        root: root_fd,
+        console_socket: o.console_socket.clone(),
+        preserve_fds: o.preserve_fds,
+    };
+
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: socketpair writes two descriptors into the array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error()).context("socketpair");
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    let (parent_sock, child_sock) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+
+    if let Some(f) = &pid_ns {
+        // SAFETY: setns on a descriptor we own; no memory is passed.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("joining the container's pid namespace");
+        }
+    }
+
+    // SAFETY: a fork-like clone; sound because the runtime is single-threaded (see create).
+    let child = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if child < 0 {
+        let e = std::io::Error::last_os_error();
+        // A pid namespace whose init has died takes no new members (ENOMEM): the container
+        // stopped between our status check and now.
+        if pid_ns.is_some() && e.raw_os_error() == Some(libc::ENOMEM) {
+            bail!("cannot exec in a stopped container");
+        }
+        return Err(e).context("clone");
+    }
+    if child == 0 {
+        drop(parent_sock);
+        child_main(child_sock.as_raw_fd(), &plan);
+    }
+    let child = child as i32;
+    let mut guard = ChildGuard(Some(child));
+    drop(child_sock);
+    drop(plan);
+    let sock = parent_sock.as_raw_fd();
+
+    Cgroup {
+        leaves: saved.leaves.clone(),
+        created: Vec::new(),
+    }
+    .add(child)
+    .context("moving the process into the container's cgroups")?;
+    send(sock, MSG_GO, b"").context("releasing the process")?;
+    match recv(sock).context("waiting for the process")? {
+        // EOF: the child's end closed at execve (close-on-exec) — or the child died.
+        None => {}
+        Some((MSG_ERROR, msg)) => bail!("exec failed: {}", String::from_utf8_lossy(&msg)),
+        Some((t, _)) => bail!("unexpected message {t:?} from the exec'd process"),
+    }
+    if let Some(pf) = &o.pid_file {
+        state::write_atomic(pf, child.to_string().as_bytes())
+            .with_context(|| format!("--pid-file {}", pf.display()))?;
+    }
+    // From here on the process is the caller's: with --detach its supervisor (containerd's
+    // shim, conmon: subreapers) reaps it once we exit; else we wait for it.
+    guard.0 = None;
+    if o.detach {
+        return Ok(0);
+    }
+    crate::wait_forwarding_signals(child)
+}
+
+/// The child side. Never returns: it execs the program or exits.
+fn child_main(sock: RawFd, plan: &ChildPlan) -> ! {
+    // SAFETY: integer-only prctl; see the module comment on CVE-2019-5736.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Never unwind into the parent's frames we hold a copy of (see create's child_main).
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child_setup(sock, plan)));
+    let msg = match r {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(_) => "the exec'd process panicked during setup".to_string(),
+    };
+    let _ = send(sock, MSG_ERROR, msg.as_bytes());
+    // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the parent.
+    unsafe { libc::_exit(1) }
+}
+
+enum Never {}
+
+fn setns(f: &File, flag: libc::c_int, what: &str) -> Result<()> {
+    // SAFETY: setns on a descriptor we own; no memory is passed.
+    if unsafe { libc::setns(f.as_raw_fd(), flag) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("joining the container's {what} namespace"));
+    }
+    Ok(())
+}
+
+fn child_setup(sock: RawFd, plan: &ChildPlan) -> Result<Never> {
+    match recv(sock)? {
+        Some((MSG_GO, _)) => {}
+        // The parent failed or died: nothing to do.
+        // SAFETY: see child_main.
+        _ => unsafe { libc::_exit(1) },
+    }
+    // The socket path is on the host: connect before leaving the host's mount namespace.
+    let console = match &plan.console_socket {
+        Some(p) => Some(crate::console::connect(p)?),
+        None => None,
+    };
+    if let Some(u) = &plan.user_ns {
+        setns(u, libc::CLONE_NEWUSER, "user")?;
+        namespaces::become_userns_root()?;
+    }
+    for (flag, f) in &plan.others {
+        let what = NAMESPACES
+            .iter()
+            .find(|(_, fl)| fl == flag)
+            .map_or("", |(n, _)| n);
+        setns(f, *flag, what)?;
+    }
+    // setns(mnt) leaves us at the namespace's root mount; the init's root is what it
+    // pivoted (or chrooted) into: take that one.
+    // SAFETY: fchdir on a descriptor we own; chroot/chdir with valid C strings.
+    unsafe {
+        if libc::fchdir(plan.root.as_raw_fd()) != 0 {
+            return Err(std::io::Error::last_os_error()).context("entering the container's root");
+        }
+        if libc::chroot(c".".as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error()).context("chroot to the container's root");
+        }
+        if libc::chdir(c"/".as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error()).context("chdir /");
+        }
+    }
+    if let Some(c) = &console {
+        let size = plan
+            .process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        crate::console::setup(c, size).context("process.terminal")?;
+    }
+    drop(console);
+    let prog = finish_process(&plan.process, plan.seccomp.as_ref(), plan.preserve_fds)?;
+    let mut argv: Vec<*const libc::c_char> = prog.args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = prog.env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive the call.
+    unsafe { libc::execve(prog.exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Err(std::io::Error::last_os_error())
+        .with_context(|| format!("exec {}", prog.exe.to_string_lossy()))
+}
