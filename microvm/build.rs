@@ -21,6 +21,7 @@ const ELF_GUESTS: &[(&str, u32)] = &[
     ("halt.elf", 4),
     ("panic.elf", 5),
     ("poweroff.elf", 6),
+    ("pvh.elf", 7),
 ];
 
 fn run(cmd: &mut Command) {

@@ -33,6 +33,11 @@ pub const HALT: &[u8] = guest!("halt.elf");
 /// then resets: the VMM must report a panic (exit 3), not a clean reboot.
 pub const PANIC: &[u8] = guest!("panic.elf");
 
+/// The bare guest with a PVH entry as well (an ELF note, like a PVH-capable vmlinux): entered
+/// at its 64-bit entry it prints `BULKHEAD-READY <tsc> linux64`, through PVH (after checking
+/// EBX points at an hvm_start_info) `BULKHEAD-READY 0 pvh`; then boot timer and i8042 reset.
+pub const PVH: &[u8] = guest!("pvh.elf");
+
 /// Prints `BULKHEAD-READY <tsc> hostile`, then Linux's `reboot: Power down` line, then halts
 /// with interrupts off: the VMM must end the VM as a clean power-off.
 pub const POWER_OFF: &[u8] = guest!("poweroff.elf");

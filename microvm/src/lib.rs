@@ -3,8 +3,9 @@
 //! [`run`] is the one builder: it assembles a VM phase by phase, each phase in its module,
 //! and returns how the guest ended.
 //!
-//! 1. [`vm`]: open /dev/kvm, create the VM, irqchip and PIT          → `kvm_ready`
-//! 2. [`memory`]: map guest RAM around the MMIO gap, register slots   → `memory_ready`
+//! 1. [`vm`]: open /dev/kvm, create the VM                            → `kvm_ready`
+//! 2. [`memory`]: map guest RAM around the MMIO gap, register slots;
+//!    then the irqchip and PIT (after the slots: see [`vm::Vm::create_irqchip`]) → `memory_ready`
 //! 3. [`boot`]: kernel, initrd, cmdline, zero page, page tables        → `kernel_loaded`
 //! 4. [`devices`]: serial, i8042, boot timer
 //! 5. [`vcpu`]: create vCPUs (CPUID, MSRs, registers), one thread each → `first_vcpu_entry`
@@ -26,6 +27,8 @@ use std::sync::{Arc, mpsc};
 
 use timings::{Phase, TIMINGS};
 
+pub use boot::{BootProtocol, Protocol};
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -34,6 +37,9 @@ pub struct Config {
     pub cmdline: String,
     pub memory_mib: u64,
     pub cpus: u8,
+    pub boot_protocol: BootProtocol,
+    /// Print `bulkhead-vm: debug: ...` lines on stderr (the boot protocol and why).
+    pub debug: bool,
 }
 
 /// How a VM ended.
@@ -73,13 +79,56 @@ impl std::fmt::Display for VmExit {
     }
 }
 
+/// A setting of [`Config`]: what an error about bad input is about.
+///
+/// The module errors for bad input say only what is wrong with the value ("must be at least
+/// 2 MiB (got 0 MiB)") and report the setting through `setting()`; whoever knows where the
+/// value came from names it once, in front: the library's Display uses the flag
+/// (`--memory must be ...`), the CLI a config file's field where the value came from there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    Kernel,
+    Initrd,
+    Cmdline,
+    Memory,
+    Cpus,
+    BootProtocol,
+    /// The CLI's `--timeout` (the library has no timeout; listed so the CLI names it alike).
+    Timeout,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 7] = [
+        Self::Kernel,
+        Self::Initrd,
+        Self::Cmdline,
+        Self::Memory,
+        Self::Cpus,
+        Self::BootProtocol,
+        Self::Timeout,
+    ];
+
+    /// The command-line flag that sets it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::Kernel => "--kernel",
+            Self::Initrd => "--initrd",
+            Self::Cmdline => "--cmdline",
+            Self::Memory => "--memory",
+            Self::Cpus => "--cpus",
+            Self::BootProtocol => "--boot-protocol",
+            Self::Timeout => "--timeout",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
+    #[error("{}", Named(self))]
     Vm(#[from] vm::Error),
-    #[error(transparent)]
+    #[error("{}", Named(self))]
     Memory(#[from] memory::Error),
-    #[error(transparent)]
+    #[error("{}", Named(self))]
     Boot(#[from] boot::Error),
     #[error(transparent)]
     Regs(#[from] boot::regs::Error),
@@ -89,16 +138,53 @@ pub enum Error {
     Vcpu(#[from] vcpu::Error),
 }
 
+impl Error {
+    /// The setting whose value is wrong, when the error is about one.
+    pub fn setting(&self) -> Option<Setting> {
+        match self {
+            Self::Vm(e) => e.setting(),
+            Self::Memory(e) => e.setting(),
+            Self::Boot(e) => e.setting(),
+            Self::Regs(_) | Self::Devices(_) | Self::Vcpu(_) => None,
+        }
+    }
+
+    /// What is wrong, without naming the setting (the whole message when there is none).
+    pub fn problem(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            Self::Vm(e) => e,
+            Self::Memory(e) => e,
+            Self::Boot(e) => e,
+            Self::Regs(e) => e,
+            Self::Devices(e) => e,
+            Self::Vcpu(e) => e,
+        }
+    }
+}
+
+/// An error's message with its setting named by the flag.
+struct Named<'a>(&'a Error);
+
+impl std::fmt::Display for Named<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.setting() {
+            Some(s) => write!(f, "{} {}", s.flag(), self.0.problem()),
+            None => write!(f, "{}", self.0.problem()),
+        }
+    }
+}
+
 /// Checks the input without touching KVM: memory size, kernel and initrd files, the
-/// command line's length for this kernel.
-pub fn preflight(cfg: &Config) -> Result<(), Error> {
+/// command line's length for this kernel, the boot protocol for this kernel (and this KVM).
+pub fn preflight(cfg: &Config) -> Result<boot::ProtocolChoice, Error> {
     memory::validate_size(cfg.memory_mib, memory::host_mem_total_mib()?)?;
     let kernel = boot::inspect(&cfg.kernel)?;
     boot::build_cmdline(&cfg.cmdline, kernel.cmdline_max)?;
     if let Some(initrd) = &cfg.initrd {
         boot::check_initrd(initrd)?;
     }
-    Ok(())
+    let choice = boot::choose_protocol(cfg.boot_protocol, &cfg.kernel, &kernel, vm::is_pvm())?;
+    Ok(choice)
 }
 
 /// Boots the VM described by `cfg` and returns how it ended.
@@ -107,7 +193,7 @@ pub fn preflight(cfg: &Config) -> Result<(), Error> {
 /// therefore deliberately leaked, never unmapped: a vCPU still inside KVM_RUN would keep
 /// writing through its memory slot into whatever the address got reused for.
 pub fn run(cfg: &Config) -> Result<VmExit, Error> {
-    preflight(cfg)?;
+    let choice = preflight(cfg)?;
 
     let vm = vm::Vm::new()?;
     vm.check_vcpu_count(cfg.cpus)?;
@@ -115,6 +201,8 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
 
     let mem = memory::create(cfg.memory_mib)?;
     vm.register_memory(&mem)?;
+    // After the memory slots, which are cheaper to add without it (see vm.rs).
+    vm.create_irqchip()?;
     TIMINGS.mark(Phase::MemoryReady);
 
     let spec = boot::BootSpec {
@@ -122,14 +210,30 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
         initrd: cfg.initrd.as_deref(),
         cmdline: &cfg.cmdline,
         cpus: cfg.cpus,
+        protocol: choice.protocol,
     };
     let info = boot::load(&mem, &spec)?;
-    boot::regs::write_tables(&mem)?;
+    boot::regs::write_tables(&mem, choice.protocol)?;
     TIMINGS.mark(Phase::KernelLoaded);
+    if cfg.debug {
+        // The nested tests read this line to know which entry a guest took.
+        let at = match info.entry {
+            boot::Entry::Linux64 { rip, zero_page } => {
+                format!("rip {rip:#x}, zero page at {zero_page:#x}")
+            }
+            boot::Entry::Pvh { eip, start_info } => {
+                format!("eip {eip:#x}, hvm_start_info at {start_info:#x}")
+            }
+        };
+        eprintln!(
+            "bulkhead-vm: debug: boot protocol {} ({}): {at}",
+            choice.protocol, choice.why
+        );
+    }
 
     let (exits_tx, exits) = mpsc::channel();
     let devices = Arc::new(devices::Devices::new(vm.fd(), exits_tx.clone())?);
-    let vcpus = vcpu::create(&vm, cfg.cpus, info.entry, info.zero_page)?;
+    let vcpus = vcpu::create(&vm, cfg.cpus, info.entry)?;
     vcpu::start(vcpus, &devices, &exits_tx)?;
 
     // We hold a sender ourselves, so recv() can only return a message.

@@ -16,17 +16,21 @@
 //!
 //! ```json
 //! {"kernel": "bare.elf", "initrd": "initrd.cpio", "cmdline": "console=ttyS0",
-//!  "memory_mib": 128, "cpus": 1, "timeout_s": 20}
+//!  "memory_mib": 128, "cpus": 1, "timeout_s": 20, "boot_protocol": "auto"}
 //! ```
 //!
 //! Relative `kernel` and `initrd` paths resolve against the file's directory. Values from the
-//! file go through the same checks as the flags; errors then name the file and the field
-//! (`bulkhead-vm: error: FILE: memory_mib must be at least ...`).
+//! file go through the same checks as the flags. An error about a value names the setting
+//! where the value came from: the flag (`--memory must be at least ...`) or the file and its
+//! field (`FILE: memory_mib must be at least ...`). The library reports which setting an
+//! error is about (`bulkhead_vm::Setting`), not a flag name in its text, so the message is
+//! put together once, here ([`CliError`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bulkhead_vm::Setting;
 use bulkhead_vm::timings::{self, Phase, TIMINGS};
 use clap::{CommandFactory, Parser};
 
@@ -46,12 +50,14 @@ const DEFAULT_CPUS: u8 = 1;
     after_help = "\
 Config file (--config FILE): one flat JSON object; unknown fields are an error.
   {\"kernel\": PATH, \"initrd\": PATH, \"cmdline\": STR,
-   \"memory_mib\": N, \"cpus\": N, \"timeout_s\": SECS}
+   \"memory_mib\": N, \"cpus\": N, \"timeout_s\": SECS,
+   \"boot_protocol\": \"auto\"|\"pvh\"|\"linux64\"}
 Only \"kernel\" is required (unless --kernel is given). Flags on the command line
 override the file's values. Relative paths resolve against the file's directory."
 )]
 struct Cli {
-    /// Kernel: ELF vmlinux (64-bit entry) or bzImage. Required unless the config file has "kernel".
+    /// Kernel: ELF vmlinux (PVH or 64-bit entry) or bzImage. Required unless the config file
+    /// has "kernel".
     #[arg(long, value_name = "PATH")]
     kernel: Option<PathBuf>,
     /// Initial ramdisk, placed at the top of low memory.
@@ -69,9 +75,16 @@ struct Cli {
     /// Read settings from a JSON file (see below); flags given here override its values.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Kernel entry: pvh (the ELF's PVH note: 32-bit, EBX = hvm_start_info), linux64
+    /// (64-bit entry, zero page), or auto: pvh when the kernel has the note, except on PVM.
+    #[arg(long, value_name = "auto|pvh|linux64", value_parser = parse_boot_protocol)]
+    boot_protocol: Option<bulkhead_vm::BootProtocol>,
     /// Print one JSON line of phase timestamps to stderr when the VM ends.
     #[arg(long)]
     timings: bool,
+    /// Print `bulkhead-vm: debug:` lines to stderr (which boot protocol, and why).
+    #[arg(long)]
+    debug: bool,
     /// Kill the guest and exit with status 124 after SECS seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<Duration>,
@@ -80,6 +93,15 @@ struct Cli {
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
     timeout_from_secs(secs)
+}
+
+fn parse_boot_protocol(s: &str) -> Result<bulkhead_vm::BootProtocol, String> {
+    bulkhead_vm::BootProtocol::parse(s).ok_or_else(|| {
+        format!(
+            "must be one of {} (got {s:?})",
+            bulkhead_vm::BootProtocol::NAMES.join(", ")
+        )
+    })
 }
 
 fn timeout_from_secs(secs: f64) -> Result<Duration, String> {
@@ -98,118 +120,211 @@ struct FileConfig {
     memory_mib: Option<u64>,
     cpus: Option<u8>,
     timeout_s: Option<f64>,
+    boot_protocol: Option<String>,
 }
 
-/// Each file field with the flag whose checks (and error messages) it shares.
-const FIELDS: [(&str, &str); 6] = [
-    ("kernel", "--kernel"),
-    ("initrd", "--initrd"),
-    ("cmdline", "--cmdline"),
-    ("memory_mib", "--memory"),
-    ("cpus", "--cpus"),
-    ("timeout_s", "--timeout"),
-];
+/// The config file's field for each setting.
+fn field(setting: Setting) -> &'static str {
+    match setting {
+        Setting::Kernel => "kernel",
+        Setting::Initrd => "initrd",
+        Setting::Cmdline => "cmdline",
+        Setting::Memory => "memory_mib",
+        Setting::Cpus => "cpus",
+        Setting::BootProtocol => "boot_protocol",
+        Setting::Timeout => "timeout_s",
+    }
+}
+
+/// Where a setting's value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Origin {
+    Flag,
+    /// The config file (its path).
+    File(PathBuf),
+}
+
+/// Why we cannot boot: a bad value of one setting, named where it came from, or anything
+/// else (the config file as a whole, KVM, the host) as its message.
+#[derive(Debug)]
+enum CliError {
+    Setting {
+        setting: Setting,
+        origin: Origin,
+        /// What is wrong with the value, without naming the setting.
+        problem: String,
+    },
+    Other(String),
+}
+
+impl std::fmt::Display for CliError {
+    /// `--memory must be ...` for a flag, `FILE: memory_mib must be ...` for the file's field.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Setting {
+                setting,
+                origin: Origin::Flag,
+                problem,
+            } => write!(f, "{} {problem}", setting.flag()),
+            Self::Setting {
+                setting,
+                origin: Origin::File(file),
+                problem,
+            } => write!(f, "{}: {} {problem}", file.display(), field(*setting)),
+            Self::Other(msg) => f.write_str(msg),
+        }
+    }
+}
 
 /// Reads and parses FILE. JSON syntax first (errors with line and column), then each field on
 /// its own, so an unknown name or a wrong type is reported with the field it concerns.
 /// Relative paths in the file become relative to its directory.
-fn load_config(path: &Path) -> Result<FileConfig, String> {
+fn load_config(path: &Path) -> Result<FileConfig, CliError> {
     use serde_json::{Map, Value};
-    fn field<T: serde::de::DeserializeOwned>(
-        map: &Map<String, Value>,
-        file: &str,
-        key: &str,
-    ) -> Result<Option<T>, String> {
-        map.get(key)
-            .map(|v| T::deserialize(v).map_err(|e| format!("{file}: {key}: {e}")))
+    let name = path.display().to_string();
+    // The file's value of `setting`, tagged with it.
+    let entry = |map: &Map<String, Value>, setting: Setting| {
+        map.get(field(setting)).cloned().map(|v| (setting, v))
+    };
+    fn parse<T: serde::de::DeserializeOwned>(
+        path: &Path,
+        entry: Option<(Setting, serde_json::Value)>,
+    ) -> Result<Option<T>, CliError> {
+        entry
+            .map(|(setting, v)| {
+                T::deserialize(v).map_err(|e| CliError::Setting {
+                    setting,
+                    origin: Origin::File(path.to_owned()),
+                    problem: e.to_string(),
+                })
+            })
             .transpose()
     }
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("--config {name}: {e}"))?;
-    let value: Value =
-        serde_json::from_str(&text).map_err(|e| format!("{name}: malformed JSON: {e}"))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Other(format!("--config {name}: {e}")))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| CliError::Other(format!("{name}: malformed JSON: {e}")))?;
     let Value::Object(map) = value else {
-        return Err(format!("{name}: expected a JSON object"));
+        return Err(CliError::Other(format!("{name}: expected a JSON object")));
     };
-    if let Some(unknown) = map.keys().find(|k| !FIELDS.iter().any(|(f, _)| f == k)) {
-        let known: Vec<String> = FIELDS.iter().map(|(f, _)| format!("`{f}`")).collect();
-        return Err(format!(
+    let known = |k: &String| Setting::ALL.iter().any(|&s| field(s) == k);
+    if let Some(unknown) = map.keys().find(|k| !known(k)) {
+        let names: Vec<String> = Setting::ALL
+            .iter()
+            .map(|&s| format!("`{}`", field(s)))
+            .collect();
+        return Err(CliError::Other(format!(
             "{name}: unknown field `{unknown}`, expected one of {}",
-            known.join(", ")
-        ));
+            names.join(", ")
+        )));
     }
     let dir = path.parent().unwrap_or(Path::new(""));
     let in_dir = |p: Option<PathBuf>| p.map(|p| if p.is_relative() { dir.join(p) } else { p });
     Ok(FileConfig {
-        kernel: in_dir(field(&map, &name, "kernel")?),
-        initrd: in_dir(field(&map, &name, "initrd")?),
-        cmdline: field(&map, &name, "cmdline")?,
-        memory_mib: field(&map, &name, "memory_mib")?,
-        cpus: field(&map, &name, "cpus")?,
-        timeout_s: field(&map, &name, "timeout_s")?,
+        kernel: in_dir(parse(path, entry(&map, Setting::Kernel))?),
+        initrd: in_dir(parse(path, entry(&map, Setting::Initrd))?),
+        cmdline: parse(path, entry(&map, Setting::Cmdline))?,
+        memory_mib: parse(path, entry(&map, Setting::Memory))?,
+        cpus: parse(path, entry(&map, Setting::Cpus))?,
+        timeout_s: parse(path, entry(&map, Setting::Timeout))?,
+        boot_protocol: parse(path, entry(&map, Setting::BootProtocol))?,
     })
 }
 
-/// The settings after merging flags over the file, and which came from the file.
+/// The settings after merging flags over the file, and where each came from.
 struct Settings {
     cfg: bulkhead_vm::Config,
     timeout: Option<Duration>,
-    /// (file, its fields that were used) for naming them in errors.
-    from_file: Option<(PathBuf, Vec<&'static str>)>,
+    /// The config file, and the settings whose value came from it (not overridden by a flag).
+    file: Option<(PathBuf, Vec<Setting>)>,
 }
 
 impl Settings {
-    /// Rewrites a validation error about a flag whose value came from the file so that it
-    /// names the file and the field instead (`--memory` → `FILE: memory_mib`).
-    fn attribute(&self, msg: String) -> String {
-        let Some((file, used)) = &self.from_file else {
-            return msg;
-        };
-        for (field, flag) in FIELDS {
-            if used.contains(&field) && msg.contains(flag) {
-                let at = format!("{}: {field}", file.display());
-                return msg.replacen(flag, &at, 1);
-            }
+    fn origin(&self, setting: Setting) -> Origin {
+        match &self.file {
+            Some((path, used)) if used.contains(&setting) => Origin::File(path.clone()),
+            _ => Origin::Flag,
         }
-        msg
+    }
+
+    /// The library's error, with its setting (if any) named where its value came from.
+    fn explain(&self, e: &bulkhead_vm::Error) -> CliError {
+        match e.setting() {
+            Some(setting) => CliError::Setting {
+                setting,
+                origin: self.origin(setting),
+                problem: e.problem().to_string(),
+            },
+            None => CliError::Other(e.to_string()),
+        }
     }
 }
 
-fn settings(cli: &Cli) -> Result<Settings, String> {
+fn settings(cli: &Cli) -> Result<Settings, CliError> {
     let fc = match &cli.config {
         Some(p) => load_config(p)?,
         None => FileConfig::default(),
     };
+    // The file's value is used where the flag is absent.
     let mut used = Vec::new();
-    let mut pick = |field: &'static str, flag_set: bool, file_set: bool| {
-        if !flag_set && file_set {
-            used.push(field);
+    for (setting, flag_set, file_set) in [
+        (Setting::Kernel, cli.kernel.is_some(), fc.kernel.is_some()),
+        (Setting::Initrd, cli.initrd.is_some(), fc.initrd.is_some()),
+        (
+            Setting::Cmdline,
+            cli.cmdline.is_some(),
+            fc.cmdline.is_some(),
+        ),
+        (
+            Setting::Memory,
+            cli.memory.is_some(),
+            fc.memory_mib.is_some(),
+        ),
+        (Setting::Cpus, cli.cpus.is_some(), fc.cpus.is_some()),
+        (
+            Setting::Timeout,
+            cli.timeout.is_some(),
+            fc.timeout_s.is_some(),
+        ),
+        (
+            Setting::BootProtocol,
+            cli.boot_protocol.is_some(),
+            fc.boot_protocol.is_some(),
+        ),
+    ] {
+        if file_set && !flag_set {
+            used.push(setting);
         }
+    }
+    // The file's values that the CLI checks itself (the flags' own go through clap).
+    let file_error = |setting, problem| CliError::Setting {
+        setting,
+        origin: Origin::File(cli.config.clone().unwrap_or_default()),
+        problem,
     };
-    pick("kernel", cli.kernel.is_some(), fc.kernel.is_some());
-    pick("initrd", cli.initrd.is_some(), fc.initrd.is_some());
-    pick("cmdline", cli.cmdline.is_some(), fc.cmdline.is_some());
-    pick("memory_mib", cli.memory.is_some(), fc.memory_mib.is_some());
-    pick("cpus", cli.cpus.is_some(), fc.cpus.is_some());
-    pick("timeout_s", cli.timeout.is_some(), fc.timeout_s.is_some());
     let file_timeout = match fc.timeout_s {
-        Some(s) if cli.timeout.is_none() => Some(timeout_from_secs(s).map_err(|e| {
-            let file = cli.config.as_deref().unwrap_or(Path::new("")).display();
-            format!("{file}: timeout_s {e}")
-        })?),
+        Some(s) if cli.timeout.is_none() => {
+            Some(timeout_from_secs(s).map_err(|e| file_error(Setting::Timeout, e))?)
+        }
+        _ => None,
+    };
+    let file_protocol = match &fc.boot_protocol {
+        Some(s) if cli.boot_protocol.is_none() => {
+            Some(parse_boot_protocol(s).map_err(|e| file_error(Setting::BootProtocol, e))?)
+        }
         _ => None,
     };
     let kernel = match (cli.kernel.clone(), fc.kernel) {
         (Some(k), _) | (None, Some(k)) => k,
         (None, None) => {
-            return Err(match &cli.config {
+            return Err(CliError::Other(match &cli.config {
                 Some(p) => format!(
                     "no kernel: {} has no \"kernel\" field and --kernel is not given",
                     p.display()
                 ),
                 // main() reports this case as a usage error before we get here.
                 None => "--kernel is required".to_string(),
-            });
+            }));
         }
     };
     Ok(Settings {
@@ -223,9 +338,11 @@ fn settings(cli: &Cli) -> Result<Settings, String> {
                 .unwrap_or_else(|| bulkhead_vm::boot::DEFAULT_CMDLINE.to_string()),
             memory_mib: cli.memory.or(fc.memory_mib).unwrap_or(DEFAULT_MEMORY_MIB),
             cpus: cli.cpus.or(fc.cpus).unwrap_or(DEFAULT_CPUS),
+            boot_protocol: cli.boot_protocol.or(file_protocol).unwrap_or_default(),
+            debug: cli.debug,
         },
         timeout: cli.timeout.or(file_timeout),
-        from_file: cli.config.clone().map(|p| (p, used)),
+        file: cli.config.clone().map(|p| (p, used)),
     })
 }
 
@@ -288,7 +405,7 @@ fn main() {
             }
         }
         Err(e) => {
-            eprintln!("bulkhead-vm: error: {}", settings.attribute(e.to_string()));
+            eprintln!("bulkhead-vm: error: {}", settings.explain(&e));
             EXIT_SETUP
         }
     };

@@ -34,9 +34,10 @@ const MIB: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("--memory must be at least {MIN_MEMORY_MIB} MiB (got {0} MiB)")]
+    // Input errors do not name their setting: see crate::Setting.
+    #[error("must be at least {MIN_MEMORY_MIB} MiB (got {0} MiB)")]
     TooSmall(u64),
-    #[error("--memory {requested} MiB is more than the host has (MemTotal {host} MiB)")]
+    #[error("{requested} MiB is more than the host has (MemTotal {host} MiB)")]
     MoreThanHost { requested: u64, host: u64 },
     #[error("cannot read the host's MemTotal from /proc/meminfo: {0}")]
     MemInfo(String),
@@ -45,6 +46,16 @@ pub enum Error {
         mib: u64,
         source: vm_memory::mmap::FromRangesError,
     },
+}
+
+impl Error {
+    /// The setting whose value is wrong, when the error is about one.
+    pub fn setting(&self) -> Option<crate::Setting> {
+        match self {
+            Self::TooSmall(_) | Self::MoreThanHost { .. } => Some(crate::Setting::Memory),
+            Self::MemInfo(_) | Self::Map { .. } => None,
+        }
+    }
 }
 
 /// The RAM ranges for `size` bytes of guest memory: below the gap, then above 4 GiB.
@@ -90,9 +101,9 @@ fn parse_mem_total_kib(meminfo: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// Validates `mib` and maps that much guest RAM.
+/// Maps `mib` MiB of guest RAM. The size is checked before ([`validate_size`], in
+/// `crate::preflight`): reading /proc/meminfo again here would only cost start-up time.
 pub fn create(mib: u64) -> Result<GuestMemory, Error> {
-    validate_size(mib, host_mem_total_mib()?)?;
     GuestMemory::from_ranges(&ram_ranges(mib * MIB)).map_err(|source| Error::Map { mib, source })
 }
 
@@ -174,7 +185,8 @@ mod tests {
         assert!(validate_size(2, 1024).is_ok());
         assert!(validate_size(1024, 1024).is_ok());
         let e = validate_size(1025, 1024).unwrap_err();
-        assert!(e.to_string().contains("--memory 1025 MiB"), "{e}");
+        assert!(e.to_string().starts_with("1025 MiB is more"), "{e}");
+        assert_eq!(e.setting(), Some(crate::Setting::Memory));
     }
 
     #[test]

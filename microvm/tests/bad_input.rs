@@ -104,6 +104,20 @@ fn vcpu_count_out_of_range() {
     );
 }
 
+/// `--boot-protocol pvh` needs the kernel's PVH note; the bare guest (like any bzImage) has
+/// none. Caught before KVM is touched.
+#[test]
+fn boot_protocol_pvh_without_the_note() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_file(dir.path(), "bare.elf", bulkhead_vm::guests::BARE);
+    let k = kernel.to_str().unwrap();
+    rejected(
+        &["--kernel", k, "--boot-protocol", "pvh"],
+        &["--boot-protocol pvh", k, "no PVH entry point"],
+    );
+    assert_nothing_left(dir.path().to_str().unwrap());
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let out = vmm(&["--memory", "12"]);
@@ -111,4 +125,7 @@ fn usage_errors_exit_2() {
     assert!(out.stderr.contains("--kernel"), "{}", out.stderr);
     let out = vmm(&["--kernel", "/x", "--timeout", "-1"]);
     assert_eq!(out.code(), Some(2), "{out:?}");
+    let out = vmm(&["--kernel", "/x", "--boot-protocol", "pvh64"]);
+    assert_eq!(out.code(), Some(2), "{out:?}");
+    assert!(out.stderr.contains("auto, pvh, linux64"), "{}", out.stderr);
 }

@@ -50,6 +50,80 @@ fn bare_guest_boots_with_two_vcpus_and_little_memory() {
     assert_nothing_left(dir.path().to_str().unwrap());
 }
 
+/// `--debug` names the entry protocol and why: the bare guest has no PVH note, so `auto`
+/// enters it at its 64-bit entry; `linux64` does so by request.
+#[test]
+fn debug_line_names_the_boot_protocol() {
+    skip_unless!(have_kvm(), "/dev/kvm is not available");
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_file(dir.path(), "bare.elf", bulkhead_vm::guests::BARE);
+    let k = kernel.to_str().unwrap();
+    for (args, why) in [
+        (&[][..], "(the ELF has no PVH note)"),
+        (
+            &["--boot-protocol", "auto"][..],
+            "(the ELF has no PVH note)",
+        ),
+        (
+            &["--boot-protocol", "linux64"][..],
+            "(--boot-protocol linux64)",
+        ),
+    ] {
+        let mut a = vec!["--kernel", k, "--debug", "--timeout", "20"];
+        a.extend(args);
+        let out = vmm(&a);
+        assert_eq!(out.code(), Some(0), "{args:?}: {out:?}");
+        assert_ready_line(&out.stdout_str(), "bare");
+        let want = format!("bulkhead-vm: debug: boot protocol linux64 {why}: rip 0x100000");
+        assert!(out.stderr.starts_with(&want), "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+    assert_nothing_left(dir.path().to_str().unwrap());
+}
+
+/// The PVH entry for real, with the bare guest's PVH variant: through PVH it checks EBX
+/// points at an hvm_start_info and prints `... pvh`, at its 64-bit entry `... linux64`.
+/// `auto` takes PVH except on PVM (where Linux's PVH path does not run), and says so.
+#[test]
+fn pvh_guest_is_entered_the_way_the_protocol_says() {
+    skip_unless!(have_kvm(), "/dev/kvm is not available");
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_file(dir.path(), "pvh.elf", bulkhead_vm::guests::PVH);
+    let k = kernel.to_str().unwrap();
+    let pvm = bulkhead_vm::vm::is_pvm();
+    let auto = if pvm { "linux64" } else { "pvh" };
+    for (protocol, entered) in [("pvh", "pvh"), ("linux64", "linux64"), ("auto", auto)] {
+        let out = vmm(&[
+            "--kernel",
+            k,
+            "--boot-protocol",
+            protocol,
+            "--debug",
+            "--timings",
+            "--timeout",
+            "20",
+        ]);
+        assert_eq!(out.code(), Some(0), "{protocol}: {out:?}");
+        let line = ready_line(&out.stdout_str())
+            .unwrap_or_else(|| panic!("{protocol}: no ready line: {out:?}"))
+            .to_string();
+        assert!(
+            line.ends_with(&format!(" {entered}")),
+            "{protocol}: {line:?}"
+        );
+        let want = format!("bulkhead-vm: debug: boot protocol {entered} (");
+        assert!(out.stderr.starts_with(&want), "{protocol}: {}", out.stderr);
+        if protocol == "auto" && pvm {
+            assert!(out.stderr.contains("/dev/kvm is PVM"), "{}", out.stderr);
+        }
+        // Both entries reach the boot timer.
+        let timings = out.stderr.lines().find(|l| l.starts_with('{')).unwrap();
+        let v: serde_json::Value = serde_json::from_str(timings).unwrap();
+        assert!(v["boot_timer"].is_u64(), "{protocol}: {timings}");
+    }
+    assert_nothing_left(dir.path().to_str().unwrap());
+}
+
 #[test]
 fn timings_json_has_every_phase_in_order() {
     skip_unless!(have_kvm(), "/dev/kvm is not available");

@@ -98,6 +98,36 @@ fn bad_config_files() {
     let cfg = config(dir.path(), r#"{"kernel": "bare.elf", "timeout_s": 0}"#);
     rejected(&["--config", &cfg], &[&cfg, "timeout_s", "positive"]);
 
+    let cfg = config(
+        dir.path(),
+        r#"{"kernel": "bare.elf", "boot_protocol": "pvh64"}"#,
+    );
+    rejected(
+        &["--config", &cfg],
+        &[&cfg, "boot_protocol", "auto, pvh, linux64"],
+    );
+
+    // The protocol comes from the file, the kernel from the flag: the error names each
+    // where it came from.
+    let bare = dir.path().join("bare.elf");
+    let cfg = config(dir.path(), r#"{"boot_protocol": "pvh"}"#);
+    rejected(
+        &["--config", &cfg, "--kernel", bare.to_str().unwrap()],
+        &[
+            &format!("{cfg}: boot_protocol pvh: the kernel {}", bare.display()),
+            "no PVH entry",
+        ],
+    );
+
+    // A flag's bad value is the flag's, even when the file supplies the rest.
+    let cfg = config(dir.path(), r#"{"kernel": "bare.elf", "cpus": 1}"#);
+    let out = vmm(&["--config", &cfg, "--memory", "0"]);
+    assert_eq!(out.code(), Some(1), "{out:?}");
+    assert_eq!(
+        out.stderr.trim_end(),
+        "bulkhead-vm: error: --memory must be at least 2 MiB (got 0 MiB)"
+    );
+
     let cfg = config(dir.path(), r#"{"kernel": "gone.elf"}"#);
     rejected(
         &["--config", &cfg],

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use nested_host::{GuestImage, InnerRun, Scenario};
+use nested_host::{GuestImage, GuestKernel, InnerRun, Scenario};
 
 /// Generous for a 10-40 s TCG-nested boot; a hang ends here, not in CI's global timeout.
 const INNER_TIMEOUT_S: u32 = 90;
@@ -23,6 +23,7 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "probe-1cpu",
         cpus: 1,
+        kernel: GuestKernel::BzImage,
         image: GuestImage::Guest,
         cmdline: "bulkhead.task=probe",
         timeout_s: INNER_TIMEOUT_S,
@@ -30,6 +31,7 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "probe-2cpu",
         cpus: 2,
+        kernel: GuestKernel::BzImage,
         image: GuestImage::Guest,
         cmdline: "bulkhead.task=probe",
         timeout_s: INNER_TIMEOUT_S,
@@ -38,6 +40,18 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "probe-2cpu-again",
         cpus: 2,
+        kernel: GuestKernel::BzImage,
+        image: GuestImage::Guest,
+        cmdline: "bulkhead.task=probe",
+        timeout_s: INNER_TIMEOUT_S,
+    },
+    // The vmlinux has the PVH note: `--boot-protocol auto` (the default) enters it through
+    // PVH (32-bit protected mode, hvm_start_info). One vCPU: the APs start the same way
+    // (INIT/SIPI) whatever the boot CPU's entry was.
+    Scenario {
+        name: "pvh",
+        cpus: 1,
+        kernel: GuestKernel::Vmlinux,
         image: GuestImage::Guest,
         cmdline: "bulkhead.task=probe",
         timeout_s: INNER_TIMEOUT_S,
@@ -47,6 +61,7 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "reboot",
         cpus: 1,
+        kernel: GuestKernel::BzImage,
         image: GuestImage::Guest,
         cmdline: "quiet bulkhead.task=ready",
         timeout_s: INNER_TIMEOUT_S,
@@ -54,6 +69,7 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "poweroff",
         cpus: 1,
+        kernel: GuestKernel::BzImage,
         image: GuestImage::PowerOff,
         cmdline: "quiet",
         timeout_s: INNER_TIMEOUT_S,
@@ -64,6 +80,7 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "panic",
         cpus: 1,
+        kernel: GuestKernel::BzImage,
         image: GuestImage::Guest,
         cmdline: "quiet rdinit=/nonexistent",
         timeout_s: INNER_TIMEOUT_S,
@@ -171,8 +188,19 @@ fn probe_json(run: &InnerRun) -> serde_json::Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("probe JSON {line:?}: {e}"))
 }
 
+/// The VMM's `--debug` line says it entered the kernel through `protocol`.
+fn assert_protocol(run: &InnerRun, protocol: &str) {
+    let want = format!("bulkhead-vm: debug: boot protocol {protocol} ");
+    assert!(
+        run.stderr.iter().any(|l| l.starts_with(&want)),
+        "no {want:?}:\n{}",
+        run.transcript()
+    );
+}
+
 /// Reached userspace with `cpus` vCPUs, ran the probe, rebooted: VMM exit 0.
-fn assert_probe_run(run: &InnerRun, cpus: u8) {
+fn assert_probe_run(run: &InnerRun, cpus: u8, protocol: &str) {
+    assert_protocol(run, protocol);
     let t = run.transcript();
     let smp = format!(
         "smp: Brought up 1 node, {cpus} CPU{}",
@@ -191,7 +219,22 @@ fn linux_guest_reaches_userspace_with_1_vcpu() {
     let Some(run) = scenario(module_path!(), "probe-1cpu") else {
         return;
     };
-    assert_probe_run(run, 1);
+    assert_probe_run(run, 1, "linux64");
+}
+
+/// The PVH boot protocol, for real: the distro vmlinux's PVH entry, the command line, the
+/// memory map and the initrd all through hvm_start_info, up to the probe in userspace.
+#[test]
+fn linux_guest_boots_through_pvh() {
+    let Some(run) = scenario(module_path!(), "pvh") else {
+        return;
+    };
+    assert_probe_run(run, 1, "pvh");
+    // A PVH boot has no zero page: the kernel found its command line and memory map
+    // through hvm_start_info.
+    let t = run.transcript();
+    assert!(has_line(run, "Command line: console=ttyS0"), "{t}");
+    assert!(has_line(run, "BIOS-e820: [mem 0x0000000000100000-"), "{t}");
 }
 
 /// The 2-vCPU probe run to check.
@@ -224,7 +267,7 @@ fn linux_guest_reaches_userspace_with_2_vcpus() {
     let Some(run) = two_vcpu_run(module_path!()) else {
         return;
     };
-    assert_probe_run(run, 2);
+    assert_probe_run(run, 2, "linux64");
 }
 
 /// The guest is a machine of its own: its kernel, and a boot_id of each boot.
@@ -250,6 +293,27 @@ fn probe_shows_the_guests_own_kernel_and_boot_id() {
         boot_ids.push(boot_id.to_string());
     }
     assert_ne!(boot_ids[0], boot_ids[1], "two boots, one boot_id");
+}
+
+/// Our ACPI tables (FADT, MADT, the DSDT with COM1 and the i8042) are ones Linux accepts
+/// without complaint: no guest logs an ACPI error, whatever it booted and however it ended.
+#[test]
+fn no_guest_logs_an_acpi_error() {
+    let Some(first) = scenario(module_path!(), "probe-1cpu") else {
+        return;
+    };
+    let Results::Ran(Ok(runs)) = results() else {
+        unreachable!("probe-1cpu ran, so every scenario did");
+    };
+    assert_eq!(first.status, Some(0));
+    for run in runs {
+        let bad: Vec<&String> = run
+            .console
+            .iter()
+            .filter(|l| l.contains("ACPI Error") || l.contains("ACPI BIOS Error"))
+            .collect();
+        assert!(bad.is_empty(), "{bad:#?}\n{}", run.transcript());
+    }
 }
 
 /// `bulkhead.task=ready`: the ready line, then the guest's init reboots (RB_AUTOBOOT; with

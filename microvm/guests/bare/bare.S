@@ -13,6 +13,11 @@
  *   4 halt     prints a ready line and halts with interrupts off, forever
  *   5 panic    prints a ready line and Linux's panic line, then resets through the i8042
  *   6 poweroff prints a ready line and Linux's power-off line, then halts forever
+ *   7 pvh      the bare guest with a PVH entry too (ELF note XEN_ELFNOTE_PHYS32_ENTRY): the
+ *              64-bit entry prints `BULKHEAD-READY <tsc> linux64`, the 32-bit PVH entry checks
+ *              that EBX points at an hvm_start_info (its magic) and prints
+ *              `BULKHEAD-READY 0 pvh`; both then hit the boot timer and reset. A wrong magic
+ *              triple-faults. So a test sees which entry a VMM took, and that it was right.
  */
         .set COM1,        0x3f8
         .set I8042_CMD,   0x64
@@ -153,6 +158,8 @@ msg_tail:
         .asciz  " bare\n"
 .elseif VARIANT == 2
         .asciz  " mmio\n"
+.elseif VARIANT == 7
+        .asciz  " linux64\n"
 .else
         .asciz  " hostile\n"
 .endif
@@ -164,10 +171,54 @@ msg_panic:
 msg_poweroff:
         .asciz  "[    1.000000] reboot: Power down\n"
 .endif
+.if VARIANT == 7
+msg_pvh:
+        .asciz  "BULKHEAD-READY 0 pvh\n"
+.endif
         .balign 8
 null_idt:
         .word   0
         .quad   0
+
+.if VARIANT == 7
+/*
+ * The PVH entry (Xen's PVH boot ABI, as Linux implements it): 32-bit protected mode, paging
+ * off, flat segments, EBX = physical address of the hvm_start_info. No stack is promised.
+ */
+        .set XEN_HVM_START_MAGIC, 0x336ec578
+        .section .text
+        .code32
+pvh_start:
+        cli
+        cmpl    $XEN_HVM_START_MAGIC, (%ebx)
+        jne     9f
+        mov     $COM1, %dx
+        mov     $msg_pvh, %esi
+1:      lodsb
+        test    %al, %al
+        jz      2f
+        out     %al, %dx
+        jmp     1b
+2:      movb    $BOOT_MAGIC, BOOT_TIMER     /* paging off: the physical address */
+        mov     $I8042_RESET, %al
+        out     %al, $I8042_CMD
+3:      hlt
+        jmp     3b
+        /* Not an hvm_start_info: #UD with the VMM's empty IDT escalates to a triple fault. */
+9:      ud2
+        .code64
+
+/* The note a VMM finds the PVH entry by: owner "Xen", type 18, the entry's address. */
+        .section .note.Xen, "a", @note
+        .balign 4
+        .long   2f - 1f                     /* namesz */
+        .long   4f - 3f                     /* descsz */
+        .long   18                          /* XEN_ELFNOTE_PHYS32_ENTRY */
+1:      .asciz  "Xen"
+2:      .balign 4
+3:      .long   pvh_start
+4:      .balign 4
+.endif
 
         .section .data
 numbuf:

@@ -3,14 +3,19 @@
 //! Why: distro kernels (the Debian cloud kernel among them) are built without
 //! CONFIG_X86_MPPARSE, so the MP table alone leaves them on one CPU; they find their CPUs
 //! and the IOAPIC only through the ACPI MADT. The rest is the least that makes Linux accept
-//! the tables: a FADT and an empty DSDT.
+//! the tables without an error line: a hardware-reduced FADT and a DSDT with our two legacy
+//! devices.
 //!
-//! The FADT is deliberately *not* HW_REDUCED_ACPI (Firecracker's choice): on a hardware-
-//! reduced platform Linux drops the legacy PIC and maps no ISA IRQ unless a DSDT device
-//! claims it, so the legacy serial port's IRQ 4 had no handler and userspace console output
-//! was lost (found in the nested test host; kernel printk still worked, it polls). With a
-//! legacy FADT, SMI_CMD = 0 tells ACPICA the machine is always in ACPI mode, no PM blocks
-//! means no PM timer and no sleep states, and the SCI sits on the otherwise unused IRQ 9.
+//! The FADT is HW_REDUCED_ACPI (Firecracker's choice): no PM1 event/control blocks, no SCI,
+//! no fixed events, none of which we emulate. A legacy FADT without those blocks made Linux
+//! log "ACPI BIOS Error (bug): Required FADT field Pm1aEventBlock ...", "ACPI Error:
+//! AE_BAD_ADDRESS, Unable to initialize fixed events" and give up on the interpreter.
+//! On a hardware-reduced platform Linux drops the legacy PIC and maps an ISA IRQ only when a
+//! DSDT device claims it; without the DSDT's COM1 the serial port's IRQ 4 had no handler and
+//! userspace console output was lost (found in the nested test host, which is why an earlier
+//! version used a legacy FADT). The DSDT ([`dsdt_aml`]) therefore describes COM1 (PNP0501,
+//! ports 0x3f8-0x3ff, IRQ 4) and the i8042 (PNP0303, ports 0x60 and 0x64, IRQ 1), the
+//! devices in src/devices.
 //!
 //! Placement: 0xe0000, inside the e820-reserved legacy area where Linux also scans for the
 //! RSDP; its address is passed in the zero page too (`acpi_rsdp_addr`, boot protocol 2.14).
@@ -34,8 +39,7 @@ const FADT_REVISION: u8 = 6;
 const FADT_MINOR_VERSION: u8 = 5;
 const FADT_F_PWR_BUTTON: u32 = 1 << 4;
 const FADT_F_SLP_BUTTON: u32 = 1 << 5;
-/// The SCI's GSI: the PC convention; nothing ever raises it.
-const SCI_IRQ: u8 = 9;
+const FADT_F_HW_REDUCED_ACPI: u32 = 1 << 20;
 /// IAPC_BOOT_ARCH: an i8042 is present; no VGA, no MSI, no CMOS RTC.
 const IAPC_8042: u16 = 1 << 1;
 const IAPC_VGA_NOT_PRESENT: u16 = 1 << 2;
@@ -90,9 +94,9 @@ fn madt(cpus: u8) -> Vec<u8> {
     b.extend(IO_APIC_DEFAULT_BASE.to_le_bytes());
     b.extend(0u32.to_le_bytes()); // GSI base
     // ISA IRQ n → GSI n, edge, active high: what KVM's default routing does, spelled out
-    // so no guest assumes the PC's IRQ 0 → GSI 2. IRQ 2 is the PIC cascade; the SCI (IRQ 9)
-    // gets Linux's default SCI setup (level, active low).
-    for irq in (0u8..16).filter(|&i| i != 2 && i != SCI_IRQ) {
+    // so no guest assumes the PC's IRQ 0 → GSI 2. IRQ 2 is the PIC cascade; IRQ 9 is the
+    // PC's SCI, which a hardware-reduced platform does not have.
+    for irq in (0u8..16).filter(|&i| i != 2 && i != 9) {
         b.extend([MADT_INT_SRC_OVERRIDE, 10, 0, irq]);
         b.extend(u32::from(irq).to_le_bytes());
         b.extend(0u16.to_le_bytes()); // flags: conforming polarity and trigger (ISA: edge, high)
@@ -106,22 +110,129 @@ fn fadt(dsdt: u64) -> Vec<u8> {
     let mut b = vec![0u8; FADT_LEN - 36];
     let at = |off: usize| off - 36;
     b[at(40)..at(44)].copy_from_slice(&(dsdt as u32).to_le_bytes());
-    b[at(46)..at(48)].copy_from_slice(&u16::from(SCI_IRQ).to_le_bytes());
     b[at(109)..at(111)].copy_from_slice(
         &(IAPC_8042 | IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED | IAPC_CMOS_RTC_NOT_PRESENT)
             .to_le_bytes(),
     );
-    b[at(112)..at(116)].copy_from_slice(&(FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON).to_le_bytes());
+    // No fixed power/sleep buttons; hardware-reduced (see the module docs).
+    b[at(112)..at(116)].copy_from_slice(
+        &(FADT_F_PWR_BUTTON | FADT_F_SLP_BUTTON | FADT_F_HW_REDUCED_ACPI).to_le_bytes(),
+    );
     b[at(131)] = FADT_MINOR_VERSION;
     b[at(140)..at(148)].copy_from_slice(&dsdt.to_le_bytes());
     b[at(268)..at(276)].copy_from_slice(b"BULKHEAD"); // hypervisor vendor identity
     sdt(b"FACP", FADT_REVISION, &b)
 }
 
+// The few AML opcodes the DSDT needs (ACPI 6.5, chapter 20).
+const AML_NAME: u8 = 0x08;
+const AML_BYTE_PREFIX: u8 = 0x0a;
+const AML_DWORD_PREFIX: u8 = 0x0c;
+const AML_SCOPE: u8 = 0x10;
+const AML_BUFFER: u8 = 0x11;
+const AML_EXT_PREFIX: u8 = 0x5b;
+const AML_DEVICE: u8 = 0x82;
+
+/// A PkgLength-prefixed package: `op`, the length of what follows (itself included), `body`.
+fn aml_package(op: &[u8], body: &[u8]) -> Vec<u8> {
+    // One byte holds up to 63; two bytes (0x40 | low nibble, then the rest) up to 4095.
+    let len = if body.len() < 63 {
+        vec![(body.len() + 1) as u8]
+    } else {
+        let n = body.len() + 2;
+        assert!(n < 1 << 12, "AML package too long");
+        vec![0x40 | (n & 0xf) as u8, (n >> 4) as u8]
+    };
+    [op, &len, body].concat()
+}
+
+/// `Name(seg, value)`.
+fn aml_name(seg: &[u8; 4], value: &[u8]) -> Vec<u8> {
+    [&[AML_NAME][..], seg, value].concat()
+}
+
+/// `EisaId("PNP0501")` as a DWord constant: three letters in 5 bits each, four hex digits,
+/// stored big-endian.
+fn aml_eisa_id(id: &[u8; 7]) -> Vec<u8> {
+    let letters = id[..3]
+        .iter()
+        .fold(0u16, |a, c| (a << 5) | u16::from(c - b'@'));
+    let hex = u16::from_str_radix(std::str::from_utf8(&id[3..]).unwrap_or("0"), 16).unwrap_or(0);
+    let v = (u32::from(letters) << 16) | u32::from(hex);
+    [&[AML_DWORD_PREFIX][..], &v.to_be_bytes()].concat()
+}
+
+/// `ResourceTemplate() { ... }`: a Buffer of resource descriptors ending in an End Tag.
+fn aml_resources(descriptors: &[&[u8]]) -> Vec<u8> {
+    let mut bytes = descriptors.concat();
+    bytes.extend([0x79, 0]); // End Tag, checksum 0 (= not checked)
+    let size = [
+        AML_BYTE_PREFIX,
+        u8::try_from(bytes.len()).expect("a short template"),
+    ];
+    aml_package(&[AML_BUFFER], &[&size[..], &bytes].concat())
+}
+
+/// `IO(Decode16, base, base, 1, len)`: a fixed range of `len` ports.
+fn io_port(base: u16, len: u8) -> Vec<u8> {
+    let b = base.to_le_bytes();
+    vec![0x47, 0x01, b[0], b[1], b[0], b[1], 0x01, len]
+}
+
+/// `Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) { gsi }`.
+fn interrupt(gsi: u32) -> Vec<u8> {
+    let mut d = vec![0x89, 6, 0, 0b0011, 1];
+    d.extend(gsi.to_le_bytes());
+    d
+}
+
+/// `Device(seg) { Name(_HID, EisaId(hid)) Name(_CRS, ResourceTemplate() { ... }) }`.
+fn aml_device(seg: &[u8; 4], hid: &[u8; 7], resources: &[&[u8]]) -> Vec<u8> {
+    let body = [
+        &seg[..],
+        &aml_name(b"_HID", &aml_eisa_id(hid)),
+        &aml_name(b"_CRS", &aml_resources(resources)),
+    ]
+    .concat();
+    aml_package(&[AML_EXT_PREFIX, AML_DEVICE], &body)
+}
+
+/// The DSDT's AML, the devices of src/devices (see the module docs for why they must be
+/// described):
+///
+/// ```text
+/// Scope (\_SB) {
+///     Device (COM1) {
+///         Name (_HID, EisaId ("PNP0501"))
+///         Name (_CRS, ResourceTemplate () {
+///             IO (Decode16, 0x03F8, 0x03F8, 0x01, 0x08)
+///             Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 4 }
+///         })
+///     }
+///     Device (PS2_) {
+///         Name (_HID, EisaId ("PNP0303"))
+///         Name (_CRS, ResourceTemplate () {
+///             IO (Decode16, 0x0060, 0x0060, 0x01, 0x01)
+///             IO (Decode16, 0x0064, 0x0064, 0x01, 0x01)
+///             Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 1 }
+///         })
+///     }
+/// }
+/// ```
+pub fn dsdt_aml() -> Vec<u8> {
+    let com1 = aml_device(b"COM1", b"PNP0501", &[&io_port(0x3f8, 8), &interrupt(4)]);
+    let ps2 = aml_device(
+        b"PS2_",
+        b"PNP0303",
+        &[&io_port(0x60, 1), &io_port(0x64, 1), &interrupt(1)],
+    );
+    aml_package(&[AML_SCOPE], &[&b"\\_SB_"[..], &com1, &ps2].concat())
+}
+
 /// All tables for `cpus` vCPUs as (guest address, bytes), the RSDP first.
 pub fn build(cpus: u8) -> Vec<(u64, Vec<u8>)> {
     let dsdt_at = RSDP_START + 64;
-    let dsdt = sdt(b"DSDT", 2, &[]);
+    let dsdt = sdt(b"DSDT", 2, &dsdt_aml());
     let fadt_at = align16(dsdt_at + dsdt.len() as u64);
     let fadt = fadt(dsdt_at);
     let madt_at = align16(fadt_at + fadt.len() as u64);
@@ -208,8 +319,7 @@ mod tests {
         assert_eq!(&fadt[..4], b"FACP");
         assert_eq!(&madt[..4], b"APIC");
         assert_eq!(&find(u64_at(fadt, 140))[..4], b"DSDT");
-        assert_eq!(u32_at(fadt, 112) & (1 << 20), 0, "not HW_REDUCED_ACPI");
-        assert_eq!(u16::from_le_bytes([fadt[46], fadt[47]]), 9);
+        assert_ne!(u32_at(fadt, 112) & (1 << 20), 0, "HW_REDUCED_ACPI");
     }
 
     #[test]
@@ -233,6 +343,23 @@ mod tests {
         assert_eq!(ioapic, Some((4, IO_APIC_DEFAULT_BASE)));
         assert!(overrides.contains(&(4, 4)), "the serial IRQ is routed");
         assert_eq!(overrides.len(), 14);
+    }
+
+    #[test]
+    fn dsdt_describes_com1_and_the_i8042() {
+        // These bytes disassemble (`iasl -d`, ACPICA 20200925) to exactly the ASL of
+        // `dsdt_aml`'s docs: Scope(\_SB) { Device(COM1) {...} Device(PS2) {...} }.
+        let com1: &[u8] = b"\x5b\x82\x2bCOM1\x08_HID\x0c\x41\xd0\x05\x01\x08_CRS\
+            \x11\x16\x0a\x13\x47\x01\xf8\x03\xf8\x03\x01\x08\x89\x06\x00\x03\x01\x04\x00\x00\x00\
+            \x79\x00";
+        let ps2: &[u8] = b"\x5b\x82\x33PS2_\x08_HID\x0c\x41\xd0\x03\x03\x08_CRS\
+            \x11\x1e\x0a\x1b\x47\x01\x60\x00\x60\x00\x01\x01\x47\x01\x64\x00\x64\x00\x01\x01\
+            \x89\x06\x00\x03\x01\x01\x00\x00\x00\x79\x00";
+        let scope = [&b"\x10\x49\x06\\_SB_"[..], com1, ps2].concat();
+        assert_eq!(dsdt_aml(), scope);
+        // PkgLength: one byte up to 63 in all, two bytes beyond.
+        assert_eq!(aml_package(&[1], &[0; 62]).len(), 64);
+        assert_eq!(&aml_package(&[1], &[0; 63])[..3], &[1, 0x41, 0x04]);
     }
 
     #[test]

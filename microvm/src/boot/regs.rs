@@ -1,15 +1,19 @@
-//! The 64-bit entry state of the boot vCPU: GDT, identity page tables, segments, control
+//! The entry state of the boot vCPU: GDT, identity page tables, segments, control
 //! registers, general registers, FPU, boot MSRs and the LAPIC's LINT0/LINT1.
 //!
-//! This is the state Linux's 64-bit boot protocol expects (and what Firecracker sets up):
-//! long mode with paging, a flat 64-bit code segment, flat data segments, interrupts off,
-//! RSI pointing at the zero page.
+//! Two entry states, one per [`Protocol`] (what Firecracker and Cloud Hypervisor set up too):
+//! - linux64: long mode with paging, a flat 64-bit code segment, flat data segments,
+//!   interrupts off, RSI pointing at the zero page;
+//! - PVH: 32-bit protected mode without paging (CR0.PE only), flat 32-bit code and data
+//!   segments, a 32-bit TSS of limit 0x67, interrupts off, EBX pointing at the
+//!   `hvm_start_info` (the PVH ABI's register state; Linux loads its own GDT at once).
 
 use kvm_bindings::Msrs;
 use kvm_bindings::{kvm_fpu, kvm_lapic_state, kvm_msr_entry, kvm_regs, kvm_segment, kvm_sregs};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress};
 
+use crate::boot::{Entry, Protocol};
 use crate::memory::GuestMemory;
 
 pub const GDT_START: u64 = 0x500;
@@ -81,13 +85,29 @@ pub const fn gdt_entry(flags: u16, base: u32, limit: u32) -> u64 {
         | ((limit as u64) & 0x0000_ffff)
 }
 
-/// Null, 64-bit code, data, TSS.
+/// linux64: null, 64-bit code, data, TSS.
 pub const GDT: [u64; 4] = [
     gdt_entry(0, 0, 0),
     gdt_entry(0xa09b, 0, 0xfffff),
     gdt_entry(0xc093, 0, 0xfffff),
     gdt_entry(0x808b, 0, 0xfffff),
 ];
+
+/// PVH: null, 32-bit code, data, 32-bit TSS (the ABI asks for base 0, limit 0x67).
+pub const GDT_PVH: [u64; 4] = [
+    gdt_entry(0, 0, 0),
+    gdt_entry(0xc09b, 0, 0xfffff),
+    gdt_entry(0xc093, 0, 0xfffff),
+    gdt_entry(0x008b, 0, 0x67),
+];
+
+/// The GDT of `protocol`.
+pub fn gdt(protocol: Protocol) -> &'static [u64; 4] {
+    match protocol {
+        Protocol::Linux64 => &GDT,
+        Protocol::Pvh => &GDT_PVH,
+    }
+}
 
 /// The kvm_segment that loading selector `index * 8` from `GDT` would produce.
 pub fn segment_from_gdt(entry: u64, index: u8) -> kvm_segment {
@@ -118,21 +138,25 @@ pub fn segment_from_gdt(entry: u64, index: u8) -> kvm_segment {
     }
 }
 
-/// Writes the GDT, the (empty) IDT and the identity page tables for the first 1 GiB.
+/// Writes the GDT of `protocol`, the (empty) IDT and, for linux64, the identity page tables
+/// for the first 1 GiB.
 ///
 /// 1 GiB like Firecracker: Linux builds its own tables at once, and a guest that works
-/// here then also works there.
-pub fn write_tables(mem: &GuestMemory) -> Result<(), Error> {
+/// here then also works there. PVH enters with paging off and needs none.
+pub fn write_tables(mem: &GuestMemory, protocol: Protocol) -> Result<(), Error> {
     let w = |what, r: Result<(), vm_memory::GuestMemoryError>| {
         r.map_err(|source| Error::Memory { what, source })
     };
-    for (i, e) in GDT.iter().enumerate() {
+    for (i, e) in gdt(protocol).iter().enumerate() {
         w(
             "the GDT",
             mem.write_obj(*e, GuestAddress(GDT_START + 8 * i as u64)),
         )?;
     }
     w("the IDT", mem.write_obj(0u64, GuestAddress(IDT_START)))?;
+    if protocol == Protocol::Pvh {
+        return Ok(());
+    }
     w(
         "the PML4",
         mem.write_obj(PDPT_START | 0x3, GuestAddress(PML4_START)),
@@ -152,13 +176,14 @@ pub fn write_tables(mem: &GuestMemory) -> Result<(), Error> {
     )
 }
 
-/// Segments, descriptor tables and control registers for 64-bit mode.
-pub fn long_mode_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
-    let code = segment_from_gdt(GDT[1], 1);
-    let data = segment_from_gdt(GDT[2], 2);
-    let tss = segment_from_gdt(GDT[3], 3);
+/// Flat segments and the descriptor tables from the GDT of `protocol`.
+fn flat_segments(sregs: &mut kvm_sregs, protocol: Protocol) {
+    let gdt = gdt(protocol);
+    let code = segment_from_gdt(gdt[1], 1);
+    let data = segment_from_gdt(gdt[2], 2);
+    let tss = segment_from_gdt(gdt[3], 3);
     sregs.gdt.base = GDT_START;
-    sregs.gdt.limit = (std::mem::size_of_val(&GDT) - 1) as u16;
+    sregs.gdt.limit = (std::mem::size_of_val(gdt) - 1) as u16;
     sregs.idt.base = IDT_START;
     sregs.idt.limit = 7;
     sregs.cs = code;
@@ -168,6 +193,11 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
     sregs.gs = data;
     sregs.ss = data;
     sregs.tr = tss;
+}
+
+/// Segments, descriptor tables and control registers for 64-bit mode.
+pub fn long_mode_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
+    flat_segments(&mut sregs, Protocol::Linux64);
     // Caches on (the reset value has CD|NW set); protected mode with paging.
     sregs.cr0 = (sregs.cr0 & !(CR0_CD | CR0_NW)) | CR0_PE | CR0_ET | CR0_PG;
     sregs.cr3 = PML4_START;
@@ -176,15 +206,37 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
     sregs
 }
 
-/// The boot vCPU's general registers.
-pub fn boot_regs(entry: u64, zero_page: u64) -> kvm_regs {
-    kvm_regs {
+/// Segments, descriptor tables and control registers for the PVH entry: 32-bit protected
+/// mode, paging off, no PAE, long mode off.
+pub fn pvh_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
+    flat_segments(&mut sregs, Protocol::Pvh);
+    sregs.cr0 = (sregs.cr0 & !(CR0_CD | CR0_NW | CR0_PG)) | CR0_PE | CR0_ET;
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer &= !(EFER_LME | EFER_LMA);
+    sregs
+}
+
+/// The boot vCPU's general registers for `entry`.
+pub fn boot_regs(entry: Entry) -> kvm_regs {
+    let regs = kvm_regs {
         rflags: 0x2, // bit 1 is reserved-as-one; interrupts off
-        rip: entry,
-        rsp: BOOT_STACK,
-        rbp: BOOT_STACK,
-        rsi: zero_page,
         ..Default::default()
+    };
+    match entry {
+        Entry::Linux64 { rip, zero_page } => kvm_regs {
+            rip,
+            rsp: BOOT_STACK,
+            rbp: BOOT_STACK,
+            rsi: zero_page,
+            ..regs
+        },
+        // The PVH ABI defines EBX only; the kernel sets up its own stack.
+        Entry::Pvh { eip, start_info } => kvm_regs {
+            rip: eip,
+            rbx: start_info,
+            ..regs
+        },
     }
 }
 
@@ -257,13 +309,16 @@ pub fn setup_common(vcpu: &VcpuFd) -> Result<(), Error> {
     vcpu.set_lapic(&lapic).map_err(ioctl("KVM_SET_LAPIC"))
 }
 
-/// Puts the boot vCPU at `entry` in 64-bit mode. Application processors are left alone: with
-/// the in-kernel irqchip they wait for INIT/SIPI from the boot CPU.
-pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: u64, zero_page: u64) -> Result<(), Error> {
+/// Puts the boot vCPU at `entry`, in the mode its protocol wants. Application processors are
+/// left alone: with the in-kernel irqchip they wait for INIT/SIPI from the boot CPU.
+pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: Entry) -> Result<(), Error> {
     let sregs = vcpu.get_sregs().map_err(ioctl("KVM_GET_SREGS"))?;
-    vcpu.set_sregs(&long_mode_sregs(sregs))
-        .map_err(ioctl("KVM_SET_SREGS"))?;
-    vcpu.set_regs(&boot_regs(entry, zero_page))
+    let sregs = match entry.protocol() {
+        Protocol::Linux64 => long_mode_sregs(sregs),
+        Protocol::Pvh => pvh_sregs(sregs),
+    };
+    vcpu.set_sregs(&sregs).map_err(ioctl("KVM_SET_SREGS"))?;
+    vcpu.set_regs(&boot_regs(entry))
         .map_err(ioctl("KVM_SET_REGS"))
 }
 
@@ -305,9 +360,32 @@ mod tests {
     }
 
     #[test]
+    fn pvh_state_is_flat_32_bit_protected_mode_without_paging() {
+        assert_eq!(GDT_PVH[1], 0x00cf_9b00_0000_ffff);
+        let cs = segment_from_gdt(GDT_PVH[1], 1);
+        assert_eq!(
+            (cs.l, cs.db, cs.g, cs.base, cs.limit),
+            (0, 1, 1, 0, 0xffff_ffff)
+        );
+        let tr = segment_from_gdt(GDT_PVH[3], 3);
+        assert_eq!((tr.type_, tr.base, tr.limit, tr.present), (0xb, 0, 0x67, 1));
+        let s = pvh_sregs(long_mode_sregs(kvm_sregs {
+            cr0: 0x6000_0010,
+            ..Default::default()
+        }));
+        assert_eq!(s.cr0, CR0_PE | CR0_ET);
+        assert_eq!((s.cr3, s.cr4, s.efer & (EFER_LME | EFER_LMA)), (0, 0, 0));
+        let r = boot_regs(Entry::Pvh {
+            eip: 0x100_0000,
+            start_info: 0x6000,
+        });
+        assert_eq!((r.rip, r.rbx, r.rsi, r.rflags), (0x100_0000, 0x6000, 0, 2));
+    }
+
+    #[test]
     fn page_tables_identity_map_the_first_gib() {
         let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
-        write_tables(&mem).unwrap();
+        write_tables(&mem, Protocol::Linux64).unwrap();
         let pml4: u64 = mem.read_obj(GuestAddress(PML4_START)).unwrap();
         assert_eq!(pml4, PDPT_START | 3);
         let last: u64 = mem.read_obj(GuestAddress(PD_START + 511 * 8)).unwrap();

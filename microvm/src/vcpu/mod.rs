@@ -23,7 +23,7 @@ use kvm_bindings::{
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use crate::VmExit;
-use crate::boot::regs;
+use crate::boot::{Entry, regs};
 use crate::devices::Devices;
 use crate::timings::{Phase, TIMINGS};
 use crate::vm::Vm;
@@ -50,7 +50,7 @@ pub enum Error {
 
 /// Creates `count` vCPUs with CPUID, XCR0, MSRs, FPU and LAPIC set; vCPU 0 at the kernel
 /// entry.
-pub fn create(vm: &Vm, count: u8, entry: u64, zero_page: u64) -> Result<Vec<VcpuFd>, Error> {
+pub fn create(vm: &Vm, count: u8, entry: Entry) -> Result<Vec<VcpuFd>, Error> {
     let supported = vm
         .kvm()
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -71,8 +71,7 @@ pub fn create(vm: &Vm, count: u8, entry: u64, zero_page: u64) -> Result<Vec<Vcpu
         }
         regs::setup_common(&vcpu).map_err(|source| Error::Regs { id, source })?;
         if id == 0 {
-            regs::setup_boot_vcpu(&vcpu, entry, zero_page)
-                .map_err(|source| Error::Regs { id, source })?;
+            regs::setup_boot_vcpu(&vcpu, entry).map_err(|source| Error::Regs { id, source })?;
         }
         vcpus.push(vcpu);
     }

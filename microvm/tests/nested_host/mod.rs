@@ -13,6 +13,9 @@
 //! The scenarios travel on the outer kernel command line (see [`encode`]), so the outer
 //! initramfs does not depend on them.
 //!
+//! Every inner VMM runs with `--debug`, so its stderr says which boot protocol it used
+//! (`bulkhead-vm: debug: boot protocol pvh ...`), which the tests assert.
+//!
 //! Outer console protocol, written by the outer `/init` ([`OUTER_INIT`]):
 //! `NESTED-HOST-READY`, then per scenario `NESTED-BEGIN name`, the guest's console lines as
 //! `NESTED-OUT name <line>`, the VMM's stderr as `NESTED-ERR name <line>`, and
@@ -73,12 +76,32 @@ impl GuestImage {
     }
 }
 
+/// Which file of the distro kernel an inner guest boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestKernel {
+    /// The bzImage: always the 64-bit entry (linux64).
+    BzImage,
+    /// The uncompressed ELF extracted from it (53 MB, so only the scenarios that need it
+    /// use it): it has the PVH note, so `--boot-protocol auto` enters it through PVH.
+    Vmlinux,
+}
+
+impl GuestKernel {
+    fn file_name(self) -> &'static str {
+        match self {
+            GuestKernel::BzImage => "bzImage",
+            GuestKernel::Vmlinux => "vmlinux",
+        }
+    }
+}
+
 /// One inner run of bulkhead-vm.
 #[derive(Clone, Debug)]
 pub struct Scenario {
     /// A unique name without spaces or commas (it tags the outer console lines).
     pub name: &'static str,
     pub cpus: u8,
+    pub kernel: GuestKernel,
     pub image: GuestImage,
     /// Appended to [`INNER_CMDLINE`]; no `~` (it encodes spaces on the outer command line).
     pub cmdline: &'static str,
@@ -207,6 +230,7 @@ fn is_static_elf(path: &Path) -> bool {
 pub struct Inputs {
     pub vmm: PathBuf,
     pub bzimage: PathBuf,
+    pub vmlinux: PathBuf,
     pub kvm_modules: KvmModules,
     pub guest_initramfs: PathBuf,
     /// Holds the power-off guest image and the outer initramfs.
@@ -231,6 +255,9 @@ pub fn inputs(vmm: &Path) -> Result<Inputs, String> {
     let built = bulkhead_images::build(&opts).map_err(|e| format!("no distro kernel: {e}"))?;
     let kernel = built.kernel.ok_or("images built no kernel")?;
     let bzimage = kernel.bzimage.ok_or("the distro kernel has no bzImage")?;
+    let vmlinux = kernel
+        .vmlinux
+        .ok_or("images extracted no vmlinux from the distro kernel")?;
     let kvm_modules = kernel
         .modules
         .and_then(|m| m.kvm)
@@ -238,6 +265,7 @@ pub fn inputs(vmm: &Path) -> Result<Inputs, String> {
     Ok(Inputs {
         vmm: vmm.to_path_buf(),
         bzimage,
+        vmlinux,
         kvm_modules,
         guest_initramfs: built.initramfs,
         dir: tempfile::tempdir().map_err(|e| e.to_string())?,
@@ -288,9 +316,14 @@ fn run_direct(inputs: &Inputs, busybox: &Path, s: &Scenario) -> Result<InnerRun,
             p
         }
     };
+    let kernel = match s.kernel {
+        GuestKernel::BzImage => &inputs.bzimage,
+        GuestKernel::Vmlinux => &inputs.vmlinux,
+    };
     let mut cmd = Command::new(&inputs.vmm);
-    cmd.arg("--kernel")
-        .arg(&inputs.bzimage)
+    cmd.arg("--debug")
+        .arg("--kernel")
+        .arg(kernel)
         .arg("--initrd")
         .arg(&initrd)
         .args(["--cpus", &s.cpus.to_string()])
@@ -336,7 +369,7 @@ done
 if [ -c /dev/kvm ]; then echo NESTED-HOST-READY; else echo "NESTED-ERROR no /dev/kvm"; fi
 for w in $(cat /proc/cmdline); do
   case "$w" in bulkhead.run=*) ;; *) continue ;; esac
-  IFS=, read -r name cpus timeout image extra <<EOF
+  IFS=, read -r name cpus timeout image kernel extra <<EOF
 ${w#bulkhead.run=}
 EOF
   extra=$(echo "$extra" | tr '~' ' ')
@@ -344,7 +377,7 @@ EOF
   # Into files, printed afterwards, so nothing else runs in the outer host while the guest
   # does: one of the two soft lockups seen by hand came with a `sleep 1` running beside the
   # VMM, and a `| sed` would be such a neighbour too.
-  /bin/bulkhead-vm --kernel /guest/bzImage --initrd "/guest/$image" --cpus "$cpus" \
+  /bin/bulkhead-vm --debug --kernel "/guest/$kernel" --initrd "/guest/$image" --cpus "$cpus" \
     --timeout "$timeout" --cmdline "$extra" >/tmp/out 2>/tmp/err
   rc=$?
   # The guest's last line may lack its newline (a crash, a timeout): end it, so the next
@@ -359,7 +392,8 @@ sync
 reboot -f
 "#;
 
-/// One scenario as an outer kernel parameter: `bulkhead.run=NAME,CPUS,TIMEOUT,IMAGE,CMDLINE`
+/// One scenario as an outer kernel parameter:
+/// `bulkhead.run=NAME,CPUS,TIMEOUT,IMAGE,KERNEL,CMDLINE`
 /// with the inner command line's spaces as `~` (a kernel parameter cannot hold a bare space;
 /// the dotted name keeps the kernel from passing it to init or warning about it). The last
 /// field takes the rest, so the inner command line may contain commas.
@@ -371,16 +405,22 @@ pub fn encode(s: &Scenario) -> String {
         s.name
     );
     format!(
-        "bulkhead.run={},{},{},{},{}",
+        "bulkhead.run={},{},{},{},{},{}",
         s.name,
         s.cpus,
         s.timeout_s,
         s.image.file_name(),
+        s.kernel.file_name(),
         cmdline.replace(' ', "~")
     )
 }
 
-fn outer_initramfs(busybox: &Path, inputs: &Inputs, out: &Path) -> Result<(), String> {
+fn outer_initramfs(
+    busybox: &Path,
+    inputs: &Inputs,
+    scenarios: &[Scenario],
+    out: &Path,
+) -> Result<(), String> {
     let e = |e: bulkhead_images::initramfs::InitramfsError| e.to_string();
     let poweroff = inputs.dir.path().join(GuestImage::PowerOff.file_name());
     poweroff_initramfs(busybox, &poweroff)?;
@@ -408,6 +448,11 @@ fn outer_initramfs(busybox: &Path, inputs: &Inputs, out: &Path) -> Result<(), St
     }
     img.file_from_host("/guest/bzImage", 0o644, &inputs.bzimage)
         .map_err(e)?;
+    // 53 MB that every outer boot would unpack under TCG: only when a scenario boots it.
+    if scenarios.iter().any(|s| s.kernel == GuestKernel::Vmlinux) {
+        img.file_from_host("/guest/vmlinux", 0o644, &inputs.vmlinux)
+            .map_err(e)?;
+    }
     img.file_from_host("/guest/guest.cpio", 0o644, &inputs.guest_initramfs)
         .map_err(e)?;
     img.file_from_host("/guest/poweroff.cpio", 0o644, &poweroff)
@@ -451,7 +496,7 @@ fn run_nested(
     scenarios: &[Scenario],
 ) -> Result<Vec<InnerRun>, String> {
     let outer = inputs.dir.path().join("outer.cpio");
-    outer_initramfs(busybox, inputs, &outer)?;
+    outer_initramfs(busybox, inputs, scenarios, &outer)?;
     let mut append = OUTER_CMDLINE.to_string();
     for s in scenarios {
         append.push(' ');
