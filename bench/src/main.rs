@@ -54,7 +54,13 @@ struct BenchArgs {
     #[arg(long, value_name = "A,B")]
     backends: Option<String>,
     /// Output directory for report.json, report.md and report.html.
-    #[arg(long, value_name = "DIR", default_value = "bulkhead-report")]
+    // -o as well, as `report merge` spells it.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "DIR",
+        default_value = "bulkhead-report"
+    )]
     out: PathBuf,
     /// Seconds to wait for any one instance before calling it failed.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
@@ -65,6 +71,10 @@ struct BenchArgs {
     /// The bulkhead-guest binary (default: next to this executable).
     #[arg(long, value_name = "PATH")]
     guest: Option<PathBuf>,
+    /// An OCI linux.seccomp profile (JSON) for every container bundle; the scorecard then
+    /// counts the syscalls it allows [default: none, as `runc spec` writes a bundle].
+    #[arg(long, value_name = "FILE")]
+    seccomp: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -129,6 +139,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         quick: args.quick,
         backends,
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        seccomp: args.seccomp.as_deref().map(run::read_seccomp).transpose()?,
     };
     // An unusable --out must fail now, not after minutes of measuring.
     if args.out.exists() && !args.out.is_dir() {
@@ -138,14 +149,29 @@ fn bench(args: BenchArgs) -> Result<()> {
         );
     }
     let env = env::Environment::detect();
-    // The Linux guest needs a kernel only where it can boot; the bare guest and the
-    // containers need none, so a PVM host does not download one for nothing.
+    // The bare guest and the containers need no kernel. qemu-microvm's isolation probe boots
+    // the Linux guest (under TCG where KVM cannot run Linux), so a kernel is fetched only when
+    // that backend is asked for and can run; failing to get one costs only that probe.
     let mut opts = Options::new(guest_path(args.guest)?);
     opts.cache_dir = args.cache;
     opts.kernel = KernelChoice::None;
-    let built = bulkhead_images::build(&opts)?;
+    let wants_linux = plan.backends.iter().any(|b| b == "qemu-microvm")
+        && env::on_path("qemu-system-x86_64").is_some();
+    let (built, no_kernel) = if wants_linux {
+        let mut with_kernel = opts.clone();
+        with_kernel.kernel = KernelChoice::Distro;
+        match bulkhead_images::build(&with_kernel) {
+            Ok(b) => (b, None),
+            Err(e) => (
+                bulkhead_images::build(&opts)?,
+                Some(format!("no guest kernel: {e}")),
+            ),
+        }
+    } else {
+        (bulkhead_images::build(&opts)?, None)
+    };
     bulkhead::backend::install_interrupt_handler();
-    let report = run::run(&plan, &built, env, &exe_dir()?)?;
+    let report = run::run(&plan, &built, no_kernel.as_deref(), env, &exe_dir()?)?;
     let (report, written) = run::write_all(&args.out, &report)?;
     print!("{}", bulkhead::report::terminal::render(&report));
     println!(

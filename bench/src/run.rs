@@ -6,7 +6,7 @@
 
 use crate::backend::{self, Availability, Backend, Context, Task};
 use crate::env::Environment;
-use crate::metrics::{isolation, memory, startup};
+use crate::metrics::{density, isolation, memory, startup, syscalls};
 use crate::report::{self, BackendReport, Images, NoteKind, Report, Settings, Tool};
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -27,6 +27,25 @@ pub struct Plan {
     pub quick: bool,
     pub backends: Vec<String>,
     pub timeout: Duration,
+    /// `--seccomp FILE`: the file and its profile (checked), for every container bundle.
+    pub seccomp: Option<(PathBuf, serde_json::Value)>,
+}
+
+/// Read and check `--seccomp FILE`: a JSON object that is an OCI `linux.seccomp` profile
+/// (its defaultAction and rules are what the syscall count reads, so they are checked now,
+/// before anything runs). Errors name the flag, the file and the field.
+pub fn read_seccomp(file: &Path) -> anyhow::Result<(PathBuf, serde_json::Value)> {
+    let at = || format!("--seccomp {}", file.display());
+    // The CLI prints an error's own message, not its chain: the cause goes into it.
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+    let profile: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", at()))?;
+    if !profile.is_object() {
+        anyhow::bail!("{}: not a JSON object (an OCI linux.seccomp profile)", at());
+    }
+    let (table, _) = syscalls::x86_64_table();
+    syscalls::count_profile(&profile, &table).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+    Ok((file.to_path_buf(), profile))
 }
 
 /// Parse `--backends a,b`: every name must be known; the error lists the valid ones.
@@ -69,10 +88,34 @@ fn progress_bar(total: u64) -> ProgressBar {
     bar
 }
 
-/// Run `plan` over the images in `built`.
+/// The Linux guest of `built`, or why there is none (`no_kernel`: why no kernel was built).
+fn linux_images(
+    built: &bulkhead_images::Built,
+    no_kernel: Option<&str>,
+) -> Result<backend::LinuxImages, String> {
+    let Some(k) = &built.kernel else {
+        return Err(no_kernel
+            .unwrap_or("no guest kernel was built for this run")
+            .to_string());
+    };
+    let kernel = k
+        .bzimage
+        .clone()
+        .or_else(|| k.vmlinux.clone())
+        .ok_or_else(|| format!("kernel {}: neither a bzImage nor a vmlinux", k.version))?;
+    Ok(backend::LinuxImages {
+        kernel,
+        initramfs: built.initramfs.clone(),
+        version: k.version.clone(),
+    })
+}
+
+/// Run `plan` over the images in `built`. `no_kernel` says why `built` has no kernel, when
+/// one was wanted (the Linux guest's rows then say it).
 pub fn run(
     plan: &Plan,
     built: &bulkhead_images::Built,
+    no_kernel: Option<&str>,
     env: Environment,
     exe_dir: &Path,
 ) -> anyhow::Result<Report> {
@@ -86,9 +129,11 @@ pub fn run(
         exe_dir: exe_dir.to_path_buf(),
         workdir: workdir.path().to_path_buf(),
         bare: backend::bulkhead_vm::write_bare(workdir.path()),
+        linux: linux_images(built, no_kernel),
         kvm: env.kvm,
         dev_kvm: env.dev_kvm,
         cgroup_mode: env.cgroup_mode.clone(),
+        seccomp: plan.seccomp.as_ref().map(|(_, p)| p.clone()),
     };
     let canary = isolation::Canary::create(workdir.path())?;
     let mut backends: Vec<Box<dyn Backend>> = plan
@@ -103,7 +148,8 @@ pub fn run(
         if b.supports(&Task::Idle).is_ok() {
             n += plan.instances as u64;
         }
-        n + 1
+        // + the isolation probe and the syscall count.
+        n + 2
     };
     let total: u64 = backends
         .iter()
@@ -112,6 +158,7 @@ pub fn run(
         .map(|(b, _)| per_backend(b.as_ref()))
         .sum();
     let bar = progress_bar(total);
+    let syscall_table = syscalls::x86_64_table();
 
     let mut rows = Vec::new();
     for (b, desc) in backends.iter_mut().zip(descriptions) {
@@ -133,9 +180,11 @@ pub fn run(
             notes: Vec::new(),
             comparison: None,
             host: None,
+            density: None,
+            syscalls: None,
         };
         if desc.availability == Availability::Installed {
-            measure_backend(b.as_mut(), plan, &canary, &mut row, &bar);
+            measure_backend(b.as_mut(), plan, &canary, &syscall_table, &mut row, &bar);
         }
         b.cleanup();
         rows.push(row);
@@ -160,6 +209,7 @@ pub fn run(
             instances: plan.instances,
             quick: plan.quick,
             timeout_s: plan.timeout.as_secs_f64(),
+            seccomp_profile: plan.seccomp.as_ref().map(|(f, _)| f.display().to_string()),
         },
         environment: env,
         images: Images {
@@ -184,6 +234,7 @@ fn measure_backend(
     b: &mut dyn Backend,
     plan: &Plan,
     canary: &isolation::Canary,
+    syscall_table: &(std::collections::BTreeSet<String>, String),
     row: &mut BackendReport,
     bar: &ProgressBar,
 ) {
@@ -199,7 +250,10 @@ fn measure_backend(
     }
     match b.supports(&Task::Idle) {
         Ok(()) => match memory::measure(b, plan.instances, plan.timeout, &mut tick) {
-            Ok(m) => row.memory = Some(m),
+            Ok(m) => {
+                row.density = Some(density::from_memory(&m));
+                row.memory = Some(m);
+            }
             Err(e) => row.note("memory", NoteKind::Error, format!("{e:#}")),
         },
         Err(why) => row.note("memory", NoteKind::NotMeasured, why),
@@ -219,6 +273,19 @@ fn measure_backend(
             Err(e) => row.note("isolation", NoteKind::Error, format!("{e:#}")),
         },
         Err(why) => row.note("isolation", NoteKind::NotMeasured, why),
+    }
+    bar.inc(1);
+    if backend::interrupted() {
+        return;
+    }
+    let (table, libseccomp) = syscall_table;
+    match syscalls::measure(b, row.kind, plan.timeout, table, libseccomp) {
+        Ok(s) => row.syscalls = Some(s),
+        Err(e) => row.note(
+            "isolation",
+            NoteKind::Error,
+            format!("host syscalls: {e:#}"),
+        ),
     }
     bar.inc(1);
 }

@@ -69,23 +69,62 @@ pub fn bootstrap_median_ci(
     resamples: usize,
     seed: u64,
 ) -> (f64, f64) {
+    bootstrap_ci(samples, confidence, resamples, seed, |sorted| {
+        percentile_sorted(sorted, 50.0)
+    })
+}
+
+/// Percentile-bootstrap interval of `statistic` (given each resample sorted) at `confidence`.
+pub fn bootstrap_ci(
+    samples: &[f64],
+    confidence: f64,
+    resamples: usize,
+    seed: u64,
+    statistic: impl Fn(&[f64]) -> f64,
+) -> (f64, f64) {
     assert!(!samples.is_empty(), "bootstrap of an empty sample");
     let mut rng = SplitMix64(seed);
     let mut resample = vec![0.0; samples.len()];
-    let mut medians = Vec::with_capacity(resamples);
+    let mut stats = Vec::with_capacity(resamples);
     for _ in 0..resamples {
         for slot in resample.iter_mut() {
             *slot = samples[rng.below(samples.len())];
         }
         resample.sort_by(f64::total_cmp);
-        medians.push(percentile_sorted(&resample, 50.0));
+        stats.push(statistic(&resample));
     }
-    medians.sort_by(f64::total_cmp);
+    stats.sort_by(f64::total_cmp);
     let tail = (1.0 - confidence) / 2.0 * 100.0;
     (
-        percentile_sorted(&medians, tail),
-        percentile_sorted(&medians, 100.0 - tail),
+        percentile_sorted(&stats, tail),
+        percentile_sorted(&stats, 100.0 - tail),
     )
+}
+
+/// The mean of sorted, non-empty `sorted` without its `trim` lowest and `trim` highest values
+/// (all of them when that would leave none).
+pub fn trimmed_mean_sorted(sorted: &[f64], trim: usize) -> f64 {
+    assert!(!sorted.is_empty(), "mean of an empty sample");
+    let kept = if 2 * trim < sorted.len() {
+        &sorted[trim..sorted.len() - trim]
+    } else {
+        sorted
+    };
+    kept.iter().sum::<f64>() / kept.len() as f64
+}
+
+/// A trimmed mean of `samples` with its 95% bootstrap interval: (estimate, (low, high)).
+/// `None` for no samples.
+pub fn trimmed_mean_ci(samples: &[f64], trim: usize) -> Option<(f64, (f64, f64))> {
+    if samples.is_empty() {
+        return None;
+    }
+    let sorted = sorted_copy(samples);
+    let estimate = trimmed_mean_sorted(&sorted, trim);
+    let ci = bootstrap_ci(&sorted, 0.95, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, |r| {
+        trimmed_mean_sorted(r, trim)
+    });
+    Some((estimate, ci))
 }
 
 /// SplitMix64: a tiny, well-known generator; statistical quality is ample for resampling
@@ -122,6 +161,22 @@ mod tests {
         assert!((sum.p99 - 9.91).abs() < 1e-12, "{}", sum.p99);
         assert_eq!(sum.max, 10.0);
         assert_eq!(sum.mean, 5.5);
+    }
+
+    #[test]
+    fn trimmed_mean_drops_the_ends() {
+        // One outlier at each end of 0, 1, ..., 9: trimming 1 gives the mean of 1..=8.
+        let mut s: Vec<f64> = (1..=8).map(f64::from).collect();
+        s.extend([-1000.0, 1000.0]);
+        let (est, (lo, hi)) = trimmed_mean_ci(&s, 1).unwrap();
+        assert_eq!(est, 4.5);
+        assert!(lo <= est && est <= hi, "{lo} {est} {hi}");
+        assert_eq!(
+            trimmed_mean_sorted(&[1.0, 2.0], 1),
+            1.5,
+            "nothing left: all kept"
+        );
+        assert_eq!(trimmed_mean_ci(&[], 1), None);
     }
 
     #[test]

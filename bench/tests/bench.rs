@@ -92,12 +92,9 @@ fn leftovers() -> Vec<String> {
 fn quick_run_with_process_and_runc_writes_all_three_files() {
     skip_unless!(is_root(), "containers need root");
     skip_unless!(on_path("runc").is_some(), "runc is not on PATH");
-    let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
-    let before = leftovers();
-    let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("bulkhead-report");
-    let cache = test_cache_dir();
-    let out = bench(&[
+    let run = RealRun::new();
+    let out_dir = &run.out_dir;
+    let stdout = run.bench_ok(&[
         "--backends",
         "process,runc,firecracker",
         "--runs",
@@ -106,17 +103,7 @@ fn quick_run_with_process_and_runc_writes_all_three_files() {
         "1",
         "--instances",
         "2",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     for f in ["report.json", "report.md", "report.html"] {
         assert!(out_dir.join(f).is_file(), "{f} missing");
     }
@@ -124,7 +111,7 @@ fn quick_run_with_process_and_runc_writes_all_three_files() {
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
     let errors = schema::validate(&schema::report_v1(), &value);
     assert!(errors.is_empty(), "{errors:#?}");
-    let r = json::read(&out_dir.join("report.json")).unwrap();
+    let r = run.report();
     let names: Vec<&str> = r.backends.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["process", "runc", "firecracker"]);
 
@@ -179,12 +166,7 @@ fn quick_run_with_process_and_runc_writes_all_three_files() {
     }
     assert!(stdout.contains("startup p50 ms"), "{stdout}");
 
-    // Nothing left behind: scratch dirs (state, bundles, canary) are gone.
-    let after = leftovers();
-    assert!(
-        after.iter().all(|d| before.contains(d)),
-        "left behind: {after:?}"
-    );
+    run.finish();
 }
 
 /// cgroup directories a container of the bench process `pid` left (its ids are `bh-<pid>-<n>`),
@@ -218,6 +200,59 @@ fn scratch_processes() -> Vec<String> {
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
         .filter(|c| c.contains("/bulkhead-bench-"))
         .collect()
+}
+
+/// One real `bulkhead bench` run: one at a time (see REAL_RUN), writing into a scratch
+/// directory, with the shared images cache. `finish` checks that the run left nothing.
+struct RealRun {
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+    before: Vec<String>,
+    dir: tempfile::TempDir,
+    out_dir: std::path::PathBuf,
+}
+
+impl RealRun {
+    fn new() -> RealRun {
+        let lock = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        RealRun {
+            _one_at_a_time: lock,
+            before: leftovers(),
+            out_dir: dir.path().join("bulkhead-report"),
+            dir,
+        }
+    }
+
+    /// `bulkhead bench ARGS --out OUT --cache CACHE`, which must succeed: its stdout.
+    fn bench_ok(&self, args: &[&str]) -> String {
+        let cache = test_cache_dir();
+        let mut all = args.to_vec();
+        all.extend(["--out", self.out_dir.to_str().unwrap()]);
+        all.extend(["--cache", cache.to_str().unwrap()]);
+        let out = bench(&all);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn report(&self) -> bulkhead::report::Report {
+        json::read(&self.out_dir.join("report.json")).unwrap()
+    }
+
+    /// Nothing of the run is left: no process in a scratch directory, no scratch directory
+    /// (state, bundles, canary).
+    fn finish(self) {
+        assert!(scratch_processes().is_empty(), "{:?}", scratch_processes());
+        let after = leftovers();
+        assert!(
+            after.iter().all(|d| self.before.contains(d)),
+            "left behind: {after:?}"
+        );
+    }
 }
 
 #[test]
@@ -281,12 +316,8 @@ fn sigint_stops_and_removes_everything() {
 #[test]
 fn quick_run_of_every_backend_keeps_every_row() {
     skip_unless!(is_root(), "containers need root");
-    let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
-    let before = leftovers();
-    let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("out");
-    let cache = test_cache_dir();
-    let out = bench(&[
+    let run = RealRun::new();
+    run.bench_ok(&[
         "--quick",
         "--runs",
         "2",
@@ -294,17 +325,8 @@ fn quick_run_of_every_backend_keeps_every_row() {
         "0",
         "--instances",
         "1",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = json::read(&out_dir.join("report.json")).unwrap();
+    let r = run.report();
     let names: Vec<&str> = r.backends.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(
         names,
@@ -350,11 +372,7 @@ fn quick_run_of_every_backend_keeps_every_row() {
             .unwrap_or_else(|| panic!("{:?}", vm.notes));
         assert!(m.non_guest_rss_kib.is_some(), "{m:?}");
     }
-    let after = leftovers();
-    assert!(
-        after.iter().all(|d| before.contains(d)),
-        "left behind: {after:?}"
-    );
+    run.finish();
 }
 
 /// The VMs side by side in one quick run: bulkhead-vm's startup as a ratio to QEMU's, and the
@@ -369,27 +387,9 @@ fn quick_vm_run_shows_a_ratio_to_qemu_and_the_vmm_non_guest_rss() {
         on_path("qemu-system-x86_64").is_some(),
         "qemu-system-x86_64 is not on PATH"
     );
-    let _one_at_a_time = REAL_RUN.lock().unwrap_or_else(|e| e.into_inner());
-    let before = leftovers();
-    let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("out");
-    let cache = test_cache_dir();
-    let out = bench(&[
-        "--backends",
-        "bulkhead-vm,qemu-microvm",
-        "--quick",
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = json::read(&out_dir.join("report.json")).unwrap();
+    let run = RealRun::new();
+    let stdout = run.bench_ok(&["--backends", "bulkhead-vm,qemu-microvm", "--quick"]);
+    let r = run.report();
     let vm = &r.backends[0];
     assert_eq!(vm.name, "bulkhead-vm");
     let c = vm.comparison.as_ref().unwrap();
@@ -433,10 +433,245 @@ fn quick_vm_run_shows_a_ratio_to_qemu_and_the_vmm_non_guest_rss() {
         "{stdout}"
     );
     // The idle VMs were stopped and reaped; no scratch directory is left.
-    assert!(scratch_processes().is_empty(), "{:?}", scratch_processes());
-    let after = leftovers();
+    run.finish();
+}
+
+/// The scorecard tells a process, a container and a VM apart by what each guest really saw:
+/// qemu-microvm boots the Linux guest for its probe (with KVM where KVM runs Linux, with TCG
+/// otherwise, as on a PVM host), so the VM row has a kernel and boot_id of its own while the
+/// container shares the host's. Also the new rows of the same run: host syscalls, density.
+#[test]
+fn scorecard_tells_a_process_a_container_and_a_vm_apart() {
+    skip_unless!(is_root(), "containers need root");
+    skip_unless!(
+        std::path::Path::new("/dev/kvm").exists(),
+        "no /dev/kvm: qemu-microvm is unavailable"
+    );
+    skip_unless!(
+        on_path("qemu-system-x86_64").is_some(),
+        "qemu-system-x86_64 is not on PATH"
+    );
+    let run = RealRun::new();
+    let out_dir = &run.out_dir;
+    let t = Instant::now();
+    let stdout = run.bench_ok(&[
+        "--quick",
+        "--backends",
+        "process,bulkhead-runtime,qemu-microvm",
+    ]);
+    eprintln!("quick run of three backends: {:?}", t.elapsed());
+    let r = run.report();
+    let by = |n: &str| r.backends.iter().find(|b| b.name == n).unwrap();
+    let qemu = by("qemu-microvm");
+    // No kernel to boot (no network for apt-get download): a skip saying so, not a pass.
+    if let Some(n) = qemu
+        .note_for("isolation")
+        .filter(|n| n.message.contains("no guest kernel"))
+    {
+        bulkhead_testkit::skip(module_path!(), &n.message);
+        return;
+    }
+    let iso = |n: &str| {
+        by(n)
+            .isolation
+            .as_ref()
+            .unwrap_or_else(|| panic!("{n}: no isolation: {:?}", by(n).notes))
+    };
+    let fact = |n: &str, key: &str| {
+        iso(n)
+            .scorecard
+            .iter()
+            .find(|f| f.key == key)
+            .unwrap()
+            .value
+    };
+    let host_boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let boot_id = |n: &str| iso(n).probe["boot_id"].as_str().unwrap().to_string();
+    // The container shares the host's kernel; the VM has its own.
+    assert_eq!(boot_id("bulkhead-runtime"), host_boot_id.trim());
+    assert_ne!(boot_id("qemu-microvm"), host_boot_id.trim());
+    assert_eq!(fact("bulkhead-runtime", "shares_host_kernel"), Some(true));
+    assert_eq!(fact("qemu-microvm", "shares_host_kernel"), Some(false));
+    assert_eq!(
+        iso("qemu-microvm").probe["kernel_release"].as_str(),
+        r.images.kernel.as_deref()
+    );
+    // The process sees the host's pids; the container and the VM do not.
+    assert_eq!(fact("process", "sees_host_pids"), Some(true));
+    assert_eq!(fact("bulkhead-runtime", "sees_host_pids"), Some(false));
+    assert_eq!(fact("qemu-microvm", "sees_host_pids"), Some(false));
+    assert_eq!(fact("qemu-microvm", "sees_host_canary"), Some(false));
+    assert_eq!(fact("qemu-microvm", "reaches_host_loopback"), Some(false));
+    // The accelerator is named: TCG wherever KVM cannot boot Linux (PVM here).
+    let probe_run = iso("qemu-microvm").run.as_ref().unwrap();
+    let accel = if r.environment.dev_kvm && r.environment.kvm.runs_linux_guests() {
+        "kvm"
+    } else {
+        "tcg"
+    };
+    assert_eq!(probe_run.accel, accel, "{probe_run:?}");
+    if r.environment.kvm == bulkhead::env::KvmKind::Pvm {
+        assert!(probe_run.why.contains("this host has PVM"), "{probe_run:?}");
+    }
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    let label = format!("| qemu-microvm [Linux guest, {}] |", accel.to_uppercase());
+    assert!(md.contains(&label), "{label} missing:\n{md}");
+
+    // Host syscalls: read from each instance's host process; none of these has a filter
+    // (the bundle has no linux.seccomp, bulkhead-vm/QEMU install none), so all of them.
+    for n in ["process", "bulkhead-runtime", "qemu-microvm"] {
+        let s = by(n)
+            .syscalls
+            .as_ref()
+            .unwrap_or_else(|| panic!("{n}: {:?}", by(n).notes));
+        assert_eq!(s.seccomp_mode, Some(0), "{n}: {s:?}");
+        assert_eq!(s.allowed, Some(s.total), "{n}: {s:?}");
+        assert!(s.total > 300, "{s:?}");
+    }
     assert!(
-        after.iter().all(|d| before.contains(d)),
-        "left behind: {after:?}"
+        by("qemu-microvm")
+            .syscalls
+            .as_ref()
+            .unwrap()
+            .method
+            .contains("-sandbox")
+    );
+
+    // Density from the memory run: a charged cost always, the bring-up time of the N.
+    for n in ["process", "bulkhead-runtime"] {
+        let d = by(n).density.as_ref().unwrap();
+        assert_eq!(d.instances, 3);
+        assert!(d.accounted_kib.unwrap() > 0.0, "{n}: {d:?}");
+        assert!(d.bring_up_ns.unwrap() > 0, "{n}: {d:?}");
+        assert!(d.fit_in_mem_available.is_some(), "{n}: {d:?}");
+        let m = by(n).memory.as_ref().unwrap();
+        assert_eq!(
+            m.mem_available_falls_kib.as_ref().map(Vec::len),
+            Some(3),
+            "{n}"
+        );
+        assert_eq!(
+            m.mem_available_idle_falls_kib.as_ref().map(Vec::len),
+            Some(3),
+            "{n}"
+        );
+    }
+    assert!(stdout.contains("instances/GiB"), "{stdout}");
+
+    run.finish();
+}
+
+/// `--seccomp FILE`: every container runs under that filter, and the scorecard's count is
+/// what the profile allows — read from the container's own /proc/PID/status (Seccomp 2), not
+/// assumed. The process floor is untouched.
+#[test]
+fn a_seccomp_profile_is_installed_in_containers_and_counted() {
+    skip_unless!(is_root(), "containers need root");
+    let run = RealRun::new();
+    // Allow everything but five syscalls the guest never makes.
+    let denied = ["ptrace", "kexec_load", "reboot", "bpf", "perf_event_open"];
+    let profile = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": denied, "action": "SCMP_ACT_ERRNO"}]
+    });
+    let file = run.dir.path().join("profile.json");
+    std::fs::write(&file, profile.to_string()).unwrap();
+    let mut backends = vec!["process", "bulkhead-runtime"];
+    if on_path("runc").is_some() {
+        backends.push("runc");
+    }
+    run.bench_ok(&[
+        "--quick",
+        "--runs",
+        "2",
+        "--instances",
+        "1",
+        "--backends",
+        &backends.join(","),
+        "--seccomp",
+        file.to_str().unwrap(),
+    ]);
+    let r = run.report();
+    assert_eq!(
+        r.settings.seccomp_profile.as_deref(),
+        Some(file.to_str().unwrap())
+    );
+    for b in &r.backends {
+        let s = b
+            .syscalls
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: {:?}", b.name, b.notes));
+        let filter = b
+            .isolation
+            .as_ref()
+            .unwrap()
+            .scorecard
+            .iter()
+            .find(|f| f.key == "seccomp_filter")
+            .unwrap()
+            .value;
+        if b.name == "process" {
+            assert_eq!(
+                (s.seccomp_mode, s.allowed),
+                (Some(0), Some(s.total)),
+                "{s:?}"
+            );
+            assert_eq!(filter, Some(false));
+        } else {
+            assert_eq!(s.seccomp_mode, Some(2), "{}: {s:?}", b.name);
+            assert_eq!(
+                s.allowed,
+                Some(s.total - denied.len() as u64),
+                "{}: {s:?}",
+                b.name
+            );
+            assert_eq!(s.conditional, Some(0), "{s:?}");
+            assert!(s.method.contains("linux.seccomp"), "{s:?}");
+            assert_eq!(filter, Some(true), "{}", b.name);
+        }
+    }
+    let md = std::fs::read_to_string(run.out_dir.join("report.md")).unwrap();
+    let total = r.backends[0].syscalls.as_ref().unwrap().total;
+    assert!(md.contains(&format!("{} of {total}", total - 5)), "{md}");
+    run.finish();
+}
+
+#[test]
+fn a_bad_seccomp_profile_is_one_error_naming_the_flag_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let file = dir.path().join("p.json");
+    for (text, want) in [
+        ("{ not json", "not valid JSON"),
+        ("[1]", "not a JSON object"),
+        ("{\"syscalls\": []}", "linux.seccomp.defaultAction: missing"),
+        (
+            "{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"syscalls\": [{\"names\": [\"read\"]}]}",
+            "linux.seccomp.syscalls[0].action: missing",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let out = bench(&[
+            "--backends",
+            "process",
+            "--seccomp",
+            file.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!("--seccomp {}", file.display())) && err.contains(want),
+            "{want}: {err}"
+        );
+        assert!(!out_dir.exists(), "nothing written");
+    }
+    let out = bench(&["--backends", "process", "--seccomp", "/nonexistent/p.json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--seccomp /nonexistent/p.json") && err.contains("No such file"),
+        "{err}"
     );
 }

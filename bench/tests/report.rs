@@ -548,3 +548,159 @@ fn report_merge_bad_input_is_one_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 values required"));
 }
+
+/// Density, the host-syscall count and the VM's Linux-guest probe, in every output.
+#[test]
+fn density_syscalls_and_the_vm_probe_are_rendered() {
+    let r = json::read(&fixture()).unwrap();
+    let by = |n: &str| r.backends.iter().find(|b| b.name == n).unwrap();
+    let md = report::markdown::render(&r);
+    let html = report::html::render(&r);
+    let term = report::terminal::render(&r);
+    assert!(md.contains("## Density"), "{md}");
+    assert!(html.contains("id=\"density\""), "{html}");
+    assert!(
+        html.contains("Density: idle instances per GiB of host memory"),
+        "no density chart"
+    );
+    assert!(term.contains("instances/GiB"), "{term}");
+    // Every row with a memory run has a density row; by charge where MemAvailable is noise.
+    let runc = by("runc").density.as_ref().unwrap();
+    let charged = report::tables::count(runc.accounted_instances_per_gib.unwrap());
+    let row = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Density"))
+        .find(|l| l.starts_with("| runc | 3 |"))
+        .unwrap();
+    assert!(row.contains(&charged), "{row}");
+    assert!(report::charts::density_alt(&r).contains("runc: "));
+    // Density against the peer of the same run, on one basis for both sides.
+    let ratio = by("runc")
+        .comparison
+        .as_ref()
+        .unwrap()
+        .density_per_gib
+        .clone()
+        .unwrap();
+    assert_eq!(ratio.basis.as_deref(), Some("mem_available"), "{ratio:?}");
+    let expected = runc.instances_per_gib.unwrap()
+        / by("crun")
+            .density
+            .as_ref()
+            .unwrap()
+            .instances_per_gib
+            .unwrap();
+    assert!((ratio.value.unwrap() - expected).abs() < 1e-9, "{ratio:?}");
+    assert!(row.contains(&report::ratio_text(&ratio, "crun")), "{row}");
+
+    // The host-syscall column, and how each count was obtained.
+    let total = by("runc").syscalls.as_ref().unwrap().total;
+    let all = format!("all {total} (no filter)");
+    let iso = md
+        .lines()
+        .skip_while(|l| !l.starts_with("## Isolation"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for n in ["process", "runc", "crun", "bulkhead-vm"] {
+        let row = iso
+            .lines()
+            .find(|l| l.starts_with(&format!("| {n} |")))
+            .unwrap();
+        assert!(row.ends_with(&format!("| {all} |")), "{row}");
+    }
+    assert!(
+        md.contains("## How the isolation numbers were obtained"),
+        "{md}"
+    );
+    assert!(
+        md.contains("bulkhead-vm installs no seccomp filter yet"),
+        "{md}"
+    );
+    assert!(md.contains("without -sandbox"), "{md}");
+    // The VM's probe ran in a Linux guest under TCG, and its row says so.
+    let qemu = iso
+        .lines()
+        .find(|l| l.starts_with("| qemu-microvm [Linux guest, TCG] |"))
+        .unwrap_or_else(|| panic!("{iso}"));
+    assert!(
+        qemu.starts_with("| qemu-microvm [Linux guest, TCG] | no | no |"),
+        "{qemu}"
+    );
+    assert!(html.contains("under QEMU -accel tcg"), "{html}");
+}
+
+/// Reports written before density, the syscall count and the VM probe: they validate, and the
+/// density is derived from their memory rows — the same as the one stored in newer reports.
+#[test]
+fn reports_from_before_density_still_render_a_derived_one() {
+    let stored = json::read(&fixture()).unwrap();
+    let mut v = fixture_value();
+    for b in v["backends"].as_array_mut().unwrap() {
+        let o = b.as_object_mut().unwrap();
+        o.remove("density");
+        o.remove("syscalls");
+        if let Some(iso) = o.get_mut("isolation").and_then(|i| i.as_object_mut()) {
+            iso.remove("run");
+        }
+    }
+    let errors = schema::validate(&schema::report_v1(), &v);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let r = json::parse(Path::new("old/report.json"), &v.to_string()).unwrap();
+    // serde_json reads floats to within an ulp, so the numbers are compared to a tolerance.
+    let close = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+        (a, b) => a == b,
+    };
+    for (old, new) in r.backends.iter().zip(&stored.backends) {
+        let (Some(o), Some(n)) = (old.density(), new.density.clone()) else {
+            assert!(
+                old.density().is_none() && new.density.is_none(),
+                "{}",
+                old.name
+            );
+            continue;
+        };
+        assert!(
+            close(o.instances_per_gib, n.instances_per_gib),
+            "{}",
+            old.name
+        );
+        assert!(
+            close(o.accounted_instances_per_gib, n.accounted_instances_per_gib),
+            "{}",
+            old.name
+        );
+        assert_eq!(
+            (o.fit_in_mem_available, o.fit_basis, o.reason, o.method),
+            (n.fit_in_mem_available, n.fit_basis, n.reason, n.method),
+            "{}",
+            old.name
+        );
+    }
+    let md = report::markdown::render(&r);
+    assert!(
+        md.contains("## Density") && md.contains("(by charge)"),
+        "{md}"
+    );
+    assert!(!md.contains("(no filter)"), "{md}");
+
+    // The new fields are checked when present.
+    let mut v = fixture_value();
+    let runc = v["backends"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|b| b["name"] == "runc")
+        .unwrap();
+    runc["density"]["fit_basis"] = "guess".into();
+    runc["syscalls"]["seccomp_mode"] = 7.into();
+    let text = schema::validate(&schema::report_v1(), &v).join("\n");
+    assert!(
+        text.contains("/density/fit_basis: \"guess\" is not one of"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/syscalls/seccomp_mode: 7 is not one of"),
+        "{text}"
+    );
+}

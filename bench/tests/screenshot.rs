@@ -119,12 +119,19 @@ fn headless_chromium_screenshot_shows_the_charts() {
     screenshot(&chromium, &without, &bare, &dir.path().join("profile2"));
 
     // The memory chart's bars: RSS, PSS and cgroup usage in the first three palette colours;
-    // the startup chart's dots: the first palette colour at 35% over white.
-    let colours = [[0, 114, 178], [230, 159, 0], [0, 158, 115], [166, 206, 230]];
+    // the startup chart's dots: the first palette colour at 35% over white; the density
+    // chart's pale bars (density by charge, MemAvailable within noise): it at 30%.
+    let colours = [
+        [0, 114, 178],
+        [230, 159, 0],
+        [0, 158, 115],
+        [166, 206, 230],
+        [179, 213, 236],
+    ];
     let on = count_colours(&shot, &colours, 8);
     let off = count_colours(&bare, &colours, 8);
     // Overlapping dots darken each other, so fewer exact dot pixels are expected than bar ones.
-    let least = [200, 200, 200, 15];
+    let least = [200, 200, 200, 15, 200];
     for (i, (n, m)) in on.iter().zip(&off).enumerate() {
         assert!(
             *n > least[i],

@@ -204,6 +204,10 @@ impl Backend for BulkheadVm {
         Ok(Some(at?))
     }
 
+    fn seccomp_note(&self) -> Option<String> {
+        Some("bulkhead-vm installs no seccomp filter yet".into())
+    }
+
     fn take_vmm_timings(&mut self) -> Option<serde_json::Value> {
         self.timings.take()
     }

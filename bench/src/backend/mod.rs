@@ -138,9 +138,25 @@ pub struct Context {
     pub workdir: PathBuf,
     /// The bare guest images, written out for this run (see [`bulkhead_vm::write_bare`]).
     pub bare: Result<BareImages, String>,
+    /// The Linux guest (kernel + the initramfs whose /init is bulkhead-guest), or why there is
+    /// none in this run.
+    pub linux: Result<LinuxImages, String>,
     pub kvm: KvmKind,
     pub dev_kvm: bool,
     pub cgroup_mode: String,
+    /// An OCI `linux.seccomp` profile for every container bundle, or none (the default, as
+    /// `runc spec` writes a bundle).
+    pub seccomp: Option<serde_json::Value>,
+}
+
+/// A Linux kernel and the initramfs whose `/init` is bulkhead-guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxImages {
+    /// bzImage (or an ELF vmlinux when that is all there is).
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    /// The kernel's release, for the report.
+    pub version: String,
 }
 
 /// The freestanding bare guest: an ELF for bulkhead-vm/Firecracker, a `-bios` image for QEMU.
@@ -616,6 +632,26 @@ pub trait Backend {
     /// What an idle instance's RSS/PSS measure, when more specific than the backend's kind
     /// ("the VMM process").
     fn memory_subject(&self) -> Option<String> {
+        None
+    }
+    /// The seccomp profile (OCI `linux.seccomp` JSON) the backend gives an instance's host
+    /// process, if any: what the syscall count is taken from when a filter is installed.
+    fn seccomp_profile(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// What the report should know about this backend's seccomp use beyond the mode read from
+    /// /proc (e.g. "bulkhead-vm installs no seccomp filter yet").
+    fn seccomp_note(&self) -> Option<String> {
+        None
+    }
+    /// How long one probe may take, given the run's per-instance `timeout` (a VM emulated in
+    /// software boots far slower than any instance the timeout was chosen for).
+    fn probe_timeout(&self, timeout: Duration) -> Duration {
+        timeout
+    }
+    /// Where the probe runs when that is not the backend's startup guest (a VM backend whose
+    /// startup runs the bare guest boots Linux for the probe), for the report.
+    fn probe_run(&self) -> Option<crate::report::ProbeRun> {
         None
     }
     /// Remove whatever `prepare` and the instances left (called once, also after errors).

@@ -33,6 +33,8 @@ pub struct Oci {
     bundles: Vec<(Vec<String>, PathBuf)>,
     next_id: u64,
     hybrid_without_hugetlb: bool,
+    /// `linux.seccomp` for every bundle (`bulkhead bench --seccomp`); none by default.
+    seccomp: Option<serde_json::Value>,
 }
 
 impl Oci {
@@ -67,6 +69,7 @@ impl Oci {
             bundles: Vec::new(),
             next_id: 0,
             hybrid_without_hugetlb,
+            seccomp: ctx.seccomp.clone(),
         }
     }
 
@@ -118,7 +121,18 @@ impl Oci {
             &bulkhead_images::bundle::guest_args(argv[0], &argv[1..]),
         )?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        bulkhead_images::bundle::write(&dir, &spec)?;
+        let config = bulkhead_images::bundle::write(&dir, &spec)?;
+        if let Some(profile) = &self.seccomp {
+            // Patched into the written JSON: the profile goes to the runtime exactly as the
+            // user wrote it, not through a typed round trip that might normalise it.
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            let mut value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", config.display()))?;
+            value["linux"]["seccomp"] = profile.clone();
+            std::fs::write(&config, serde_json::to_vec_pretty(&value)?)
+                .with_context(|| format!("writing {}", config.display()))?;
+        }
         self.bundles.push((args, dir.clone()));
         Ok(dir)
     }
@@ -240,6 +254,27 @@ impl Backend for Oci {
             self.force_delete(&id);
         }
         Ok(Some(result?))
+    }
+
+    fn seccomp_profile(&self) -> Option<serde_json::Value> {
+        // The idle bundle is the one the syscall count looks at (its instance stays up).
+        let args = Task::Idle.guest_args();
+        let (_, dir) = self.bundles.iter().find(|(a, _)| *a == args)?;
+        let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+        let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+        config
+            .get("linux")?
+            .get("seccomp")
+            .filter(|s| !s.is_null())
+            .cloned()
+    }
+
+    fn seccomp_note(&self) -> Option<String> {
+        self.seccomp_profile().is_none().then(|| {
+            "the bundle's config.json has no linux.seccomp (as `runc spec` writes it; \
+             `bulkhead bench --seccomp FILE` adds one), so the runtime installs no filter"
+                .into()
+        })
     }
 
     fn cleanup(&mut self) {

@@ -57,6 +57,13 @@ impl Backend for Process {
         Ok(Instance::spawn(cmd, task, &self.stderr)?)
     }
 
+    fn seccomp_note(&self) -> Option<String> {
+        Some(
+            "the guest runs as the harness's own child, under whatever the harness runs under"
+                .into(),
+        )
+    }
+
     fn stop(&mut self, mut inst: Instance, timeout: Duration) -> anyhow::Result<Option<u64>> {
         // An idle guest exits 0 at once on SIGTERM; a ready/probe guest has exited already.
         if inst.task == Task::Idle {

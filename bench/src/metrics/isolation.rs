@@ -208,9 +208,19 @@ pub fn scorecard(probe: &Value, host: &HostFacts) -> Vec<Fact> {
         ),
     };
 
+    // A guest with a kernel of its own (another boot_id) sees only that kernel's processes,
+    // however many kernel threads it has: none of them are the host's.
+    let own_kernel = kernel.value == Some(false);
+
     // A pid namespace shows only the instance's own processes; the host shows all of them.
     // "Sees host pids" = sees more than its own handful and at least half of the host's.
     let pids = match (int_of("visible_pids"), host.visible_pids) {
+        (Some(g), Some(h)) if own_kernel => fact(
+            "sees_host_pids",
+            "sees the host's processes",
+            Some(false),
+            format!("sees {g} pids, all of its own kernel (another boot_id); the host has {h}"),
+        ),
         (Some(g), Some(h)) => fact(
             "sees_host_pids",
             "sees the host's processes",
@@ -251,6 +261,16 @@ pub fn scorecard(probe: &Value, host: &HostFacts) -> Vec<Fact> {
     let loopback = loopback_fact(probe, host);
 
     let caps = match (str_of("cap_eff"), &host.cap_eff) {
+        // Capabilities in its own kernel give no power over the host's.
+        (Some(g), Some(h)) if own_kernel => fact(
+            "host_capabilities",
+            "has the host's capabilities",
+            Some(false),
+            format!(
+                "CapEff {g} ({} caps) in its own kernel; none in the host's (harness {h})",
+                cap_count(g).unwrap_or(0)
+            ),
+        ),
         (Some(g), Some(h)) => fact(
             "host_capabilities",
             "has the host's capabilities",
@@ -376,6 +396,7 @@ pub fn measure(
     canary: &Canary,
     timeout: Duration,
 ) -> anyhow::Result<Isolation> {
+    let timeout = b.probe_timeout(timeout);
     let listener = LoopbackListener::start()?;
     let mut host = host_facts(canary);
     host.loopback_listener = Some(listener.addr.to_string());
@@ -410,6 +431,7 @@ pub fn measure(
         scorecard,
         probe,
         host,
+        run: b.probe_run(),
     })
 }
 
@@ -448,8 +470,10 @@ mod tests {
             "connect": [{"addr": "127.0.0.1:4321", "connected": false, "token_ok": false,
                          "error": "Connection refused (os error 111)"}]
         });
+        // A Linux guest: its own kernel threads outnumber half the host's pids, and it has
+        // every capability — of its own kernel.
         let vm = json!({
-            "boot_id": "guest-boot", "visible_pids": 3, "cap_eff": "000001ffffffffff",
+            "boot_id": "guest-boot", "visible_pids": 46, "cap_eff": "000001ffffffffff",
             "seccomp": 0, "uid_map": [[0, 0, 4294967295u64]],
             "host_paths": {"/tmp/x/bulkhead-canary-1": false},
             "connect": [{"addr": "127.0.0.1:4321", "connected": false, "token_ok": false,
@@ -464,6 +488,7 @@ mod tests {
         assert_eq!(value(&p, "sees_host_pids"), Some(true));
         assert_eq!(value(&c, "sees_host_pids"), Some(false));
         assert_eq!(value(&v, "sees_host_pids"), Some(false));
+        assert_eq!(value(&v, "host_capabilities"), Some(false));
         assert_eq!(value(&p, "sees_host_canary"), Some(true));
         assert_eq!(value(&c, "sees_host_canary"), Some(false));
         assert_eq!(value(&p, "host_capabilities"), Some(true));

@@ -5,7 +5,9 @@
 //! - the container's own cgroup usage (v1 `memory.usage_in_bytes`, v2 `memory.current`),
 //!   found from /proc/PID/cgroup — the kernel's own accounting, page cache included;
 //! - the host's MemAvailable drop with N instances up, divided by N: what the host really
-//!   gave, noisy on a busy host;
+//!   gave, noisy on a busy host; and, per instance, MemAvailable's fall across its start next
+//!   to its fall across an equally long idle pause, from which [`super::density`] takes the
+//!   per-instance cost;
 //! - VMs: the VMM's non-guest RSS — its RSS without the guest's RAM, i.e. what the VMM itself
 //!   costs (see [`NON_GUEST_RULE`]).
 
@@ -26,7 +28,12 @@ pub fn kib_field(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// MemAvailable now. The kernel keeps its page counters per CPU and folds them into the
+/// global ones about once a second, so a reading can lag by a few hundred KiB per CPU;
+/// writing /proc/sys/vm/stat_refresh (root only) folds them first. Without root the reading
+/// is taken as it is.
 pub fn mem_available_kib() -> anyhow::Result<u64> {
+    let _ = std::fs::write("/proc/sys/vm/stat_refresh", "1");
     let text = std::fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
     kib_field(&text, "MemAvailable").context("/proc/meminfo has no MemAvailable")
 }
@@ -36,6 +43,13 @@ pub fn rss_pss_kib(pid: u32) -> (Option<u64>, Option<u64>) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     (kib_field(&text, "Rss"), kib_field(&text, "Pss"))
 }
+
+/// Pause after each instance comes up before MemAvailable is read, so its lazily-faulted pages
+/// count for its own step rather than the idle pause after it.
+const STEP_SETTLE: Duration = Duration::from_millis(30);
+
+/// Time for freed pages and the runtime's exit to settle before the all-up reading.
+const SETTLE: Duration = Duration::from_millis(200);
 
 /// How the guest's RAM is told apart in /proc/PID/smaps, as the report states it.
 ///
@@ -152,19 +166,38 @@ pub fn measure(
 ) -> anyhow::Result<Memory> {
     let before = mem_available_kib()?;
     let mut up: Vec<Instance> = Vec::with_capacity(n);
+    let mut bring_up_ns = 0u64;
+    // Per instance, the density's paired samples (see metrics::density): MemAvailable's fall
+    // across its start, and its fall across an equally long pause right after, with nothing
+    // started — the host's own drift at that moment.
+    let mut falls = Vec::with_capacity(n);
+    let mut idle_falls = Vec::with_capacity(n);
     let result = (|| -> anyhow::Result<Memory> {
         for i in 0..n {
             super::startup::stop_if_interrupted()?;
+            let step = std::time::Instant::now();
+            let r0 = mem_available_kib()?;
             let mut inst = b
                 .start(&Task::Idle)
                 .with_context(|| format!("instance {}", i + 1))?;
             let ready = b.ready(&mut inst, timeout);
+            let spawned = inst.spawned_ns;
             up.push(inst);
-            ready.with_context(|| format!("instance {}", i + 1))?;
+            let ready = ready.with_context(|| format!("instance {}", i + 1))?;
+            // One after the other, as a script starting N would (the trait's start() is
+            // synchronous for containers, so a concurrent bring-up would need one backend per
+            // thread); the pauses for the MemAvailable readings are not counted.
+            bring_up_ns += ready.at_ns.saturating_sub(spawned);
+            std::thread::sleep(STEP_SETTLE);
+            let r1 = mem_available_kib()?;
+            std::thread::sleep(step.elapsed());
+            let r2 = mem_available_kib()?;
+            falls.push(r0 as i64 - r1 as i64);
+            idle_falls.push(r1 as i64 - r2 as i64);
             tick();
         }
         // Let lazily-faulted pages and the runtime's exit settle before reading.
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(SETTLE);
         let after = mem_available_kib()?;
         let guest_ram_kib = b.guest_ram_kib();
         let mut samples = Vec::with_capacity(n);
@@ -217,6 +250,9 @@ pub fn measure(
             mem_available_before_kib: before,
             mem_available_after_kib: after,
             mem_available_drop_per_instance_kib: (before as f64 - after as f64) / n as f64,
+            mem_available_falls_kib: Some(falls.clone()),
+            mem_available_idle_falls_kib: Some(idle_falls.clone()),
+            bring_up_ns: Some(bring_up_ns),
         })
     })();
     let mut stop_error = None;

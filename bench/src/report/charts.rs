@@ -7,8 +7,10 @@
 use super::{Report, mib};
 use plotters::backend::SVGBackend;
 use plotters::coord::ranged1d::SegmentedCoord;
-use plotters::coord::types::RangedCoordi32;
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::types::{RangedCoordf64, RangedCoordi32};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 /// One colour per series, colour-blind safe (Okabe–Ito).
 const PALETTE: [RGBColor; 6] = [
@@ -217,6 +219,202 @@ pub fn memory_svg(report: &Report) -> Option<String> {
         root.present().ok()?;
     }
     Some(svg)
+}
+
+/// One row of the density chart: the bar's end, whether it is only a lower bound, and the
+/// range of the estimate (`None` at the top: unbounded), all in instances per GiB.
+struct DensityBar {
+    label: String,
+    value: f64,
+    pale: bool,
+    range: (f64, Option<f64>),
+    text: String,
+}
+
+fn density_bars(report: &Report) -> Vec<DensityBar> {
+    report
+        .backends
+        .iter()
+        .filter_map(|b| {
+            let d = b.density()?;
+            let gib = crate::metrics::density::GIB_KIB;
+            let (ci_lo, _) = d.per_instance_ci95_kib;
+            let hi = (ci_lo > 0.0).then(|| gib / ci_lo);
+            // MemAvailable's estimate when it is clear of the noise; else the charged memory's,
+            // pale, with what MemAvailable does say.
+            let (value, text) = match (d.instances_per_gib, d.accounted_instances_per_gib) {
+                (Some(v), _) => (v, super::tables::count(v)),
+                (None, Some(a)) => (
+                    a,
+                    match d.instances_per_gib_at_least {
+                        Some(lo) => format!(
+                            "{} by charge (MemAvailable: ≥ {})",
+                            super::tables::count(a),
+                            super::tables::count(lo)
+                        ),
+                        None => format!("{} by charge", super::tables::count(a)),
+                    },
+                ),
+                (None, None) => (
+                    d.instances_per_gib_at_least?,
+                    super::tables::per_gib_cell(&d),
+                ),
+            };
+            Some(DensityBar {
+                label: b.label(),
+                value,
+                pale: d.instances_per_gib.is_none(),
+                range: (d.instances_per_gib_at_least.unwrap_or(value), hi),
+                text,
+            })
+        })
+        .collect()
+}
+
+/// Density: idle instances per GiB of host memory, one bar per backend; log scale when the
+/// values span more than [`LOG_SPREAD`]×. A line marks the estimate's range; a pale bar is a
+/// lower bound only (the MemAvailable change was within the host's noise).
+pub fn density_svg(report: &Report) -> Option<String> {
+    let bars = density_bars(report);
+    if bars.is_empty() {
+        return None;
+    }
+    // What is drawn: a pale bar only its value, the others their range too.
+    let drawn = |b: &DensityBar| {
+        if b.pale {
+            (b.value, b.value)
+        } else {
+            (
+                b.range.0.min(b.value),
+                b.range.1.unwrap_or(b.value).max(b.value),
+            )
+        }
+    };
+    let lo = bars.iter().map(|b| drawn(b).0).fold(f64::MAX, f64::min);
+    let hi = bars.iter().map(|b| drawn(b).1).fold(0.0f64, f64::max);
+    let log = hi / lo > LOG_SPREAD;
+    let height = 100 + ROW_PX * bars.len() as u32;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).ok()?;
+        if log {
+            // Room on the right for the value text (a factor, on a log axis).
+            let axis: LogCoord<f64> = (lo / 2.0..hi * 6.0).log_scale().into();
+            draw_density(&root, axis, (lo / 2.0, hi * 6.0), 1.15, &bars, true)?;
+        } else {
+            // Room on the right for the value text.
+            let axis: RangedCoordf64 = (0.0..hi * 1.8).into();
+            draw_density(&root, axis, (0.0, hi * 1.8), 1.0, &bars, false)?;
+        }
+        root.present().ok()?;
+    }
+    Some(svg)
+}
+
+/// Above this ratio of the largest to the smallest value, the density axis is logarithmic.
+const LOG_SPREAD: f64 = 20.0;
+
+fn draw_density<X>(
+    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    axis: X,
+    (x_lo, x_hi): (f64, f64),
+    text_factor: f64,
+    bars: &[DensityBar],
+    log: bool,
+) -> Option<()>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let names: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
+    // Bars start at the axis' left end: 0 on a linear axis, the lowest value shown on a log one.
+    let origin = x_lo;
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!(
+                "Density: idle instances per GiB of host memory{}",
+                if log { " (log scale)" } else { "" }
+            ),
+            (FONT, 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(200)
+        .build_cartesian_2d(axis, rows_axis(bars.len()))
+        .ok()?;
+    let label = |v: &SegmentValue<i32>| row_label(&names, v);
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(bars.len())
+        .y_label_formatter(&label)
+        .light_line_style(TRANSPARENT)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_desc(
+            "instances per GiB of host memory (bar: by MemAvailable; line: its 95% range; \
+             pale bar: by charge (PSS/cgroup), MemAvailable within noise)",
+        )
+        .label_style((FONT, 13))
+        .draw()
+        .ok()?;
+    let color = PALETTE[0];
+    for (i, b) in bars.iter().enumerate() {
+        let fill = if b.pale {
+            color.mix(0.3).filled()
+        } else {
+            color.filled()
+        };
+        let mut bar = Rectangle::new(
+            [
+                (origin, SegmentValue::Exact(i as i32)),
+                (b.value, SegmentValue::Exact(i as i32 + 1)),
+            ],
+            fill,
+        );
+        bar.set_margin(10, 10, 0, 0);
+        chart.draw_series(std::iter::once(bar)).ok()?;
+        let y = SegmentValue::CenterOf(i as i32);
+        // The 95% range where MemAvailable resolved the cost; a pale bar's text says the rest.
+        if !b.pale {
+            let top = b.range.1.unwrap_or(x_hi).min(x_hi);
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(b.range.0.max(x_lo), y.clone()), (top, y.clone())],
+                    BLACK.stroke_width(2),
+                )))
+                .ok()?;
+        }
+        let end = if b.pale {
+            b.value
+        } else {
+            b.value.max(b.range.1.unwrap_or(b.value)).min(x_hi)
+        };
+        let at = if log {
+            end * text_factor
+        } else {
+            end + (x_hi - x_lo) * 0.01
+        };
+        chart
+            .draw_series(std::iter::once(Text::new(
+                b.text.clone(),
+                (at.min(x_hi), y),
+                (FONT, 13)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            )))
+            .ok()?;
+    }
+    Some(())
+}
+
+/// Density rows as text, for tests and an accessible description.
+pub fn density_alt(report: &Report) -> String {
+    density_bars(report)
+        .iter()
+        .map(|b| format!("{}: {}", b.label, b.text))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn short_kvm(k: crate::env::KvmKind) -> &'static str {

@@ -94,6 +94,8 @@ pub fn render(r: &Report) -> String {
     }
     table(&tables::memory(r), &mut out, "memory");
     figure(charts::memory_svg(r), "memory", &mut out);
+    table(&tables::density(r), &mut out, "density");
+    figure(charts::density_svg(r), "density", &mut out);
     table(&tables::isolation(r), &mut out, "isolation");
     let details: Vec<String> = r
         .backends
@@ -117,6 +119,16 @@ pub fn render(r: &Report) -> String {
             "<details><summary>Scorecard details</summary><ul>{}</ul></details>\n",
             details.join("")
         ));
+    }
+    let methods = tables::isolation_methods(r);
+    if !methods.is_empty() {
+        out.push_str(
+            "<section id=\"isolation-methods\"><h3>How the isolation numbers were obtained</h3><ul>",
+        );
+        for m in methods {
+            out.push_str(&format!("<li>{}</li>", esc(&m)));
+        }
+        out.push_str("</ul></section>\n");
     }
     let notes = tables::notes(r);
     if !notes.is_empty() {

@@ -39,12 +39,21 @@ pub fn render(r: &Report) -> String {
         Some(tables::startup(r)),
         phases,
         Some(tables::memory(r)),
+        Some(tables::density(r)),
         Some(tables::isolation(r)),
     ]
     .into_iter()
     .flatten()
     {
         table(&t, &mut out);
+    }
+    let methods = tables::isolation_methods(r);
+    if !methods.is_empty() {
+        out.push_str("## How the isolation numbers were obtained\n\n");
+        for m in methods {
+            out.push_str(&format!("- {}\n", m.replace('\n', " ")));
+        }
+        out.push('\n');
     }
     let notes = tables::notes(r);
     if !notes.is_empty() {

@@ -70,6 +70,10 @@ pub struct Settings {
     pub instances: usize,
     pub quick: bool,
     pub timeout_s: f64,
+    /// `--seccomp FILE`: the profile every container bundle got. Absent when none (the
+    /// default) and in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp_profile: Option<String>,
 }
 
 /// What ran inside the instances.
@@ -107,6 +111,70 @@ pub struct BackendReport {
     /// In a merged report: the label of the host (see `Report::hosts`) this row was measured on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// How many idle instances this host's memory holds, from the memory run (see
+    /// [`crate::metrics::density`]). Absent in reports from before it; renderers then derive it
+    /// from `memory` ([`BackendReport::density`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub density: Option<Density>,
+    /// How many host syscalls the instance's host process may make directly (see
+    /// [`crate::metrics::syscalls`]). Absent in reports from before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscalls: Option<HostSyscalls>,
+}
+
+/// Density: idle instances per GiB of host memory and how many fit in this host's
+/// MemAvailable, from the MemAvailable change while N instances were up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Density {
+    /// Idle instances that were up at once.
+    pub instances: usize,
+    /// How `per_instance_kib` and its uncertainty were obtained, as the report states it.
+    pub method: String,
+    /// Host memory one idle instance took, KiB (may be ≤ 0 on a noisy host).
+    pub per_instance_kib: f64,
+    /// 95% confidence interval of `per_instance_kib`, KiB (equal ends when only one
+    /// reading was available: reports from before the per-instance falls).
+    pub per_instance_ci95_kib: (f64, f64),
+    /// 1 GiB / `per_instance_kib`; null when the interval reaches 0 (see `reason`).
+    pub instances_per_gib: Option<f64>,
+    /// 1 GiB / the interval's upper end: the density the measurement supports at least;
+    /// null when even that is not positive.
+    pub instances_per_gib_at_least: Option<f64>,
+    /// What one instance is charged for, KiB: the larger of its PSS and its cgroup usage
+    /// (medians). Unlike MemAvailable, no neighbour moves it; it leaves out kernel memory
+    /// charged nowhere (page tables outside a cgroup, namespaces).
+    pub accounted_kib: Option<f64>,
+    /// 1 GiB / `accounted_kib`.
+    pub accounted_instances_per_gib: Option<f64>,
+    /// The host's MemAvailable before the instances came up, KiB.
+    pub mem_available_kib: u64,
+    /// ⌊`mem_available_kib` / per instance⌋: how many would fit right now, per instance by
+    /// MemAvailable when that is clear of the noise, else by the accounted memory
+    /// (`fit_basis` says which).
+    pub fit_in_mem_available: Option<u64>,
+    /// `mem_available` or `accounted`: which per-instance cost `fit_in_mem_available` used.
+    pub fit_basis: Option<String>,
+    /// Why `instances_per_gib` is null; null when it is not.
+    pub reason: Option<String>,
+    /// Sequential bring-up of the N instances: the sum of each one's spawn → ready line.
+    pub bring_up_ns: Option<u64>,
+}
+
+/// How many host syscalls an instance's host process may make directly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSyscalls {
+    /// The host process whose syscalls these are ("the container's init (the guest)").
+    pub process: String,
+    /// Its seccomp mode from /proc/PID/status (0 none, 1 strict, 2 filter); null if unread.
+    pub seccomp_mode: Option<u8>,
+    /// How many x86_64 syscalls it may make; null when not determinable (see `method`).
+    pub allowed: Option<u64>,
+    /// Of these, allowed only for some argument values.
+    pub conditional: Option<u64>,
+    /// The x86_64 syscalls there are (the table `method` names).
+    pub total: u64,
+    /// How `allowed` was obtained.
+    pub method: String,
 }
 
 /// A backend next to the peer it is compared with: speed and memory claims are made only as
@@ -119,6 +187,11 @@ pub struct Comparison {
     pub startup_ready_p50: Ratio,
     /// Memory: this backend's PSS p50 / the peer's PSS p50 (per idle instance).
     pub memory_pss_p50: Ratio,
+    /// Density: this backend's instances per GiB / the peer's, both by MemAvailable when both
+    /// are clear of the noise, else both by charge (`basis` says which). Absent in reports
+    /// from before density.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub density_per_gib: Option<Ratio>,
 }
 
 /// One ratio of medians; `value` is null when either side has no number, and `reason` says
@@ -127,6 +200,10 @@ pub struct Comparison {
 pub struct Ratio {
     pub value: Option<f64>,
     pub reason: Option<String>,
+    /// For a density ratio: `mem_available` or `accounted`, the cost both sides were taken
+    /// from. Absent for the other ratios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
 }
 
 /// The peer each backend is compared with: the most common tool of its kind that this host
@@ -161,6 +238,7 @@ fn ratio(
     let missing = |reason: String| Ratio {
         value: None,
         reason: Some(reason),
+        basis: None,
     };
     let Some(peer) = peer else {
         return missing(format!("{peer_name} was not part of this run"));
@@ -169,6 +247,7 @@ fn ratio(
         (Some(a), Some(b)) if b > 0.0 => Ratio {
             value: Some(a / b),
             reason: None,
+            basis: None,
         },
         (Some(_), Some(_)) => missing(format!("{peer_name}'s {metric} median is zero")),
         (None, _) => missing(format!(
@@ -181,6 +260,24 @@ fn ratio(
             why_missing(peer, metric)
         )),
     }
+}
+
+/// Density against the peer's: by MemAvailable when both rows have it clear of the noise,
+/// else by charge, so the two sides always share a basis.
+fn density_ratio(ours: &BackendReport, peer: Option<&BackendReport>, peer_name: &str) -> Ratio {
+    let by_mem = |b: &BackendReport| b.density().and_then(|d| d.instances_per_gib);
+    let by_charge = |b: &BackendReport| b.density().and_then(|d| d.accounted_instances_per_gib);
+    let both_mem = peer.is_some_and(|p| by_mem(ours).is_some() && by_mem(p).is_some());
+    let (pick, basis): (fn(&BackendReport) -> Option<f64>, &str) = if both_mem {
+        (by_mem, "mem_available")
+    } else {
+        (by_charge, "accounted")
+    };
+    let mut r = ratio(ours, peer, peer_name, "memory", pick);
+    if r.value.is_some() {
+        r.basis = Some(basis.into());
+    }
+    r
 }
 
 /// Fill in every backend's [`Comparison`] from the other rows of the same run.
@@ -204,6 +301,7 @@ pub fn compare(backends: &mut [BackendReport]) {
                 peer: peer_name.into(),
                 startup_ready_p50: ratio(b, peer, peer_name, "startup", ready),
                 memory_pss_p50: ratio(b, peer, peer_name, "memory", pss),
+                density_per_gib: Some(density_ratio(b, peer, peer_name)),
             })
         })
         .collect();
@@ -212,11 +310,17 @@ pub fn compare(backends: &mut [BackendReport]) {
     }
 }
 
-/// A ratio as the report shows it: "0.45× crun", or "– (why)" when there is none.
+/// A ratio as the report shows it: "0.45× crun", or "– (why)" when there is none; a density
+/// ratio taken by charge says so.
 pub fn ratio_text(r: &Ratio, peer: &str) -> String {
+    let by = if r.basis.as_deref() == Some("accounted") {
+        " (by charge)"
+    } else {
+        ""
+    };
     match r.value {
-        Some(v) if v >= 10.0 => format!("{v:.0}× {peer}"),
-        Some(v) => format!("{v:.2}× {peer}"),
+        Some(v) if v >= 10.0 => format!("{v:.0}× {peer}{by}"),
+        Some(v) => format!("{v:.2}× {peer}{by}"),
         None => "–".into(),
     }
 }
@@ -301,6 +405,19 @@ pub struct Memory {
     pub mem_available_after_kib: u64,
     /// (before − after) / instances; noisy on a busy host, and may be negative.
     pub mem_available_drop_per_instance_kib: f64,
+    /// Per instance, KiB: MemAvailable's fall across its start (read just before it, and
+    /// after it was up and settled). Absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_available_falls_kib: Option<Vec<i64>>,
+    /// Per instance, KiB: MemAvailable's fall across an equally long pause right after its
+    /// start, nothing started: the host's own drift, subtracted pairwise (see
+    /// `crate::metrics::density`). Absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem_available_idle_falls_kib: Option<Vec<i64>>,
+    /// Sequential bring-up: the sum over the N instances, started one after the other, of
+    /// spawn → ready line (host monotonic ns). Absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bring_up_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -310,6 +427,23 @@ pub struct Isolation {
     /// What the host looked like, to compare against.
     pub host: HostFacts,
     pub scorecard: Vec<Fact>,
+    /// Where the probe ran when that differs from the backend's startup guest (a VM backend
+    /// whose startup runs the bare guest boots Linux for the probe): guest and accelerator.
+    /// Absent when the probe ran as the backend's own guest, and in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<ProbeRun>,
+}
+
+/// How a VM backend ran the probe: which guest, under which accelerator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeRun {
+    /// e.g. "Linux 6.1.0-56-cloud-amd64 + bulkhead-guest as init (initramfs)".
+    pub guest: String,
+    /// `kvm` or `tcg` (QEMU's software emulation: no KVM involved, so its numbers say nothing
+    /// about a KVM VM's speed; what the guest sees is the same).
+    pub accel: String,
+    /// Why this accelerator (e.g. "this host has PVM, which cannot boot Linux").
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -368,6 +502,15 @@ impl BackendReport {
             }
             Availability::Unavailable { reason } => Some(format!("unavailable: {reason}")),
         }
+    }
+
+    /// The row's density: as measured, or derived from `memory` for reports from before it.
+    pub fn density(&self) -> Option<Density> {
+        self.density.clone().or_else(|| {
+            self.memory
+                .as_ref()
+                .map(crate::metrics::density::from_memory)
+        })
     }
 
     /// The label a VM number carries: "(PVM (software KVM))"; empty for non-VMs.

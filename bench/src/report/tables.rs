@@ -86,6 +86,13 @@ fn environment_column(
                 if settings.quick { " (--quick)" } else { "" }
             ),
         ),
+        (
+            s("container seccomp"),
+            settings
+                .seccomp_profile
+                .clone()
+                .unwrap_or_else(|| s("none (as `runc spec` writes a bundle)")),
+        ),
         (s("guest"), images.guest.clone()),
         (
             s("bare guest"),
@@ -261,6 +268,135 @@ pub fn memory(r: &Report) -> Table {
     }
 }
 
+/// A count of instances as the report shows it: whole numbers from 10 up.
+pub fn count(x: f64) -> String {
+    if x >= 10.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// A density cell: "1024", or "≥ 512 (within noise)", or "– (within noise)".
+pub fn per_gib_cell(d: &super::Density) -> String {
+    match (d.instances_per_gib, d.instances_per_gib_at_least) {
+        (Some(v), _) => count(v),
+        (None, Some(lo)) => format!("≥ {} (within noise)", count(lo)),
+        (None, None) => s("– (within noise)"),
+    }
+}
+
+/// The one density number of a row: by MemAvailable when clear of the noise, else by the
+/// accounted memory, saying so ("4380 (PSS/cgroup)").
+pub fn best_density_cell(d: &super::Density) -> String {
+    match (d.instances_per_gib, d.accounted_instances_per_gib) {
+        (Some(v), _) => count(v),
+        (None, Some(a)) => format!("{} (PSS/cgroup)", count(a)),
+        (None, None) => per_gib_cell(d),
+    }
+}
+
+pub fn density(r: &Report) -> Table {
+    let headers: Vec<String> = [
+        "backend",
+        "instances up",
+        "host MiB / instance [95% CI]",
+        "instances / GiB",
+        "charged MiB / instance",
+        "instances / GiB by charge",
+        "density vs peer",
+        "fit in MemAvailable",
+        "bring-up of all ms",
+        "bring-up / instance ms",
+    ]
+    .iter()
+    .map(|h| s(h))
+    .collect();
+    let w = headers.len();
+    let rows = r
+        .backends
+        .iter()
+        .map(|b| match b.density() {
+            Some(d) => vec![
+                b.label(),
+                d.instances.to_string(),
+                if d.per_instance_ci95_kib.0 == d.per_instance_ci95_kib.1 {
+                    mib(d.per_instance_kib)
+                } else {
+                    format!(
+                        "{} [{} – {}]",
+                        mib(d.per_instance_kib),
+                        mib(d.per_instance_ci95_kib.0),
+                        mib(d.per_instance_ci95_kib.1)
+                    )
+                },
+                per_gib_cell(&d),
+                d.accounted_kib.map_or(s("–"), mib),
+                d.accounted_instances_per_gib.map_or(s("–"), count),
+                density_ratio_cell(b),
+                d.fit_in_mem_available.map_or(s("–"), |n| {
+                    format!(
+                        "{n} in {} GiB{}",
+                        gib(d.mem_available_kib as f64),
+                        if d.fit_basis.as_deref() == Some("accounted") {
+                            " (by charge)"
+                        } else {
+                            ""
+                        }
+                    )
+                }),
+                d.bring_up_ns.map_or(s("–"), |ns| ms(ns as f64)),
+                d.bring_up_ns
+                    .map_or(s("–"), |ns| ms(ns as f64 / d.instances.max(1) as f64)),
+            ],
+            None => missing_row(b, w, "memory").unwrap_or_else(|| {
+                let mut r = vec![b.label(), s("no data")];
+                r.resize(w, String::new());
+                r
+            }),
+        })
+        .collect();
+    let method = r
+        .backends
+        .iter()
+        .find_map(|b| b.density())
+        .map_or_else(|| s(crate::metrics::density::METHOD), |d| d.method);
+    Table {
+        title: s("Density"),
+        caption: format!(
+            "How many idle instances this host's memory holds. Host memory per instance: {method}. \
+             Instances / GiB = 1 GiB / that; \"within noise\" when its interval reaches 0 (the \
+             bound shown, 1 GiB / the interval's top, is what the measurement supports). Charged: \
+             the larger of the instance's PSS and its cgroup usage (medians), which no neighbour \
+             moves but which misses kernel memory charged to no cgroup. Fit = this host's \
+             MemAvailable before the run / per instance (by charge when MemAvailable is within \
+             noise). \"vs peer\": this density / the peer's in this run, both by MemAvailable \
+             when both are clear of the noise, else both by charge. Bring-up: the {} instances \
+             started one after the other, the sum of each one's spawn → ready line.",
+            r.settings.instances
+        ),
+        headers,
+        rows,
+    }
+}
+
+/// The density ratio cell: "1.02× crun (by charge)", "peer", or "–".
+fn density_ratio_cell(b: &BackendReport) -> String {
+    match &b.comparison {
+        Some(c) => c
+            .density_per_gib
+            .as_ref()
+            .map_or(s("–"), |r| super::ratio_text(r, &c.peer)),
+        None if super::is_peer(&b.name) => s("peer"),
+        None => s("–"),
+    }
+}
+
+/// KiB as GiB with one decimal.
+fn gib(kib: f64) -> String {
+    format!("{:.1}", kib / crate::metrics::density::GIB_KIB)
+}
+
 /// The scorecard's keys in column order, with short headers.
 pub const SCORECARD: &[(&str, &str)] = &[
     ("shares_host_kernel", "shares host kernel"),
@@ -272,16 +408,43 @@ pub const SCORECARD: &[(&str, &str)] = &[
     ("user_namespace", "user namespace"),
 ];
 
+/// The host-syscalls cell: "all 373 (no filter)", "312 of 373 (5 conditional)", "filter,
+/// not counted".
+pub fn syscalls_cell(h: &super::HostSyscalls) -> String {
+    match (h.allowed, h.seccomp_mode) {
+        (Some(n), Some(0)) => format!("all {n} (no filter)"),
+        (Some(n), _) => match h.conditional.filter(|&c| c > 0) {
+            Some(c) => format!("{n} of {} ({c} conditional)", h.total),
+            None => format!("{n} of {}", h.total),
+        },
+        (None, Some(2)) => s("filter, not counted"),
+        (None, _) => s("not measured"),
+    }
+}
+
+/// The isolation table's row name: a VM whose probe ran another guest says which and how
+/// ("qemu-microvm [Linux guest, TCG]").
+fn isolation_label(b: &BackendReport) -> String {
+    match b.isolation.as_ref().and_then(|i| i.run.as_ref()) {
+        Some(run) => format!("{} [Linux guest, {}]", b.label(), run.accel.to_uppercase()),
+        None => b.label(),
+    }
+}
+
+pub const SYSCALLS_HEADER: &str = "host syscalls it can make";
+
 pub fn isolation(r: &Report) -> Table {
     let mut headers = vec![s("backend")];
     headers.extend(SCORECARD.iter().map(|(_, h)| s(h)));
+    headers.push(s(SYSCALLS_HEADER));
     let w = headers.len();
+    let syscalls = |b: &BackendReport| b.syscalls.as_ref().map_or(s("–"), syscalls_cell);
     let rows = r
         .backends
         .iter()
         .map(|b| match &b.isolation {
             Some(iso) => {
-                let mut row = vec![b.label()];
+                let mut row = vec![isolation_label(b)];
                 for (key, _) in SCORECARD {
                     row.push(
                         iso.scorecard
@@ -290,25 +453,70 @@ pub fn isolation(r: &Report) -> Table {
                             .map_or(s("not measured"), |f| s(yes_no(f.value))),
                     );
                 }
+                row.push(syscalls(b));
                 row
             }
-            None => missing_row(b, w, "isolation").unwrap_or_else(|| {
-                let mut r = vec![b.label(), s("no data")];
-                r.resize(w, String::new());
-                r
-            }),
+            None => {
+                let mut row = missing_row(b, w, "isolation").unwrap_or_else(|| {
+                    let mut r = vec![b.label(), s("no data")];
+                    r.resize(w, String::new());
+                    r
+                });
+                // The VMM's filter is known even where the guest could not run the probe.
+                if let Some(h) = &b.syscalls {
+                    row[w - 1] = syscalls_cell(h);
+                }
+                row
+            }
         })
         .collect();
     Table {
         title: s("Isolation scorecard"),
         caption: s(
             "From the guest's probe in each backend, compared with the host: kernel = same boot_id; \
-             pids = sees as many pids as the host; canary = a host file with a random name is visible; \
-             loopback = received the token of a listener the harness opened on the host's 127.0.0.1.",
+             pids = sees as many pids as the host (a guest with its own kernel sees only its own); canary = a host file with a random name is visible; \
+             loopback = received the token of a listener the harness opened on the host's 127.0.0.1; \
+             host syscalls = how many x86_64 syscalls the instance's host process (the guest, the \
+             container's init, or the VMM) may make on the host kernel, from its seccomp mode \
+             (/proc/PID/status) and, under a filter, the profile it was given. A VM row marked \
+             [Linux guest, TCG] ran the probe in a Linux guest under QEMU's software emulation \
+             (its startup row is the bare guest): what the guest sees is the same, its speed is not.",
         ),
         headers,
         rows,
     }
+}
+
+/// How each row's host-syscall count and probe were obtained, one line per backend: the
+/// report says where every number comes from.
+pub fn isolation_methods(r: &Report) -> Vec<String> {
+    r.backends
+        .iter()
+        .flat_map(|b| {
+            let run = b
+                .isolation
+                .as_ref()
+                .and_then(|i| i.run.as_ref())
+                .map(|run| {
+                    format!(
+                        "{} / probe: ran in {} under QEMU -accel {} ({})",
+                        b.label(),
+                        run.guest,
+                        run.accel,
+                        run.why
+                    )
+                });
+            let sys = b.syscalls.as_ref().map(|h| {
+                format!(
+                    "{} / host syscalls: {}: {}",
+                    b.label(),
+                    syscalls_cell(h),
+                    h.method
+                )
+            });
+            run.into_iter().chain(sys)
+        })
+        .collect()
 }
 
 /// Why each missing ratio is missing: "bulkhead-vm / memory vs qemu-microvm: no ratio: …".
@@ -320,10 +528,12 @@ pub fn ratio_notes(r: &Report) -> Vec<String> {
         .filter_map(|b| Some((b, b.comparison.as_ref()?)))
         .flat_map(|(b, c)| {
             [
-                ("startup", &c.startup_ready_p50),
-                ("memory", &c.memory_pss_p50),
+                ("startup", Some(&c.startup_ready_p50)),
+                ("memory", Some(&c.memory_pss_p50)),
+                ("density", c.density_per_gib.as_ref()),
             ]
             .into_iter()
+            .filter_map(|(metric, ratio)| Some((metric, ratio?)))
             .filter_map(move |(metric, ratio)| {
                 Some(format!(
                     "{} / {metric} vs {}: no ratio: {}",

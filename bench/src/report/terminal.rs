@@ -12,6 +12,7 @@ pub fn render(r: &Report) -> String {
             "PSS MiB",
             "PSS vs peer",
             "VMM non-guest RSS MiB",
+            "instances/GiB",
             "shares kernel",
             "host pids",
         ]
@@ -48,6 +49,9 @@ pub fn render(r: &Report) -> String {
             .as_ref()
             .and_then(|m| m.non_guest_rss_kib.as_ref())
             .map_or("–".into(), |s| mib(s.p50));
+        let density = b
+            .density()
+            .map_or("–".into(), |d| super::tables::best_density_cell(&d));
         let fact = |key: &str| {
             b.isolation
                 .as_ref()
@@ -55,6 +59,19 @@ pub fn render(r: &Report) -> String {
                 .map_or("–", |f| yes_no(f.value))
                 .to_string()
         };
+        // A probe that ran in another guest than the startup row's says where.
+        let run = b.isolation.as_ref().and_then(|i| i.run.as_ref());
+        let mut kernel = fact("shares_host_kernel");
+        if let Some(run) = run {
+            kernel.push_str(&format!(" [{}]", run.accel.to_uppercase()));
+            extra.push(format!(
+                "{:<18} isolation: the probe ran in {} under QEMU -accel {} ({})",
+                b.label(),
+                run.guest,
+                run.accel,
+                run.why
+            ));
+        }
         rows.push(vec![
             name,
             startup,
@@ -63,7 +80,8 @@ pub fn render(r: &Report) -> String {
             pss,
             ratio_cell(b, |c| &c.memory_pss_p50),
             non_guest,
-            fact("shares_host_kernel"),
+            density,
+            kernel,
             fact("sees_host_pids"),
         ]);
         for n in &b.notes {
