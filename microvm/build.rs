@@ -22,6 +22,7 @@ const ELF_GUESTS: &[(&str, u32)] = &[
     ("panic.elf", 5),
     ("poweroff.elf", 6),
     ("pvh.elf", 7),
+    ("hog.elf", 8),
 ];
 
 fn run(cmd: &mut Command) {

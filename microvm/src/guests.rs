@@ -41,3 +41,8 @@ pub const PVH: &[u8] = guest!("pvh.elf");
 /// Prints `BULKHEAD-READY <tsc> hostile`, then Linux's `reboot: Power down` line, then halts
 /// with interrupts off: the VMM must end the VM as a clean power-off.
 pub const POWER_OFF: &[u8] = guest!("poweroff.elf");
+
+/// Hostile: writes to every 4 KiB page from 2 MiB to 32 MiB, RAM or not, then prints
+/// `BULKHEAD-READY <tsc> hog` and halts with interrupts off: however much it touches, the
+/// VMM's memory must stay within the guest RAM it was given.
+pub const HOG: &[u8] = guest!("hog.elf");

@@ -8,8 +8,9 @@
 //!    then the irqchip and PIT (after the slots: see [`vm::Vm::create_irqchip`]) → `memory_ready`
 //! 3. [`boot`]: kernel, initrd, cmdline, zero page, page tables        → `kernel_loaded`
 //! 4. [`devices`]: serial, i8042, boot timer
-//! 5. [`vcpu`]: create vCPUs (CPUID, MSRs, registers), one thread each → `first_vcpu_entry`
-//! 6. wait for the first [`VmExit`]                                     → `shutdown`
+//! 5. [`vcpu`]: create vCPUs (CPUID, MSRs, registers), one thread each
+//! 6. [`seccomp`]: the VMM's filter on every thread, then the vCPUs enter → `first_vcpu_entry`
+//! 7. wait for the first [`VmExit`]                                     → `shutdown`
 //!
 //! Bad input is caught before KVM is touched ([`preflight`]), so its errors are the same
 //! with or without /dev/kvm.
@@ -18,12 +19,13 @@ pub mod boot;
 pub mod devices;
 pub mod guests;
 pub mod memory;
+pub mod seccomp;
 pub mod timings;
 pub mod vcpu;
 pub mod vm;
 
 use std::path::PathBuf;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Barrier, mpsc};
 
 use timings::{Phase, TIMINGS};
 
@@ -40,6 +42,31 @@ pub struct Config {
     pub boot_protocol: BootProtocol,
     /// Print `bulkhead-vm: debug: ...` lines on stderr (the boot protocol and why).
     pub debug: bool,
+    /// Install the VMM's seccomp filter before the guest runs ([`seccomp`]). Off only for
+    /// debugging (`--no-seccomp`), as with Firecracker's flag of the same name.
+    pub seccomp: bool,
+}
+
+/// Where the devices and vCPU threads report how the VM ended.
+///
+/// Only the first [`VmExit`] matters ([`run`] returns it and the process ends), but a guest
+/// can produce them in a loop (0xFE to the i8042 forever, one power-off line after another)
+/// faster than the VMM thread exits. The channel therefore holds one message and drops the
+/// rest, so that no guest can make the VMM queue memory without bound.
+#[derive(Clone, Debug)]
+pub struct ExitSender(mpsc::SyncSender<VmExit>);
+
+impl ExitSender {
+    /// Reports `exit` unless an earlier one is still waiting to be read (or nobody listens).
+    pub fn send(&self, exit: VmExit) {
+        let _ = self.0.try_send(exit);
+    }
+}
+
+/// A channel for [`VmExit`]s that keeps at most one (see [`ExitSender`]).
+pub fn exit_channel() -> (ExitSender, mpsc::Receiver<VmExit>) {
+    let (tx, rx) = mpsc::sync_channel(1);
+    (ExitSender(tx), rx)
 }
 
 /// How a VM ended.
@@ -95,10 +122,12 @@ pub enum Setting {
     BootProtocol,
     /// The CLI's `--timeout` (the library has no timeout; listed so the CLI names it alike).
     Timeout,
+    /// Whether to install the seccomp filter (the flag turns it off: `--no-seccomp`).
+    Seccomp,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 7] = [
+    pub const ALL: [Setting; 8] = [
         Self::Kernel,
         Self::Initrd,
         Self::Cmdline,
@@ -106,6 +135,7 @@ impl Setting {
         Self::Cpus,
         Self::BootProtocol,
         Self::Timeout,
+        Self::Seccomp,
     ];
 
     /// The command-line flag that sets it.
@@ -118,6 +148,7 @@ impl Setting {
             Self::Cpus => "--cpus",
             Self::BootProtocol => "--boot-protocol",
             Self::Timeout => "--timeout",
+            Self::Seccomp => "--no-seccomp",
         }
     }
 }
@@ -136,6 +167,8 @@ pub enum Error {
     Devices(#[from] devices::Error),
     #[error(transparent)]
     Vcpu(#[from] vcpu::Error),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
 }
 
 impl Error {
@@ -145,7 +178,7 @@ impl Error {
             Self::Vm(e) => e.setting(),
             Self::Memory(e) => e.setting(),
             Self::Boot(e) => e.setting(),
-            Self::Regs(_) | Self::Devices(_) | Self::Vcpu(_) => None,
+            Self::Regs(_) | Self::Devices(_) | Self::Vcpu(_) | Self::Seccomp(_) => None,
         }
     }
 
@@ -158,6 +191,7 @@ impl Error {
             Self::Regs(e) => e,
             Self::Devices(e) => e,
             Self::Vcpu(e) => e,
+            Self::Seccomp(e) => e,
         }
     }
 }
@@ -231,10 +265,30 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
         );
     }
 
-    let (exits_tx, exits) = mpsc::channel();
+    let (exits_tx, exits) = exit_channel();
     let devices = Arc::new(devices::Devices::new(vm.fd(), exits_tx.clone())?);
     let vcpus = vcpu::create(&vm, cfg.cpus, info.entry)?;
-    vcpu::start(vcpus, &devices, &exits_tx)?;
+    // Compiled before the threads start: nothing but the install is left between them and
+    // the guest.
+    let filter = if cfg.seccomp {
+        Some(seccomp::build(devices.serial_irq_fd())?)
+    } else {
+        None
+    };
+    // The vCPU threads wait at the gate twice: once started (so that thread start-up, which
+    // maps stacks and signal stacks, is over), and until the filter is on.
+    let gate = Arc::new(Barrier::new(usize::from(cfg.cpus) + 1));
+    vcpu::start(vcpus, &devices, &exits_tx, &gate)?;
+    let probe = seccomp::TestProbe::from_env();
+    gate.wait();
+    if let Some(filter) = &filter {
+        // On an error the vCPU threads stay parked at the gate; the caller ends the process.
+        seccomp::install(filter)?;
+    }
+    if let Some(probe) = probe {
+        probe.fire(vm.kvm());
+    }
+    gate.wait();
 
     // We hold a sender ourselves, so recv() can only return a message.
     let mut exit = exits.recv().expect("a sender is alive");

@@ -9,6 +9,8 @@
 //! - 2   command-line usage error (clap)
 //! - 3   the guest crashed: triple fault, KVM internal/emulation error, failed entry
 //! - 124 `--timeout` expired; the guest was killed (as coreutils `timeout` reports it)
+//! - 159 the VMM made a system call its seccomp filter forbids (128 + SIGSYS; stderr names
+//!   the call); see microvm/docs/seccomp.md
 //!
 //! `--config FILE` reads the same settings from a flat JSON object (unknown fields are an
 //! error); every field but `kernel` is optional, and a flag given on the command line
@@ -16,7 +18,7 @@
 //!
 //! ```json
 //! {"kernel": "bare.elf", "initrd": "initrd.cpio", "cmdline": "console=ttyS0",
-//!  "memory_mib": 128, "cpus": 1, "timeout_s": 20, "boot_protocol": "auto"}
+//!  "memory_mib": 128, "cpus": 1, "timeout_s": 20, "boot_protocol": "auto", "seccomp": true}
 //! ```
 //!
 //! Relative `kernel` and `initrd` paths resolve against the file's directory. Values from the
@@ -51,7 +53,7 @@ const DEFAULT_CPUS: u8 = 1;
 Config file (--config FILE): one flat JSON object; unknown fields are an error.
   {\"kernel\": PATH, \"initrd\": PATH, \"cmdline\": STR,
    \"memory_mib\": N, \"cpus\": N, \"timeout_s\": SECS,
-   \"boot_protocol\": \"auto\"|\"pvh\"|\"linux64\"}
+   \"boot_protocol\": \"auto\"|\"pvh\"|\"linux64\", \"seccomp\": true|false}
 Only \"kernel\" is required (unless --kernel is given). Flags on the command line
 override the file's values. Relative paths resolve against the file's directory."
 )]
@@ -88,6 +90,10 @@ struct Cli {
     /// Kill the guest and exit with status 124 after SECS seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<Duration>,
+    /// Do not install the VMM's seccomp filter (for debugging only: without it a guest that
+    /// takes over the VMM can make any system call the VMM's user may make).
+    #[arg(long)]
+    no_seccomp: bool,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -121,6 +127,7 @@ struct FileConfig {
     cpus: Option<u8>,
     timeout_s: Option<f64>,
     boot_protocol: Option<String>,
+    seccomp: Option<bool>,
 }
 
 /// The config file's field for each setting.
@@ -133,6 +140,7 @@ fn field(setting: Setting) -> &'static str {
         Setting::Cpus => "cpus",
         Setting::BootProtocol => "boot_protocol",
         Setting::Timeout => "timeout_s",
+        Setting::Seccomp => "seccomp",
     }
 }
 
@@ -228,6 +236,7 @@ fn load_config(path: &Path) -> Result<FileConfig, CliError> {
         cpus: parse(path, entry(&map, Setting::Cpus))?,
         timeout_s: parse(path, entry(&map, Setting::Timeout))?,
         boot_protocol: parse(path, entry(&map, Setting::BootProtocol))?,
+        seccomp: parse(path, entry(&map, Setting::Seccomp))?,
     })
 }
 
@@ -291,6 +300,7 @@ fn settings(cli: &Cli) -> Result<Settings, CliError> {
             cli.boot_protocol.is_some(),
             fc.boot_protocol.is_some(),
         ),
+        (Setting::Seccomp, cli.no_seccomp, fc.seccomp.is_some()),
     ] {
         if file_set && !flag_set {
             used.push(setting);
@@ -340,6 +350,8 @@ fn settings(cli: &Cli) -> Result<Settings, CliError> {
             cpus: cli.cpus.or(fc.cpus).unwrap_or(DEFAULT_CPUS),
             boot_protocol: cli.boot_protocol.or(file_protocol).unwrap_or_default(),
             debug: cli.debug,
+            // The flag can only turn the filter off; the file can say either.
+            seccomp: !cli.no_seccomp && fc.seccomp.unwrap_or(true),
         },
         timeout: cli.timeout.or(file_timeout),
         file: cli.config.clone().map(|p| (p, used)),

@@ -140,3 +140,50 @@ fn the_power_down_line_ends_a_halted_guest_cleanly() {
         out.elapsed
     );
 }
+
+/// Max RSS of the VMM running the memory hog with `--memory mib`, which touches every page
+/// from 2 to 32 MiB (past its RAM each write is an MMIO exit: 4096 of them with 16 MiB, about
+/// 80 ms under PVM), then halts until --timeout.
+fn hog_rss_kib(mib: u32) -> u64 {
+    // Longer than the other guests' timeout: the writes must be over, under load too.
+    const HOG_TIMEOUT_S: f64 = 3.0;
+    let t = HOG_TIMEOUT_S.to_string();
+    let m = mib.to_string();
+    let out = hostile(
+        "hog.elf",
+        bulkhead_vm::guests::HOG,
+        &["--memory", &m, "--timeout", &t],
+    );
+    // It got through all 30 MiB of writes (the ready line comes after them) and survived.
+    assert!(out.stdout_str().starts_with("BULKHEAD-READY "), "{out:?}");
+    assert!(out.stdout_str().contains(" hog"), "{out:?}");
+    assert_eq!(out.code(), Some(124), "{out:?}");
+    assert!(
+        out.elapsed < Duration::from_secs_f64(HOG_TIMEOUT_S) + SLACK,
+        "{out:?}"
+    );
+    out.max_rss_kib
+}
+
+#[test]
+fn guest_memory_is_bounded_by_the_memory_setting() {
+    skip_unless!(have_kvm(), "/dev/kvm is not available");
+    // The VMM's own share: the debug binary, its heap, stacks and tables (~2-3 MiB here).
+    const OVERHEAD_KIB: u64 = 8 * 1024;
+    let rss = hog_rss_kib(16);
+    assert!(
+        rss <= 16 * 1024 + OVERHEAD_KIB,
+        "the guest took more than its 16 MiB: VMM RSS {rss} KiB"
+    );
+    // The guest really did touch its RAM (2-16 MiB): the bound above is not vacuous.
+    assert!(
+        rss >= 14 * 1024,
+        "VMM RSS {rss} KiB: the hog touched nothing?"
+    );
+    // And the measurement tells: given 64 MiB, the same guest's writes (30 MiB) cost more.
+    let rss64 = hog_rss_kib(64);
+    assert!(
+        rss64 > 16 * 1024 + OVERHEAD_KIB,
+        "64 MiB guest: VMM RSS only {rss64} KiB"
+    );
+}

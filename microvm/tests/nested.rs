@@ -36,15 +36,6 @@ const SCENARIOS: &[Scenario] = &[
         cmdline: "bulkhead.task=probe",
         timeout_s: INNER_TIMEOUT_S,
     },
-    // A second 2-vCPU boot, used only when the first hits the known flake below.
-    Scenario {
-        name: "probe-2cpu-again",
-        cpus: 2,
-        kernel: GuestKernel::BzImage,
-        image: GuestImage::Guest,
-        cmdline: "bulkhead.task=probe",
-        timeout_s: INNER_TIMEOUT_S,
-    },
     // The vmlinux has the PVH note: `--boot-protocol auto` (the default) enters it through
     // PVH (32-bit protected mode, hvm_start_info). One vCPU: the APs start the same way
     // (INIT/SIPI) whatever the boot CPU's entry was.
@@ -237,34 +228,9 @@ fn linux_guest_boots_through_pvh() {
     assert!(has_line(run, "BIOS-e820: [mem 0x0000000000100000-"), "{t}");
 }
 
-/// The 2-vCPU probe run to check.
-///
-/// KNOWN FLAKE (open, see microvm/docs/nested-test-host.md): in about 1 of 10 nested boots
-/// the 2-vCPU guest triple-faulted on vCPU 1. Those boots also ran with a stale XCR0 in the
-/// inner KVM (fixed since: the VMM now sets XCR0 itself), a plausible but unproven cause.
-/// Until enough clean runs show it gone, exactly that failure
-/// (exit 3 with a triple fault on vCPU 1) makes the tests use the second 2-vCPU boot, loudly;
-/// any other failure of the first boot, or any failure of the second, fails them.
-fn two_vcpu_run(test: &str) -> Option<&'static InnerRun> {
-    let run = scenario(test, "probe-2cpu")?;
-    let known_flake = run.status == Some(3)
-        && run
-            .stderr
-            .iter()
-            .any(|l| l.contains("guest triple fault on vCPU 1"));
-    if !known_flake {
-        return Some(run);
-    }
-    eprintln!(
-        "KNOWN FLAKE: the first 2-vCPU boot triple-faulted on vCPU 1; using the second.\n{}",
-        run.transcript()
-    );
-    scenario(test, "probe-2cpu-again")
-}
-
 #[test]
 fn linux_guest_reaches_userspace_with_2_vcpus() {
-    let Some(run) = two_vcpu_run(module_path!()) else {
+    let Some(run) = scenario(module_path!(), "probe-2cpu") else {
         return;
     };
     assert_probe_run(run, 2, "linux64");
@@ -275,7 +241,7 @@ fn linux_guest_reaches_userspace_with_2_vcpus() {
 fn probe_shows_the_guests_own_kernel_and_boot_id() {
     let (Some(one), Some(two)) = (
         scenario(module_path!(), "probe-1cpu"),
-        two_vcpu_run(module_path!()),
+        scenario(module_path!(), "probe-2cpu"),
     ) else {
         return;
     };

@@ -640,7 +640,7 @@ pub trait Backend {
         None
     }
     /// What the report should know about this backend's seccomp use beyond the mode read from
-    /// /proc (e.g. "bulkhead-vm installs no seccomp filter yet").
+    /// /proc (e.g. where its profile comes from).
     fn seccomp_note(&self) -> Option<String> {
         None
     }

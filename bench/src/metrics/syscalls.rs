@@ -167,8 +167,9 @@ pub fn assess(
                 Some(c.conditional),
                 format!(
                     "Seccomp 2 in /proc/PID/status of {process}; counted from the profile it was \
-                     given (config.json linux.seccomp) over {all}: SCMP_ACT_ALLOW/LOG rules and \
-                     an allowing defaultAction count, rules with args count as conditional"
+                     given (a bundle's linux.seccomp, a VMM's own filter) over {all}: SCMP_ACT_ALLOW/LOG rules and \
+                     an allowing defaultAction count, rules with args count as conditional{}",
+                    filter_note.map_or(String::new(), |n| format!("; {n}"))
                 ),
             ),
             Some(Err(e)) => (

@@ -18,6 +18,10 @@
  *              that EBX points at an hvm_start_info (its magic) and prints
  *              `BULKHEAD-READY 0 pvh`; both then hit the boot timer and reset. A wrong magic
  *              triple-faults. So a test sees which entry a VMM took, and that it was right.
+ *   8 hog      writes one byte to every 4 KiB page from 2 MiB to 32 MiB, whatever RAM it was
+ *              given (past its RAM each write is an MMIO exit), prints `BULKHEAD-READY
+ *              <tsc> hog` and halts with interrupts off, forever: the VMM's RSS must stay
+ *              within the RAM it was told to give (--memory), however much the guest touches.
  */
         .set COM1,        0x3f8
         .set I8042_CMD,   0x64
@@ -25,6 +29,8 @@
         .set BOOT_TIMER,  0xd0000000      /* Firecracker's MMIO boot-timer address */
         .set BOOT_MAGIC,  123
         .set UNMAPPED,    0xe0000000      /* inside the 32-bit MMIO gap, no device there */
+        .set HOG_START,   0x200000        /* above the image, its .bss and the boot tables */
+        .set HOG_END,     0x2000000       /* 32 MiB: inside the VMM's 1 GiB identity map */
 
         .section .text
         .code64
@@ -81,6 +87,15 @@ _start:
         movb    (%rdi), %al
 .endif
 
+.if VARIANT == 8
+        /* Touch every page up to HOG_END, RAM or not. */
+        mov     $HOG_START, %edi
+7:      movb    $1, (%rdi)
+        add     $4096, %rdi
+        cmp     $HOG_END, %rdi
+        jb      7b
+.endif
+
         /* The ready line: `BULKHEAD-READY <tsc> <boot_id>`. */
         lea     msg_ready(%rip), %rsi
         call    puts
@@ -107,7 +122,7 @@ _start:
         call    puts
 .endif
 
-.if VARIANT == 4 || VARIANT == 6
+.if VARIANT == 4 || VARIANT == 6 || VARIANT == 8
 5:      hlt
         jmp     5b
 .endif
@@ -160,6 +175,8 @@ msg_tail:
         .asciz  " mmio\n"
 .elseif VARIANT == 7
         .asciz  " linux64\n"
+.elseif VARIANT == 8
+        .asciz  " hog\n"
 .else
         .asciz  " hostile\n"
 .endif

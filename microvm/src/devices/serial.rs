@@ -2,14 +2,13 @@
 
 use std::io::Write;
 use std::sync::OnceLock;
-use std::sync::mpsc::Sender;
 
 use vm_superio::Trigger;
 use vm_superio::serial::NoEvents;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::VmExit;
 use crate::timings::{Phase, TIMINGS};
+use crate::{ExitSender, VmExit};
 
 /// The serial device as the VM uses it.
 pub type Serial = vm_superio::Serial<IrqTrigger, NoEvents, ConsoleOut>;
@@ -53,14 +52,14 @@ impl std::fmt::Debug for ConsoleOut {
 }
 
 impl ConsoleOut {
-    pub fn new(inner: Box<dyn Write + Send>, exits: Option<Sender<VmExit>>) -> Self {
+    pub fn new(inner: Box<dyn Write + Send>, exits: Option<ExitSender>) -> Self {
         Self {
             inner,
             watch: ConsoleWatch::new(exits),
         }
     }
 
-    pub fn stdout(exits: Sender<VmExit>) -> Self {
+    pub fn stdout(exits: ExitSender) -> Self {
         Self::new(Box::new(std::io::stdout()), Some(exits))
     }
 }
@@ -97,7 +96,7 @@ pub static PANIC_LINE: OnceLock<String> = OnceLock::new();
 #[derive(Debug)]
 pub struct ConsoleWatch {
     line: Vec<u8>,
-    exits: Option<Sender<VmExit>>,
+    exits: Option<ExitSender>,
 }
 
 const WATCH_LINE_MAX: usize = 160;
@@ -107,7 +106,7 @@ const POWER_OFF_MARK: &str = "reboot: Power down";
 const HALT_MARK: &str = "reboot: System halted";
 
 impl ConsoleWatch {
-    pub fn new(exits: Option<Sender<VmExit>>) -> Self {
+    pub fn new(exits: Option<ExitSender>) -> Self {
         Self {
             line: Vec::with_capacity(WATCH_LINE_MAX),
             exits,
@@ -131,7 +130,7 @@ impl ConsoleWatch {
         } else if (line.contains(POWER_OFF_MARK) || line.contains(HALT_MARK))
             && let Some(tx) = &self.exits
         {
-            let _ = tx.send(VmExit::PowerOff);
+            tx.send(VmExit::PowerOff);
         }
         self.line.clear();
     }
@@ -143,7 +142,7 @@ mod tests {
 
     #[test]
     fn power_down_line_ends_the_vm() {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = crate::exit_channel();
         let mut w = ConsoleWatch::new(Some(tx));
         w.feed(b"[   12.9] reboot: Power d");
         assert!(rx.try_recv().is_err());
@@ -175,7 +174,7 @@ mod tests {
 
     #[test]
     fn the_power_off_line_is_written_before_the_vm_ends() {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = crate::exit_channel();
         let out = std::sync::Arc::default();
         let rec = Recorder {
             exits: rx,

@@ -13,8 +13,7 @@
 
 pub mod cpuid;
 
-use std::sync::Arc;
-use std::sync::mpsc::Sender;
+use std::sync::{Arc, Barrier};
 
 use kvm_bindings::{
     KVM_MAX_CPUID_ENTRIES, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET,
@@ -22,11 +21,11 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
-use crate::VmExit;
 use crate::boot::{Entry, regs};
 use crate::devices::Devices;
 use crate::timings::{Phase, TIMINGS};
 use crate::vm::Vm;
+use crate::{ExitSender, VmExit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -90,22 +89,29 @@ fn set_xcr0(vcpu: &VcpuFd, xcr0: u64) -> Result<(), kvm_ioctls::Error> {
 }
 
 /// Starts one thread per vCPU running [`run`].
+///
+/// Each thread waits at `gate` twice before its first KVM_RUN: once to tell the caller that
+/// its start-up is over, then until the caller lets the guest run (after installing the
+/// seccomp filter). `gate` must count the vCPUs plus the caller.
 pub fn start(
     vcpus: Vec<VcpuFd>,
     devices: &Arc<Devices>,
-    exits: &Sender<VmExit>,
+    exits: &ExitSender,
+    gate: &Arc<Barrier>,
 ) -> Result<(), Error> {
     for (id, vcpu) in vcpus.into_iter().enumerate() {
         let id = id as u8;
         let devices = Arc::clone(devices);
         let exits = exits.clone();
+        let gate = Arc::clone(gate);
         std::thread::Builder::new()
             .name(format!("vcpu{id}"))
             // The loop needs little stack; keep the VMM's footprint small.
             .stack_size(256 * 1024)
             .spawn(move || {
-                let exit = run(id, vcpu, &devices);
-                let _ = exits.send(exit);
+                gate.wait();
+                gate.wait();
+                exits.send(run(id, vcpu, &devices));
             })
             .map_err(|source| Error::Thread { id, source })?;
     }

@@ -27,15 +27,14 @@
 //! of test machinery, and the harness does not need it (a VM number measured under TCG would
 //! not mean anything for the report).
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bulkhead_images::initramfs::Initramfs;
 use bulkhead_images::{KernelChoice, KvmModules, Options};
+use bulkhead_testkit::ConsoleVm;
 
 /// The inner guests' base command line. `reboot=k`: the guest's reboot is an i8042 reset,
 /// which ends bulkhead-vm with status 0; `panic=-1`: a panic resets at once (the VMM reports it
@@ -297,7 +296,47 @@ pub fn run_all(
             .iter()
             .map(|s| run_direct(inputs, busybox, s))
             .collect(),
-        Mode::Nested { qemu, busybox } => run_nested(qemu, busybox, inputs, scenarios),
+        Mode::Nested { qemu, busybox } => {
+            let stuck = match run_nested(qemu, busybox, inputs, scenarios) {
+                Ok(runs) => return Ok(runs),
+                Err(NestedFailure::Other(why)) => return Err(why),
+                Err(NestedFailure::Stuck { done, message }) => (done, message),
+            };
+            // KNOWN FLAKE (docs/nested-test-host.md, Known problems): the outer L1 kernel
+            // stopped answering inside one scenario (2 in ~67 nested 2-vCPU boots under load).
+            // Only the emulation below us can do that: a hung bulkhead-vm would have been ended
+            // by its own --timeout and reported 124. The outer host is booted once more for that
+            // scenario and the ones after it, which must all pass; a second hang fails the tests.
+            let (mut done, message) = stuck;
+            eprintln!(
+                "KNOWN FLAKE: the outer host hung; booting it again for the rest.\n{message}"
+            );
+            match run_nested(qemu, busybox, inputs, &scenarios[done.len()..]) {
+                Ok(rest) => {
+                    done.extend(rest);
+                    Ok(done)
+                }
+                Err(NestedFailure::Stuck { message, .. } | NestedFailure::Other(message)) => {
+                    Err(format!("after a first hang, booted again: {message}"))
+                }
+            }
+        }
+    }
+}
+
+/// How one outer boot failed.
+enum NestedFailure {
+    /// The outer host went silent inside a scenario: what ended before it, and why we think so.
+    Stuck {
+        done: Vec<InnerRun>,
+        message: String,
+    },
+    Other(String),
+}
+
+impl From<String> for NestedFailure {
+    fn from(why: String) -> Self {
+        NestedFailure::Other(why)
     }
 }
 
@@ -460,18 +499,6 @@ fn outer_initramfs(
     img.write_to_file(out).map_err(e)
 }
 
-/// Kills and reaps QEMU when dropped, so no outcome (error, panic, deadline) leaves it running.
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
 /// Where the outer run is, for the deadlines and the error messages.
 enum Phase {
     Booting,
@@ -494,7 +521,7 @@ fn run_nested(
     busybox: &Path,
     inputs: &Inputs,
     scenarios: &[Scenario],
-) -> Result<Vec<InnerRun>, String> {
+) -> Result<Vec<InnerRun>, NestedFailure> {
     let outer = inputs.dir.path().join("outer.cpio");
     outer_initramfs(busybox, inputs, scenarios, &outer)?;
     let mut append = OUTER_CMDLINE.to_string();
@@ -502,56 +529,19 @@ fn run_nested(
         append.push(' ');
         append.push_str(&encode(s));
     }
-    let mut cmd = Command::new(qemu);
-    // The guard below covers errors and panics; this covers the test process being killed
-    // (a CI timeout): QEMU gets SIGKILL when the thread that spawned it ends, and this thread
-    // waits for QEMU in any case.
-    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
-    // is async-signal-safe and touches no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
-    let child = cmd
-        .args(["-M", "microvm", "-accel", "tcg", "-cpu", "max", "-smp", "2"])
-        .args(["-m", "1024", "-nographic", "-no-reboot"])
-        .arg("-kernel")
-        .arg(&inputs.bzimage)
-        .arg("-initrd")
-        .arg(&outer)
-        .args(["-append", &append])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", qemu.display()))?;
-    let mut vm = Qemu(child);
-    let (tx, rx) = mpsc::channel();
-    let stdout = vm.0.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        // Bytes, not `lines()`: a guest may print invalid UTF-8, which must not end the read.
-        let mut r = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
-            let line = String::from_utf8_lossy(&buf);
-            let line = line.trim_end_matches(['\n', '\r']).to_string();
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-            buf.clear();
-        }
-    });
-    let mut stderr = vm.0.stderr.take().expect("piped");
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
+    // ConsoleVm kills QEMU on every way out, and when the thread that spawned it ends: this
+    // thread waits for QEMU in any case.
+    let vm = ConsoleVm::spawn(
+        Command::new(qemu)
+            .args(["-M", "microvm", "-accel", "tcg", "-cpu", "max", "-smp", "2"])
+            .args(["-m", "1024", "-nographic", "-no-reboot"])
+            .arg("-kernel")
+            .arg(&inputs.bzimage)
+            .arg("-initrd")
+            .arg(&outer)
+            .args(["-append", &append]),
+    )
+    .map_err(|e| format!("spawn {}: {e}", qemu.display()))?;
 
     let start = Instant::now();
     let mut phase = Phase::Booting;
@@ -560,10 +550,10 @@ fn run_nested(
     let fail = |why: String, transcript: &[String]| {
         save_transcript(transcript);
         let tail = transcript[transcript.len().saturating_sub(80)..].join("\n");
-        format!(
+        NestedFailure::Other(format!(
             "nested test host: {why} (after {:.1} s)\nlast outer console lines:\n{tail}",
             start.elapsed().as_secs_f64()
-        )
+        ))
     };
     loop {
         let deadline = match &phase {
@@ -583,9 +573,17 @@ fn run_nested(
                 Phase::Idle { .. } => "no progress between scenarios".into(),
                 Phase::Done { .. } => "did not power off after NESTED-DONE".into(),
             };
-            return Err(fail(why, &transcript));
+            let failure = fail(why, &transcript);
+            if let (Phase::Running { .. }, NestedFailure::Other(message)) = (&phase, &failure) {
+                runs.pop();
+                return Err(NestedFailure::Stuck {
+                    done: runs,
+                    message: message.clone(),
+                });
+            }
+            return Err(failure);
         }
-        let (at, line) = match rx.recv_timeout(deadline - now) {
+        let (at, line) = match vm.recv_timeout(deadline - now) {
             Ok(v) => v,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -639,11 +637,9 @@ fn run_nested(
             phase = Phase::Done { since: at };
         }
     }
-    // stdout closed: QEMU is exiting. The guard reaps it; the status matters less than the
+    // stdout closed: QEMU is exiting. `finish` reaps it; the status matters less than the
     // lines (the outer host ends with a triple-fault reset, which -no-reboot turns into exit 0).
-    drop(vm);
-    let _ = reader.join();
-    let qemu_err = err_reader.join().unwrap_or_default();
+    let qemu_err = vm.finish();
     if !matches!(phase, Phase::Done { .. }) {
         return Err(fail(
             format!("QEMU exited before NESTED-DONE; its stderr: {qemu_err}"),

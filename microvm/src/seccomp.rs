@@ -1,0 +1,398 @@
+//! The VMM's own seccomp filter: what the process may still ask of the host kernel once the
+//! guest runs.
+//!
+//! Everything that needs a file, a new fd, a new thread or a new KVM object is done before the
+//! filter is installed: /dev/kvm, the VM, memory slots, irqchip, kernel and initrd loading,
+//! the devices and their eventfd, the vCPUs and their threads. [`crate::run`] installs the
+//! filter after the vCPU threads have started and before any of them enters KVM_RUN, so not
+//! one guest instruction runs without it.
+//!
+//! One filter for the whole process, installed with SECCOMP_FILTER_FLAG_TSYNC: it reaches the
+//! CLI's watchdog thread (started before the VM is built) as well as the main and vCPU
+//! threads, and every thread then shows `Seccomp: 2` in /proc/PID/task/TID/status.
+//! Firecracker gives each thread kind its own list; ours would differ by two or three
+//! entries (the main thread never calls KVM_RUN, the watchdog only sleeps and writes), which
+//! does not buy enough to justify three lists to keep in step.
+//!
+//! A call outside the list raises SIGSYS (SECCOMP_RET_TRAP); the handler installed here
+//! writes one line naming the syscall number to stderr and exits with [`EXIT_BAD_SYSCALL`]
+//! (128 + SIGSYS: the status a shell reports for a process the kernel killed with SIGSYS,
+//! which is what SECCOMP_RET_KILL_PROCESS would do, minus the message). The list and why
+//! each entry is there: microvm/docs/seccomp.md, which [`rules`] must match.
+
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr};
+
+/// Exit status after a forbidden syscall: 128 + SIGSYS.
+pub const EXIT_BAD_SYSCALL: i32 = 128 + libc::SIGSYS;
+
+/// Test-only hook: when this variable is set, [`crate::run`] makes one call the filter
+/// refuses right after installing it, before the guest runs, to prove the filter is enforced
+/// (see [`TestProbe`] for the values). Each call is harmless if allowed. With the filter the
+/// VMM dies with [`EXIT_BAD_SYSCALL`]; with `--no-seccomp` it says on stderr that the call
+/// was allowed and boots the guest as usual.
+pub const TEST_FORBIDDEN_SYSCALL_ENV: &str = "BULKHEAD_VM_TEST_FORBIDDEN_SYSCALL";
+
+/// What the test hook tries (the value of [`TEST_FORBIDDEN_SYSCALL_ENV`]).
+#[derive(Debug)]
+pub enum TestProbe {
+    /// `openat`, or any value not below: `openat("/dev/null", O_RDONLY)`, the first thing an
+    /// attacker who took over the VMM would need (a syscall not on the list at all).
+    Openat,
+    /// `write`: one byte to /dev/null through an fd opened before the filter (write is on
+    /// the list, but only for stdout, stderr and the serial eventfd).
+    Write(std::fs::File),
+    /// `ioctl`: KVM_GET_API_VERSION on /dev/kvm (ioctl is on the list, but only KVM_RUN and
+    /// KVM_GET_REGS).
+    Ioctl,
+    /// `mmap-exec`: an anonymous executable page (mmap is on the list, but not PROT_EXEC).
+    MmapExec,
+}
+
+impl TestProbe {
+    /// The probe the environment asks for, if any; prepared (files opened) before the filter.
+    pub fn from_env() -> Option<Self> {
+        let v = std::env::var_os(TEST_FORBIDDEN_SYSCALL_ENV)?;
+        Some(match v.to_str() {
+            Some("write") => match std::fs::OpenOptions::new().write(true).open("/dev/null") {
+                Ok(f) => Self::Write(f),
+                Err(_) => Self::Openat,
+            },
+            Some("ioctl") => Self::Ioctl,
+            Some("mmap-exec") => Self::MmapExec,
+            _ => Self::Openat,
+        })
+    }
+
+    /// Makes the call; returns only if it was allowed, and then says so on stderr.
+    pub fn fire(self, kvm: &kvm_ioctls::Kvm) {
+        let what = match self {
+            Self::Openat => {
+                // SAFETY: openat with a NUL-terminated literal path and plain flags; the fd,
+                // if any, is ours and closed right away.
+                let fd = unsafe {
+                    libc::openat(
+                        libc::AT_FDCWD,
+                        c"/dev/null".as_ptr(),
+                        libc::O_RDONLY | libc::O_CLOEXEC,
+                    )
+                };
+                if fd >= 0 {
+                    // SAFETY: `fd` was just opened by us and is not used elsewhere.
+                    unsafe { libc::close(fd) };
+                }
+                "openat(/dev/null)"
+            }
+            Self::Write(mut f) => {
+                use std::io::Write;
+                let _ = f.write(b"x");
+                // Dropping `f` closes it: allowed, and it is /dev/null.
+                "write to /dev/null"
+            }
+            Self::Ioctl => {
+                let _ = kvm.get_api_version();
+                "ioctl KVM_GET_API_VERSION"
+            }
+            Self::MmapExec => {
+                // SAFETY: a fresh anonymous private page; nothing else refers to it, and it
+                // is unmapped right away if the call succeeded.
+                unsafe {
+                    let p = libc::mmap(
+                        std::ptr::null_mut(),
+                        4096,
+                        libc::PROT_READ | libc::PROT_EXEC,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    );
+                    if p != libc::MAP_FAILED {
+                        libc::munmap(p, 4096);
+                    }
+                }
+                "mmap PROT_EXEC"
+            }
+        };
+        eprintln!("bulkhead-vm: test hook: {what} was allowed (no seccomp filter)");
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot build the seccomp filter: {0}")]
+    Build(seccompiler::BackendError),
+    #[error("cannot install the SIGSYS handler: {0}")]
+    Sigaction(std::io::Error),
+    #[error("cannot install the seccomp filter: {0}")]
+    Install(seccompiler::Error),
+}
+
+// The two KVM ioctls the vCPU loop makes (kvm-ioctls does not export its numbers).
+ioctl_io_nr!(KVM_RUN, kvm_bindings::KVMIO, 0x80);
+ioctl_ior_nr!(
+    KVM_GET_REGS,
+    kvm_bindings::KVMIO,
+    0x81,
+    kvm_bindings::kvm_regs
+);
+
+fn cond(arg: u8, len: SeccompCmpArgLen, op: SeccompCmpOp, value: u64) -> SeccompCondition {
+    // Only an argument index above 5 is rejected; ours are constants below it.
+    SeccompCondition::new(arg, len, op, value).expect("valid condition")
+}
+
+/// One rule per value: the call is allowed when argument `arg` equals any of them. `len`:
+/// Dword for C `int` arguments (fds, commands, flags), whose upper 32 bits the kernel ignores
+/// and so must we; Qword for `unsigned long` ones (ioctl requests).
+fn any_of(arg: u8, len: SeccompCmpArgLen, values: &[u64]) -> Vec<SeccompRule> {
+    values
+        .iter()
+        .map(|&v| {
+            SeccompRule::new(vec![cond(arg, len.clone(), SeccompCmpOp::Eq, v)])
+                .expect("one condition")
+        })
+        .collect()
+}
+
+/// Allowed when the `int` argument `arg` has none of the bits of `mask` set.
+fn without_bits(arg: u8, mask: u64) -> Vec<SeccompRule> {
+    let c = cond(
+        arg,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::MaskedEq(mask),
+        0,
+    );
+    vec![SeccompRule::new(vec![c]).expect("one condition")]
+}
+
+/// The allowed syscalls, each with the arguments it is limited to (an empty list: any).
+/// `serial_irq_fd`: the serial interrupt's eventfd, the one fd besides stdout and stderr
+/// that the VMM writes to once the guest runs.
+pub fn rules(serial_irq_fd: RawFd) -> BTreeMap<i64, Vec<SeccompRule>> {
+    // Never empty: an empty rule list would allow write on any fd.
+    let fds = [libc::STDOUT_FILENO, libc::STDERR_FILENO, serial_irq_fd].map(|fd| fd as u32 as u64);
+    let no_exec = libc::PROT_EXEC as u64;
+    [
+        // vCPU loop: KVM_RUN, and KVM_GET_REGS to report where an internal error happened.
+        (
+            libc::SYS_ioctl,
+            any_of(1, SeccompCmpArgLen::Qword, &[KVM_RUN(), KVM_GET_REGS()]),
+        ),
+        // The guest's console (stdout), our messages (stderr), the serial IRQ eventfd.
+        (libc::SYS_write, any_of(0, SeccompCmpArgLen::Dword, &fds)),
+        // Mutexes (devices), the exit channel, OnceLock.
+        (libc::SYS_futex, vec![]),
+        // std's channel backs off with yield_now when contended.
+        (libc::SYS_sched_yield, vec![]),
+        // malloc: new arenas and growth (format! of an exit reason, the panic line), never
+        // executable memory.
+        (libc::SYS_mmap, without_bits(2, no_exec)),
+        (libc::SYS_mprotect, without_bits(2, no_exec)),
+        (libc::SYS_munmap, vec![]),
+        (libc::SYS_mremap, vec![]),
+        (libc::SYS_madvise, vec![]),
+        (libc::SYS_brk, vec![]),
+        // A vCPU thread that ends: std drops its VcpuFd (close; the main thread likewise the
+        // devices' eventfd once the VM ended) and its signal stack
+        // (sigaltstack, munmap); glibc blocks signals (rt_sigprocmask) and calls exit.
+        (libc::SYS_close, vec![]),
+        // std checks an fd is open before closing it (F_GETFD, in builds with debug
+        // assertions); nothing else of fcntl.
+        (
+            libc::SYS_fcntl,
+            any_of(1, SeccompCmpArgLen::Dword, &[libc::F_GETFD as u64]),
+        ),
+        (libc::SYS_sigaltstack, vec![]),
+        (libc::SYS_rt_sigprocmask, vec![]),
+        (libc::SYS_exit, vec![]),
+        // The end of the process (std::process::exit, and our SIGSYS handler's _exit).
+        (libc::SYS_exit_group, vec![]),
+        // Returning from a signal handler (std's stack-overflow handler).
+        (libc::SYS_rt_sigreturn, vec![]),
+        // The CLI's --timeout watchdog sleeps (glibc's sleep is clock_nanosleep), restarted
+        // after a stop signal.
+        (libc::SYS_clock_nanosleep, vec![]),
+        (libc::SYS_nanosleep, vec![]),
+        (libc::SYS_restart_syscall, vec![]),
+        // Phase timestamps (timings.rs): the vDSO, unless the clocksource makes glibc fall
+        // back to the syscall.
+        (libc::SYS_clock_gettime, vec![]),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// The numbers of the allowed syscalls (x86_64), for a report of what the VMM may call.
+pub fn allowed_syscalls() -> Vec<i64> {
+    rules(libc::STDERR_FILENO).into_keys().collect()
+}
+
+/// Compiles the filter for this process (see [`rules`]).
+pub fn build(serial_irq_fd: RawFd) -> Result<BpfProgram, Error> {
+    let filter = SeccompFilter::new(
+        rules(serial_irq_fd),
+        SeccompAction::Trap,
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )
+    .map_err(Error::Build)?;
+    filter.try_into().map_err(Error::Build)
+}
+
+/// Installs the SIGSYS handler and then `filter` on every thread of the process (TSYNC).
+pub fn install(filter: &BpfProgram) -> Result<(), Error> {
+    install_sigsys_handler()?;
+    seccompiler::apply_filter_all_threads(filter).map_err(Error::Install)
+}
+
+fn install_sigsys_handler() -> Result<(), Error> {
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; we set the handler
+    // and SA_SIGINFO so the kernel passes the siginfo our handler reads.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = on_sigsys as *const () as usize;
+    sa.sa_flags = libc::SA_SIGINFO;
+    // SAFETY: `sa` is a valid sigaction whose handler is async-signal-safe (it only calls
+    // write and _exit); the old action is not wanted.
+    let rc = unsafe { libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(Error::Sigaction(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Where the kernel puts the syscall number in a SIGSYS siginfo on x86_64: after si_signo,
+/// si_errno, si_code and padding (16 bytes) and the 8-byte si_call_addr, at byte 24
+/// (`_sigsys._syscall` in <asm-generic/siginfo.h>); the libc crate has no accessor for it.
+const SI_SYSCALL_OFFSET: usize = 24;
+
+/// SIGSYS from the filter: say which call it was, and end the process. Only async-signal-safe
+/// calls (write, _exit), both on the list; no allocation, no lock.
+extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for a SIGSYS raised by seccomp (SA_SIGINFO);
+    // the syscall number is an i32 at SI_SYSCALL_OFFSET within it.
+    let nr =
+        unsafe { std::ptr::read_unaligned(info.cast::<u8>().add(SI_SYSCALL_OFFSET).cast::<i32>()) };
+    let mut msg = [0u8; 160];
+    let mut len = 0;
+    for part in [
+        &b"bulkhead-vm: seccomp: forbidden system call "[..],
+        format_decimal(nr, &mut [0u8; 12]),
+        &b" (x86_64 number; see microvm/docs/seccomp.md, --no-seccomp to debug)\n"[..],
+    ] {
+        let n = part.len().min(msg.len() - len);
+        msg[len..len + n].copy_from_slice(&part[..n]);
+        len += n;
+    }
+    // SAFETY: write and _exit are async-signal-safe; `msg[..len]` is initialised.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), len);
+        libc::_exit(EXIT_BAD_SYSCALL);
+    }
+}
+
+/// `n` in decimal, in `buf`, without allocating (for the signal handler).
+fn format_decimal(n: i32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut v = i64::from(n).unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_numbers_are_the_kernels() {
+        // <linux/kvm.h>: KVM_RUN _IO(0xAE, 0x80), KVM_GET_REGS _IOR(0xAE, 0x81, kvm_regs).
+        assert_eq!(KVM_RUN(), 0xae80);
+        assert_eq!(KVM_GET_REGS(), 0x8090_ae81);
+    }
+
+    #[test]
+    fn decimal_formatting() {
+        for n in [0, 7, 257, -1, i32::MAX, i32::MIN] {
+            assert_eq!(format_decimal(n, &mut [0; 12]), n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn the_filter_compiles_and_lists_no_file_or_process_calls() {
+        let rules = rules(5);
+        for forbidden in [
+            libc::SYS_open,
+            libc::SYS_openat,
+            libc::SYS_socket,
+            libc::SYS_execve,
+            libc::SYS_clone,
+            libc::SYS_clone3,
+            libc::SYS_fork,
+            libc::SYS_ptrace,
+            libc::SYS_read,
+        ] {
+            assert!(!rules.contains_key(&forbidden), "{forbidden}");
+        }
+        assert!(!build(5).unwrap().is_empty());
+        assert_eq!(allowed_syscalls().len(), rules.len());
+    }
+
+    /// The table in docs/seccomp.md lists exactly the syscalls of [`rules`].
+    #[test]
+    fn the_documented_table_matches_the_rules() {
+        let doc = include_str!("../docs/seccomp.md");
+        let documented: std::collections::BTreeSet<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_owned)
+            .collect();
+        let names: std::collections::BTreeSet<String> = rules(5)
+            .keys()
+            .map(|&nr| syscall_name(nr).to_owned())
+            .collect();
+        assert_eq!(documented, names);
+    }
+
+    fn syscall_name(nr: i64) -> &'static str {
+        match nr {
+            libc::SYS_ioctl => "ioctl",
+            libc::SYS_write => "write",
+            libc::SYS_futex => "futex",
+            libc::SYS_sched_yield => "sched_yield",
+            libc::SYS_mmap => "mmap",
+            libc::SYS_mprotect => "mprotect",
+            libc::SYS_munmap => "munmap",
+            libc::SYS_mremap => "mremap",
+            libc::SYS_madvise => "madvise",
+            libc::SYS_brk => "brk",
+            libc::SYS_close => "close",
+            libc::SYS_fcntl => "fcntl",
+            libc::SYS_sigaltstack => "sigaltstack",
+            libc::SYS_rt_sigprocmask => "rt_sigprocmask",
+            libc::SYS_exit => "exit",
+            libc::SYS_exit_group => "exit_group",
+            libc::SYS_rt_sigreturn => "rt_sigreturn",
+            libc::SYS_clock_nanosleep => "clock_nanosleep",
+            libc::SYS_nanosleep => "nanosleep",
+            libc::SYS_restart_syscall => "restart_syscall",
+            libc::SYS_clock_gettime => "clock_gettime",
+            other => panic!("syscall {other} has no name here: add it"),
+        }
+    }
+}
