@@ -17,7 +17,8 @@ set -euo pipefail
 #   iproute2             network namespaces and interfaces in tests
 #   chromium             headless screenshot of report.html in the harness's rendering test
 #   libseccomp-dev       libseccomp.a, linked statically into bulkhead-runtime (build dependency)
-PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev)
+#   uidmap               newuidmap/newgidmap: rootless containers with more than one id mapped
+PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev uidmap)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -39,4 +40,15 @@ if [[ "$(stat -f -c %T /sys/fs/cgroup)" == tmpfs ]] &&
     echo "setup: mounting the hugetlb cgroup v1 hierarchy (crun needs it on hybrid hosts)" >&2
     mkdir -p /sys/fs/cgroup/hugetlb
     mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+fi
+
+# Fuzzing (scripts/test.sh runs a short round of each target; README: a long run): cargo-fuzz
+# drives libFuzzer, which needs a nightly toolchain for its sanitizer flags.
+if ! rustup toolchain list | grep -q '^nightly'; then
+    echo "setup: installing the nightly toolchain (cargo fuzz needs it)" >&2
+    rustup toolchain install nightly --profile minimal
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+    echo "setup: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked --quiet
 fi

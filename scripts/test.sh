@@ -11,3 +11,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # build them all first.
 cargo build --workspace --quiet
 cargo test --workspace "$@"
+
+# A short round of each fuzz target (the README says how to run a long one). Only for the whole
+# suite: with arguments, the caller asked for a part of `cargo test`.
+if (($# == 0)); then
+    cargo fmt --manifest-path microvm/fuzz/Cargo.toml --check
+    cargo fmt --manifest-path runtime/fuzz/Cargo.toml --check
+    (cd microvm && cargo +nightly fuzz run devices -- -max_total_time=25)
+    (cd runtime && cargo +nightly fuzz run config_json -- -max_total_time=20 -max_len=16384 -rss_limit_mb=2048)
+fi

@@ -145,8 +145,19 @@ impl Cgroup {
     /// Create the container's groups and apply `linux.resources`. On error, everything created
     /// so far is removed again.
     pub fn create(spec: &Spec, id: &str) -> Result<Cgroup> {
+        Self::create_skipping(spec, id, None)
+    }
+
+    /// [`Cgroup::create`] for a rootless container (`skipped` is Some): a hierarchy where the
+    /// container's group was not delegated to us is skipped and its controller pushed to
+    /// `skipped` ("" for v2's one hierarchy) instead of failing; see [`crate::rootless`].
+    pub fn create_skipping(
+        spec: &Spec,
+        id: &str,
+        skipped: Option<&mut Vec<&'static str>>,
+    ) -> Result<Cgroup> {
         let mut cg = Cgroup::default();
-        match cg.create_inner(spec, id) {
+        match cg.create_inner(spec, id, skipped) {
             Ok(()) => Ok(cg),
             Err(e) => {
                 let _ = remove(&cg.created, false);
@@ -155,7 +166,12 @@ impl Cgroup {
         }
     }
 
-    fn create_inner(&mut self, spec: &Spec, id: &str) -> Result<()> {
+    fn create_inner(
+        &mut self,
+        spec: &Spec,
+        id: &str,
+        mut skipped: Option<&mut Vec<&'static str>>,
+    ) -> Result<()> {
         let linux = spec.linux().as_ref();
         let res = linux.and_then(|l| l.resources().as_ref());
         let spec_path = linux.and_then(|l| l.cgroups_path().as_deref());
@@ -177,6 +193,12 @@ impl Cgroup {
                     }
                     let own = own_cgroup(&proc_cgroup, ctrl);
                     let leaf = leaf_path(&mount, &own, spec_path, id)?;
+                    if let Some(s) = skipped.as_deref_mut()
+                        && !crate::rootless::cgroup_delegated(&leaf)
+                    {
+                        s.push(ctrl);
+                        continue;
+                    }
                     let first_new = self.created.len();
                     mkdir_p(&leaf, &mut self.created)?;
                     if ctrl == "cpuset" {
@@ -215,6 +237,12 @@ impl Cgroup {
                 let mount = Path::new(CGROUP_ROOT);
                 let own = v2_base(&own_cgroup(&proc_cgroup, ""));
                 let leaf = leaf_path(mount, &own, spec_path, id)?;
+                if let Some(s) = skipped
+                    && !crate::rootless::cgroup_delegated(&leaf)
+                {
+                    s.push("");
+                    return Ok(());
+                }
                 mkdir_p(&leaf, &mut self.created)?;
                 v2_enable_controllers(mount, &leaf);
                 if let Some(r) = res {

@@ -5,8 +5,9 @@
 //! ---------------------------------           ----------------------------------------------------
 //! load + validate config.json
 //! state dir <root>/<id>/, cgroups, exec.fifo
-//! clone(CLONE_NEWUSER?|CLONE_NEWPID?)  ───────▶ prctl(PR_SET_DUMPABLE, 0); wait for GO
+//! clone(CLONE_NEWUSER?|CLONE_NEWPID?)  ───────▶ prctl(PR_SET_DUMPABLE, 0)*; wait for GO
 //! add pid to cgroups, write uid/gid maps
+//!   (rootless: newuidmap/newgidmap, or our own id)
 //! send GO  ──────────────────────────────────▶ setns / unshare the other namespaces, hostname
 //!                                              mounts, devices          (prestart hooks: H ◀▶ G)
 //!                                              pivot_root, masked/readonly paths, sysctls
@@ -15,6 +16,10 @@
 //! state.json, --pid-file, exit                 block reading exec.fifo … `start` writes a byte
 //!                                              execve(the user's program)
 //! ```
+//!
+//! (*) Rootless, only after GO: an unprivileged parent cannot write a non-dumpable process's
+//! maps (see `child_main`). Rootless also means: only delegated cgroups, and one warning
+//! naming the limits that were not applied (see [`crate::rootless`]).
 //!
 //! # Why the init is a fork, not a re-exec (CVE-2019-5736)
 //!
@@ -65,6 +70,9 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
     /// false for `run`: the init does not wait for `start` (no fifo at all).
     pub wait_for_start: bool,
+    /// Rootless cgroup handling (`--rootless`, see [`crate::rootless`]): use only the cgroups
+    /// delegated to us and say which limits could not be applied, instead of failing.
+    pub rootless: bool,
 }
 
 /// A created container: its saved state and the init's pid.
@@ -169,6 +177,19 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     if !plan.new_mount && !plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWNS) {
         bail!("config.json: linux.namespaces: a mount namespace is required");
     }
+    // Unprivileged, every namespace we create must be owned by a user namespace of ours, and
+    // its maps must be ones we may write: check both before anything exists.
+    let euid = crate::rootless::euid();
+    let map_writer = if euid != 0 && plan.new_user {
+        namespaces::rootless_map_writer(spec, euid, crate::rootless::egid())?
+    } else {
+        namespaces::MapWriter::default()
+    };
+    if euid != 0 && !plan.new_user && !plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER) {
+        bail!(
+            "linux.namespaces: running as uid {euid} (rootless) needs a user namespace: add {{\"type\": \"user\"}} and linux.uidMappings/gidMappings (see `bulkhead-runtime spec --rootless`)"
+        );
+    }
 
     let dir = root.create_dir(&opts.id)?;
     let mut cleanup = Cleanup {
@@ -179,7 +200,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         armed: true,
     };
 
-    let cg = Cgroup::create(spec, &opts.id)?;
+    let mut skipped = Vec::new();
+    let cg = Cgroup::create_skipping(spec, &opts.id, opts.rootless.then_some(&mut skipped))?;
     cleanup.cgroups = cg.created.clone();
 
     let fifo = if opts.wait_for_start {
@@ -250,6 +272,15 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
             .unwrap_or_default(),
     };
 
+    // Non-dumpable before the clone, so that the child is from its first instruction (a
+    // joined pid namespace shows it to the container's processes at once); not when the child
+    // must stay dumpable until its maps are written (see child_main). Decided here, once: in
+    // the child, geteuid() changes when the parent writes the uid map.
+    let stay_dumpable = plan.new_user && euid != 0;
+    if !stay_dumpable {
+        // SAFETY: integer-only prctl.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
     // SAFETY: a fork-like clone (no new stack: the child continues on a copy of ours). Sound
     // because this process is single-threaded (see the module comment).
     let pid = unsafe {
@@ -273,6 +304,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
             &plan,
             opts,
             fifo.as_ref().map(|f| f.as_raw_fd()),
+            stay_dumpable,
         );
     }
     let pid = pid as i32;
@@ -284,7 +316,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
 
     cg.add(pid).context("moving the init into its cgroups")?;
     if plan.new_user {
-        namespaces::write_id_maps(pid, spec)?;
+        namespaces::write_id_maps(pid, spec, &map_writer)?;
     }
     send(sock, MSG_GO, b"").context("releasing the init")?;
 
@@ -314,6 +346,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
             .with_context(|| format!("--pid-file {}", pf.display()))?;
     }
     cleanup.armed = false;
+    // Once, and only for a container that exists: the limits rootless mode could not apply.
+    crate::rootless::warn_unapplied(spec, &skipped);
     Ok(Created { pid, saved })
 }
 
@@ -324,9 +358,19 @@ fn child_main(
     plan: &Plan,
     opts: &CreateOpts,
     fifo: Option<RawFd>,
+    stay_dumpable: bool,
 ) -> ! {
-    // SAFETY: integer-only prctl; see the module comment on CVE-2019-5736.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Non-dumpable at once (see the module comment on CVE-2019-5736) — except when an
+    // unprivileged parent still has to write our uid/gid maps: a non-dumpable process's /proc
+    // files belong to root, which the parent (and newuidmap, which checks the owner) is not.
+    // Until GO we run none of the container's code, and only our own uid could ptrace us;
+    // child_setup turns dumpable off as soon as the maps are written (runc does the same).
+    // (`stay_dumpable` comes from the parent: our own geteuid() is the overflow uid until the
+    // uid map is written and 0 after, so asking it here would race with the parent.)
+    if !stay_dumpable {
+        // SAFETY: integer-only prctl.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
     // A panic must not unwind into the parent's stack frames we share a copy of (the cleanup
     // guard there would delete the container): catch it and report it as an error.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -359,6 +403,9 @@ fn child_setup(
         // SAFETY: see child_main.
         _ => unsafe { libc::_exit(1) },
     }
+    // The maps are written: non-dumpable from here on (a no-op if child_main did it already).
+    // SAFETY: integer-only prctl.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     for (flag, path) in &plan.join {
         namespaces::join(*flag, path).context("linux.namespaces")?;
     }
@@ -506,6 +553,20 @@ pub(crate) fn finish_process(
     security::set_user_and_caps(process)?;
     let cwd = process.cwd();
     std::env::set_current_dir(cwd).with_context(|| format!("process.cwd: {}", cwd.display()))?;
+    // CVE-2024-21626: a cwd such as /proc/self/fd/N follows a descriptor, which may be a
+    // directory outside the container (one the caller leaked to us, say), and `..` from
+    // there walks the host. getcwd(2) tells: outside our root it is "(unreachable)/…".
+    match std::env::current_dir() {
+        Ok(here) if here.is_absolute() => {}
+        Ok(here) => bail!(
+            "process.cwd: {} is outside the container ({})",
+            cwd.display(),
+            here.display()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("process.cwd: {}: getcwd", cwd.display()));
+        }
+    }
 
     let args: Vec<CString> = process
         .args()

@@ -107,6 +107,8 @@ struct ChildPlan {
     process: Process,
     seccomp: Option<crate::seccomp::Program>,
     user_ns: Option<File>,
+    /// The parent already joined the container's user namespace (rootless, see `exec`).
+    user_ns_joined: bool,
     others: Vec<(libc::c_int, File)>,
     root: OwnedFd,
     console_socket: Option<PathBuf>,
@@ -114,7 +116,8 @@ struct ChildPlan {
 }
 
 /// Build the process to run: `--process FILE` as is, else the container's process with the
-/// flags applied (runc's rules: env appended, --cap added to every set, --user keeps the
+/// flags applied (runc's rules: env appended, --cap added to bounding, effective, permitted
+/// (and ambient when the spec has inheritable caps), --user keeps the
 /// container's gid when none is given).
 fn build_process(o: &ExecOpts, base: &Process) -> Result<Process> {
     if let Some(path) = &o.process {
@@ -207,8 +210,12 @@ fn build_process(o: &ExecOpts, base: &Process) -> Result<Process> {
             caps.set_bounding(add(caps.bounding().clone()));
             caps.set_effective(add(caps.effective().clone()));
             caps.set_permitted(add(caps.permitted().clone()));
-            caps.set_inheritable(add(caps.inheritable().clone()));
-            caps.set_ambient(add(caps.ambient().clone()));
+            // Never inheritable (CVE-2022-29162: an inheritable cap passes on through execve
+            // of a program with file capabilities, to processes never given it); ambient
+            // needs inheritable, so only when the spec has an inheritable set (runc's fix).
+            if caps.inheritable().is_some() {
+                caps.set_ambient(add(caps.ambient().clone()));
+            }
         }
         p.set_capabilities(Some(caps));
     }
@@ -216,6 +223,16 @@ fn build_process(o: &ExecOpts, base: &Process) -> Result<Process> {
         p.set_no_new_privileges(Some(true));
     }
     Ok(p)
+}
+
+/// Whether `p` would hold CAP_SYS_PTRACE: no capabilities in the spec keeps all of root's;
+/// else the bounding set is the ceiling of what it can ever have.
+fn may_ptrace(p: &Process) -> bool {
+    p.capabilities().as_ref().is_none_or(|c| {
+        c.bounding()
+            .as_ref()
+            .is_some_and(|b| b.contains(&Capability::SysPtrace))
+    })
 }
 
 /// Kill and reap the child if the exec fails half-way, so nothing is left running.
@@ -237,7 +254,8 @@ impl Drop for ChildGuard {
 /// with `--detach`.
 pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     let saved = root.load(&o.id)?;
-    match root.status(&saved) {
+    let status = root.status(&saved);
+    match status {
         Status::Stopped => bail!("cannot exec in a stopped container"),
         Status::Paused if !o.ignore_paused => {
             bail!("cannot exec in a paused container (use --ignore-paused to override)")
@@ -268,6 +286,20 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
             others.push((*flag, f));
         }
     }
+    // A created container's init is still a clone of this runtime (until `start`): its
+    // /proc/<pid>/exe is our binary on the host and it holds exec.fifo. Non-dumpable keeps the
+    // container's processes away from it, except one with CAP_SYS_PTRACE in the init's user
+    // namespace — the host's, when the container has no user namespace of its own. Such a
+    // process could open our binary through /proc/1/exe (CVE-2019-5736) and the fifo through
+    // /proc/1/fd (CVE-2016-9962): refuse to start one before the init has exec'd.
+    if matches!(status, Status::Created | Status::Creating)
+        && user_ns.is_none()
+        && may_ptrace(&process)
+    {
+        bail!(
+            "cannot exec a process with CAP_SYS_PTRACE into a created container without a user namespace: its init is still bulkhead-runtime until `start`"
+        );
+    }
     let pid_ns = foreign_ns(pid, "pid")?;
     let root_path = format!("/proc/{pid}/root");
     let c = CString::new(root_path.clone())?;
@@ -289,10 +321,11 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     if !state::pid_alive(pid, saved.start_time) {
         bail!("cannot exec in a stopped container");
     }
-    let plan = ChildPlan {
+    let mut plan = ChildPlan {
         process,
         seccomp: bundle.seccomp.clone(),
         user_ns,
+        user_ns_joined: false,
         others,
         root: root_fd,
         console_socket: o.console_socket.clone(),
@@ -316,6 +349,19 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     let (parent_sock, child_sock) =
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
 
+    // Rootless: joining the pid namespace needs CAP_SYS_ADMIN in the user namespace that owns
+    // it, which an unprivileged caller has only inside the container's user namespace (it owns
+    // that one, so joining gives it every capability there). So the parent joins the user
+    // namespace first; the child is then born inside it and only becomes its root.
+    // SAFETY: geteuid has no preconditions.
+    let unprivileged = unsafe { libc::geteuid() } != 0;
+    if unprivileged
+        && pid_ns.is_some()
+        && let Some(u) = plan.user_ns.take()
+    {
+        setns(&u, libc::CLONE_NEWUSER, "user")?;
+        plan.user_ns_joined = true;
+    }
     if let Some(f) = &pid_ns {
         // SAFETY: setns on a descriptor we own; no memory is passed.
         if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
@@ -324,6 +370,11 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         }
     }
 
+    // Non-dumpable *before* the clone, so that the child is from its first instruction: it is
+    // born in the container's pid namespace, where a process could otherwise open its
+    // /proc/<pid>/exe (our binary) or attach before the child's own prctl runs.
+    // SAFETY: integer-only prctl.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // SAFETY: a fork-like clone; sound because the runtime is single-threaded (see create).
     let child = unsafe {
         libc::syscall(
@@ -421,6 +472,8 @@ fn child_setup(sock: RawFd, plan: &ChildPlan) -> Result<Never> {
     };
     if let Some(u) = &plan.user_ns {
         setns(u, libc::CLONE_NEWUSER, "user")?;
+    }
+    if plan.user_ns.is_some() || plan.user_ns_joined {
         namespaces::become_userns_root()?;
     }
     for (flag, f) in &plan.others {

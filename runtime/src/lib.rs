@@ -5,7 +5,8 @@
 //! [`security`], [`hooks`]) and leaves its init blocked on a fifo, and the functions here
 //! start, signal, pause, inspect and delete it, using [`state`] to find it again. The commands
 //! that work on a running container have a module each: [`exec`], [`ps`], [`update`],
-//! [`events`]; [`features`] says what all of this supports.
+//! [`events`]; [`features`] says what all of this supports. [`rootless`] holds what changes
+//! when the runtime runs without privileges.
 //!
 //! The runtime is single-threaded on purpose: `create` forks (see [`create`]).
 
@@ -19,6 +20,7 @@ pub mod hooks;
 pub mod namespaces;
 pub mod ps;
 pub mod rootfs;
+pub mod rootless;
 pub mod seccomp;
 pub mod security;
 pub mod spec;

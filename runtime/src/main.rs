@@ -20,9 +20,10 @@ use bulkhead_runtime::{CreateOpts, events, exec, ps, spec, update};
     disable_version_flag = true
 )]
 struct Cli {
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = state::DEFAULT_ROOT)]
-    root: PathBuf,
+    /// Root directory for container state [default: /run/bulkhead-runtime, or
+    /// $XDG_RUNTIME_DIR/bulkhead-runtime for a non-root user].
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Log file (errors are always also printed on stderr).
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -34,8 +35,11 @@ struct Cli {
     /// Use systemd for cgroups (not supported).
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Accepted for compatibility with runc; ignored.
-    #[arg(long, global = true, hide = true)]
+    /// Rootless cgroup handling: true, false or auto (rootless when not root or inside a user
+    /// namespace): only delegated cgroups are used, and limits that cannot be applied are
+    /// named in a warning instead of failing the container. Before the command, as with runc
+    /// (`spec` has a `--rootless` of its own).
+    #[arg(long, value_name = "auto|true|false")]
     rootless: Option<String>,
     /// Print the version.
     #[arg(short = 'v', long)]
@@ -91,6 +95,9 @@ enum Cmd {
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
+        /// A spec for a rootless container (user namespace mapping your uid/gid to 0).
+        #[arg(long = "rootless", id = "spec_rootless")]
+        rootless: bool,
     },
     /// Run a new process inside a container.
     Exec(ExecArgs),
@@ -233,7 +240,7 @@ struct CreateArgs {
 }
 
 impl CreateArgs {
-    fn opts(&self, wait: bool) -> CreateOpts {
+    fn opts(&self, wait: bool, rootless: bool) -> CreateOpts {
         CreateOpts {
             id: self.id.clone(),
             bundle: self.bundle.clone(),
@@ -243,6 +250,7 @@ impl CreateArgs {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             wait_for_start: wait,
+            rootless,
         }
     }
 }
@@ -283,18 +291,23 @@ fn run(cli: &Cli) -> Result<i32> {
     if cli.debug {
         log_line(cli, "debug", &format!("{cmd:?}"));
     }
-    let root = Root::new(&cli.root);
+    let root = Root::new(
+        cli.root
+            .clone()
+            .unwrap_or_else(bulkhead_runtime::rootless::default_root),
+    );
+    let rootless = bulkhead_runtime::rootless::resolve(cli.rootless.as_deref())?;
     match cmd {
         Cmd::Create(a) => {
-            bulkhead_runtime::create(&root, &a.opts(true))?;
+            bulkhead_runtime::create(&root, &a.opts(true, rootless))?;
         }
         Cmd::Start { id } => bulkhead_runtime::start(&root, id)?,
         Cmd::Run { create, detach } => {
             if *detach {
-                bulkhead_runtime::create(&root, &create.opts(true))?;
+                bulkhead_runtime::create(&root, &create.opts(true, rootless))?;
                 bulkhead_runtime::start(&root, &create.id)?;
             } else {
-                let out = bulkhead_runtime::run(&root, &create.opts(false))?;
+                let out = bulkhead_runtime::run(&root, &create.opts(false, rootless))?;
                 if out.oom_kills > 0 {
                     let msg = format!(
                         "container {} was OOM-killed ({} OOM kill(s) in its memory cgroup)",
@@ -347,12 +360,20 @@ fn run(cli: &Cli) -> Result<i32> {
                 }
             }
         }
-        Cmd::Spec { bundle } => {
+        Cmd::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 bail!("File {} exists. Remove it first", path.display());
             }
-            std::fs::write(&path, spec::default_json()?)?;
+            let json = if *rootless {
+                use bulkhead_runtime::rootless as rl;
+                let mut s: oci_spec::runtime::Spec = serde_json::from_str(&spec::default_json()?)?;
+                rl::to_rootless(&mut s, rl::euid(), rl::egid())?;
+                serde_json::to_string_pretty(&s)?
+            } else {
+                spec::default_json()?
+            };
+            std::fs::write(&path, json)?;
         }
         Cmd::Exec(a) => {
             if !a.cgroup.is_empty() {
@@ -458,5 +479,18 @@ mod tests {
         assert!(matches!(c.cmd, Some(Cmd::Checkpoint { .. })));
         let c = Cli::try_parse_from(["r", "update", "--cpu-quota", "-1", "id"]).unwrap();
         assert!(matches!(c.cmd, Some(Cmd::Update(_))));
+        // runc's global --rootless VALUE before the command, and `spec --rootless` (a switch).
+        let c = Cli::try_parse_from(["r", "--rootless", "true", "spec", "--rootless"]).unwrap();
+        assert_eq!(c.rootless.as_deref(), Some("true"));
+        assert!(matches!(c.cmd, Some(Cmd::Spec { rootless: true, .. })));
+        let c = Cli::try_parse_from(["r", "spec"]).unwrap();
+        assert!(c.rootless.is_none());
+        assert!(matches!(
+            c.cmd,
+            Some(Cmd::Spec {
+                rootless: false,
+                ..
+            })
+        ));
     }
 }

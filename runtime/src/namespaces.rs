@@ -193,9 +193,137 @@ fn map_text(maps: &[LinuxIdMapping]) -> String {
     s
 }
 
-/// Write the uid/gid maps of the child `pid`'s new user namespace (done by the parent,
-/// which holds CAP_SETUID/CAP_SETGID in the parent namespace).
-pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
+/// How the parent writes a new user namespace's maps: the uid map and the gid map each
+/// directly (None: as root, with CAP_SETUID/CAP_SETGID in the parent namespace, or
+/// unprivileged when the map is just our own id) or through the given setuid helper
+/// (`newuidmap`/`newgidmap`, package uidmap, which check /etc/subuid and /etc/subgid).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MapWriter {
+    pub uid_helper: Option<PathBuf>,
+    pub gid_helper: Option<PathBuf>,
+}
+
+/// A helper program in $PATH (and the usual system directories, as a caller's PATH may be
+/// minimal).
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The subordinate id ranges (start, count) /etc/subuid or /etc/subgid (`file`) gives the
+/// user `name` / `id`.
+fn subordinate_ranges(file: &str, name: Option<&str>, id: u32) -> Vec<(u64, u64)> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let id = id.to_string();
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.trim().split(':');
+            let (who, start, count) = (it.next()?, it.next()?, it.next()?);
+            (who == id || Some(who) == name)
+                .then(|| Some((start.parse().ok()?, count.parse().ok()?)))
+                .flatten()
+        })
+        .filter(|&(_, count)| count > 0)
+        .collect()
+}
+
+/// The user name of `uid` from /etc/passwd (what newuidmap looks up in /etc/subuid).
+fn user_name(uid: u32) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+    })
+}
+
+/// Before anything is created: can an unprivileged caller (`euid`/`egid`) give the container
+/// the maps the spec asks for, and how? Each mapping must be the caller's own id alone, or lie
+/// in its /etc/subuid (/etc/subgid) ranges; anything else is an error naming the mapping. When
+/// a subid source other than the files is configured (nsswitch `subid:`), the ranges are left
+/// for newuidmap to check.
+pub fn rootless_map_writer(spec: &Spec, euid: u32, egid: u32) -> Result<MapWriter> {
+    let linux = spec.linux().as_ref();
+    let nsswitch = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+    let other_source = nsswitch
+        .lines()
+        .any(|l| l.trim_start().starts_with("subid:"));
+    let name = user_name(euid);
+    let mut writer = MapWriter::default();
+    for (maps, field, own, file, kind, helper) in [
+        (
+            linux.and_then(|l| l.uid_mappings().as_ref()),
+            "linux.uidMappings",
+            euid,
+            "/etc/subuid",
+            "uid",
+            "newuidmap",
+        ),
+        (
+            linux.and_then(|l| l.gid_mappings().as_ref()),
+            "linux.gidMappings",
+            egid,
+            "/etc/subgid",
+            "gid",
+            "newgidmap",
+        ),
+    ] {
+        let maps = maps.map(Vec::as_slice).unwrap_or_default();
+        if maps.is_empty() {
+            bail!(
+                "{field}: missing: a rootless container's user namespace needs a mapping (e.g. container id 0 to your {kind} {own})"
+            );
+        }
+        let ranges = subordinate_ranges(file, name.as_deref(), own);
+        let mut needs_helper = false;
+        for (i, m) in maps.iter().enumerate() {
+            let (start, size) = (m.host_id() as u64, m.size() as u64);
+            if size == 1 && start == own as u64 {
+                continue;
+            }
+            needs_helper = true;
+            let owned = ranges
+                .iter()
+                .any(|&(s, c)| start >= s && start + size <= s + c);
+            if !owned && !other_source {
+                let yours = if ranges.is_empty() {
+                    format!("none in {file}")
+                } else {
+                    ranges
+                        .iter()
+                        .map(|(s, c)| format!("{s}-{}", s + c - 1))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                bail!(
+                    "{field}[{i}]: host {kind}s {start}-{} are not yours: {kind} {own} may map only itself and its subordinate {kind}s ({yours})",
+                    start + size - 1
+                );
+            }
+        }
+        // The kernel lets an unprivileged process write one line: its own id, size 1.
+        if needs_helper || maps.len() > 1 {
+            let path = find_program(helper).with_context(|| {
+                format!(
+                    "{field}: mapping more than your own {kind} needs {helper} (package uidmap), which is not installed"
+                )
+            })?;
+            if kind == "uid" {
+                writer.uid_helper = Some(path);
+            } else {
+                writer.gid_helper = Some(path);
+            }
+        }
+    }
+    Ok(writer)
+}
+
+/// Write the uid/gid maps of the child `pid`'s new user namespace: directly (as root, or our
+/// own id only; then `setgroups` must be denied before an unprivileged gid_map write, which the
+/// kernel enforces), or through newuidmap/newgidmap.
+pub fn write_id_maps(pid: i32, spec: &Spec, writer: &MapWriter) -> Result<()> {
     let Some(linux) = spec.linux() else {
         bail!("linux.uidMappings: missing");
     };
@@ -203,7 +331,38 @@ pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<()> {
         ("uid_map", linux.uid_mappings(), "linux.uidMappings"),
         ("gid_map", linux.gid_mappings(), "linux.gidMappings"),
     ] {
-        let text = map_text(maps.as_deref().unwrap_or_default());
+        let maps = maps.as_deref().unwrap_or_default();
+        let helper = if file == "uid_map" {
+            &writer.uid_helper
+        } else {
+            &writer.gid_helper
+        };
+        if let Some(prog) = helper {
+            let mut cmd = std::process::Command::new(prog);
+            cmd.arg(pid.to_string());
+            for m in maps {
+                cmd.args([m.container_id(), m.host_id(), m.size()].map(|n| n.to_string()));
+            }
+            let out = cmd
+                .stdin(std::process::Stdio::null())
+                .output()
+                .with_context(|| format!("{field}: running {}", prog.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "{field}: {} refused the mapping: {}",
+                    prog.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            continue;
+        }
+        if file == "gid_map" && crate::rootless::euid() != 0 {
+            // Unprivileged: the kernel takes our gid_map only with setgroups denied, so that
+            // dropping supplementary groups cannot grant access they deny.
+            let p = format!("/proc/{pid}/setgroups");
+            std::fs::write(&p, "deny").with_context(|| format!("{field}: writing {p}"))?;
+        }
+        let text = map_text(maps);
         let p = format!("/proc/{pid}/{file}");
         std::fs::write(&p, &text)
             .with_context(|| format!("{field}: invalid id mapping: writing {p}"))?;
@@ -228,4 +387,59 @@ pub fn become_userns_root() -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with_maps(uid: serde_json::Value, gid: serde_json::Value) -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {"namespaces": [{"type": "user"}], "uidMappings": uid, "gidMappings": gid}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rootless_own_id_is_written_directly() {
+        let own = serde_json::json!([{"containerID": 0, "hostID": 4242424, "size": 1}]);
+        let w = rootless_map_writer(&spec_with_maps(own.clone(), own), 4242424, 4242424).unwrap();
+        assert_eq!(w, MapWriter::default());
+    }
+
+    #[test]
+    fn rootless_foreign_ids_are_refused_by_field() {
+        let nss = std::fs::read_to_string("/etc/nsswitch.conf").unwrap_or_default();
+        if nss.lines().any(|l| l.trim_start().starts_with("subid:")) {
+            return; // ranges come from elsewhere: newuidmap decides, not us
+        }
+        let own = serde_json::json!([{"containerID": 0, "hostID": 4242424, "size": 1}]);
+        let root = serde_json::json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+        let e = rootless_map_writer(&spec_with_maps(root.clone(), own.clone()), 4242424, 4242424)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("linux.uidMappings[0]: host uids 0-0 are not yours"),
+            "{e}"
+        );
+        let e = rootless_map_writer(&spec_with_maps(own, root), 4242424, 4242424)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("linux.gidMappings[0]"), "{e}");
+    }
+
+    #[test]
+    fn subordinate_ranges_by_name_or_id() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("subuid");
+        std::fs::write(&f, "alice:100000:65536\n1001:200000:10\nbob:300000:0\n").unwrap();
+        let f = f.to_str().unwrap();
+        assert_eq!(
+            subordinate_ranges(f, Some("alice"), 1000),
+            [(100000, 65536)]
+        );
+        assert_eq!(subordinate_ranges(f, None, 1001), [(200000, 10)]);
+        assert!(subordinate_ranges(f, Some("bob"), 1002).is_empty());
+    }
 }

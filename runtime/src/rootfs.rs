@@ -11,7 +11,7 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
@@ -257,9 +257,12 @@ pub fn prepare(p: &RootfsPlan) -> Result<()> {
     )
     .context("bind-mounting the rootfs onto itself")?;
 
+    // Every destination is resolved against this descriptor by the kernel (see `InRoot`).
+    let root = InRoot::open(p.rootfs)?;
     let mut dev_is_tmpfs = false;
     for (i, m) in p.spec.mounts().iter().flatten().enumerate() {
-        mount_one(p, m).with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
+        mount_one(p, &root, m)
+            .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
         if m.destination() == Path::new("/dev") {
             dev_is_tmpfs = true;
         }
@@ -268,12 +271,152 @@ pub fn prepare(p: &RootfsPlan) -> Result<()> {
     Ok(())
 }
 
-fn mount_one(p: &RootfsPlan, m: &Mount) -> Result<()> {
-    let dest = secure_join(p.rootfs, m.destination())?;
+/// The rootfs, opened once, against which mount destinations are resolved *by the kernel*:
+/// `openat2(RESOLVE_IN_ROOT)` treats the descriptor as `/` for every `..` and every symlink,
+/// also ones swapped in while we work (CVE-2021-30465: runc resolved a destination in user
+/// space and then passed the path string to mount(2), which followed a symlink raced into
+/// place in between and mounted over a host directory). We mount on `/proc/self/fd/N` of the
+/// resolved `O_PATH` descriptor: the kernel mounts on exactly that inode, whatever the path
+/// has become since.
+struct InRoot {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl InRoot {
+    fn open(rootfs: &Path) -> Result<InRoot> {
+        let c = cstr(rootfs)?;
+        // SAFETY: valid C string; the descriptor is owned right below.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error()).context("opening the rootfs");
+        }
+        // SAFETY: fd was just returned by open and is owned by nobody else.
+        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        Ok(InRoot { fd })
+    }
+
+    /// Open `rel` (relative to the root) inside the root, `O_PATH` plus `flags`. Magic links
+    /// (/proc/*/fd, /proc/*/root …) are refused: they would jump out of the root.
+    fn open_at(&self, rel: &Path, flags: libc::c_int) -> std::io::Result<std::os::fd::OwnedFd> {
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
+        let c = CString::new(rel.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: open_how is plain integers; all-zero is its documented default.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_PATH | libc::O_CLOEXEC | flags) as u64;
+        how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        loop {
+            // SAFETY: valid descriptor, C string and open_how (with its size) for the call.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    self.fd.as_raw_fd(),
+                    c.as_ptr(),
+                    &how as *const libc::open_how,
+                    std::mem::size_of::<libc::open_how>(),
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a new descriptor owned by nobody else.
+                return Ok(unsafe {
+                    <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd)
+                });
+            }
+            let e = std::io::Error::last_os_error();
+            // EAGAIN: a rename raced the lookup (RESOLVE_IN_ROOT's check); just try again.
+            if e.raw_os_error() != Some(libc::EAGAIN) {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Create `rel` and its missing parents inside the root: each component is made with
+    /// mkdirat() in its parent, which was itself opened inside the root, so a symlink
+    /// swapped into the path can at worst redirect us elsewhere *in* the root. The last
+    /// component becomes a directory, or (`file`) an empty file for a file bind mount.
+    fn create(&self, rel: &Path, file: bool) -> Result<()> {
+        let names: Vec<_> = rel.components().collect();
+        let mut cur = PathBuf::new();
+        for (i, c) in names.iter().enumerate() {
+            let Component::Normal(name) = c else { continue };
+            let parent = self
+                .open_at(&cur, libc::O_DIRECTORY)
+                .with_context(|| format!("opening {} in the rootfs", cur.display()))?;
+            let cname = CString::new(name.as_bytes())?;
+            let last = i + 1 == names.len();
+            // SAFETY: valid descriptor and C string for both calls.
+            let rc = unsafe {
+                if last && file {
+                    // O_EXCL never follows a symlink; an existing entry is checked below.
+                    let fd = libc::openat(
+                        parent.as_raw_fd(),
+                        cname.as_ptr(),
+                        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                        0o644,
+                    );
+                    if fd >= 0 {
+                        libc::close(fd);
+                    }
+                    fd.min(0)
+                } else {
+                    libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o755)
+                }
+            };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(e)
+                        .with_context(|| format!("creating {}", cur.join(name).display()));
+                }
+            }
+            cur.push(name);
+        }
+        Ok(())
+    }
+}
+
+/// A mount destination opened inside the root, and the `/proc/self/fd/N` path naming it:
+/// mount(2) and friends follow that path to exactly the descriptor's file. The path is only
+/// valid while the descriptor is open, so both live together.
+struct Target {
+    _fd: std::os::fd::OwnedFd,
+    path: PathBuf,
+}
+
+impl InRoot {
+    fn target(&self, rel: &Path, what: &str) -> Result<Target> {
+        let fd = self
+            .open_at(rel, 0)
+            .with_context(|| format!("resolving the destination {what} inside the rootfs"))?;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        Ok(Target { _fd: fd, path })
+    }
+}
+
+fn mount_one(p: &RootfsPlan, root: &InRoot, m: &Mount) -> Result<()> {
+    // Resolved in user space first only to know where inside the root the destination is
+    // meant to be (symlinks in the image followed as if the rootfs were /), so that missing
+    // directories can be created there; the mount itself goes through `root`.
+    let rel = secure_join(p.rootfs, m.destination())?
+        .strip_prefix(p.rootfs)
+        .map(Path::to_path_buf)
+        .context("destination outside the rootfs")?;
+    // The destination, opened inside the root (it must exist: create it first). Resolved
+    // again after mounting: a descriptor opened before names the directory *under* the mount.
+    let resolve = |what: &str| root.target(&rel, what);
     let (flags, props, bind, data) = mount_flags(m);
     let typ = m.typ().as_deref().unwrap_or("none");
     let data = (!data.is_empty()).then_some(data.as_str());
-    if let Some(recursive) = bind {
+    let dest = if let Some(recursive) = bind {
         let src = m.source().as_ref().context("bind mount without a source")?;
         let src = if src.is_absolute() {
             src.clone()
@@ -281,48 +424,57 @@ fn mount_one(p: &RootfsPlan, m: &Mount) -> Result<()> {
             p.bundle.join(src)
         };
         let meta = fs::metadata(&src).with_context(|| format!("source {}", src.display()))?;
-        if meta.is_dir() {
-            fs::create_dir_all(&dest)?;
-        } else if !dest.exists() {
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent)?;
-            }
-            fs::File::create(&dest)?;
-        }
+        root.create(&rel, !meta.is_dir())?;
         let rec = if recursive { libc::MS_REC } else { 0 };
-        mount(Some(&src), &dest, None, libc::MS_BIND | rec, None)?;
+        mount(
+            Some(&src),
+            &resolve("")?.path,
+            None,
+            libc::MS_BIND | rec,
+            None,
+        )?;
+        let dest = resolve("after mounting")?;
         // Bind mounts ignore flags on the first call: apply them with a remount.
         let extra = flags & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_REC);
         if extra != 0 {
-            remount_bind(&dest, extra)?;
+            remount_bind(&dest.path, extra)?;
         }
+        dest
     } else {
-        fs::create_dir_all(&dest)?;
+        root.create(&rel, false)?;
+        let target = resolve("")?;
+        let dest = target.path.as_path();
         match typ {
-            "cgroup" => mount_cgroup_v1_or_v2(&dest, flags)?,
+            "cgroup" => mount_cgroup_v1_or_v2(dest, || resolve("after mounting"), flags)?,
             _ => {
                 let src = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-                match mount(Some(&src), &dest, Some(typ), flags, data) {
+                match mount(Some(&src), dest, Some(typ), flags, data) {
                     Ok(()) => {}
                     // Without a new network namespace, sysfs cannot be mounted fresh in a
                     // user namespace; runc falls back to a bind of the host's /sys.
                     Err(e) if typ == "sysfs" && p.in_userns => {
                         mount(
                             Some(Path::new("/sys")),
-                            &dest,
+                            dest,
                             None,
                             libc::MS_BIND | libc::MS_REC,
                             None,
                         )
                         .context(e)?;
+                        // The spec's flags (ro, nosuid, ...) still apply to the bind.
+                        let extra = flags & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_REC);
+                        if extra != 0 {
+                            remount_bind(&resolve("after mounting")?.path, extra)?;
+                        }
                     }
                     Err(e) => return Err(e),
                 }
             }
         }
-    }
+        resolve("after mounting")?
+    };
     for prop in props {
-        mount(None, &dest, None, prop, None)?;
+        mount(None, &dest.path, None, prop, None)?;
     }
     Ok(())
 }
@@ -365,7 +517,11 @@ fn remount_bind(dest: &Path, extra: libc::c_ulong) -> Result<()> {
 
 /// A `cgroup` mount: cgroup2 on a unified host; on a v1 host a tmpfs holding one mount per
 /// hierarchy (as the host has them, symlinks like cpu -> cpu,cpuacct included).
-fn mount_cgroup_v1_or_v2(dest: &Path, flags: libc::c_ulong) -> Result<()> {
+fn mount_cgroup_v1_or_v2(
+    dest: &Path,
+    mounted: impl Fn() -> Result<Target>,
+    flags: libc::c_ulong,
+) -> Result<()> {
     if crate::cgroups::mode() == crate::cgroups::Mode::Unified {
         return mount(
             Some(Path::new("cgroup2")),
@@ -383,6 +539,9 @@ fn mount_cgroup_v1_or_v2(dest: &Path, flags: libc::c_ulong) -> Result<()> {
         (flags & !libc::MS_RDONLY) | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         Some("mode=755"),
     )?;
+    // The tmpfs just mounted (`dest` names the directory under it).
+    let top = mounted()?;
+    let dest = top.path.as_path();
     let host = Path::new("/sys/fs/cgroup");
     for e in fs::read_dir(host)?.flatten() {
         let name = e.file_name();

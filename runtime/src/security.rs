@@ -127,6 +127,12 @@ pub fn set_user_and_caps(p: &Process) -> Result<()> {
                 caps::raise(None, CapSet::Ambient, cap).context("process.capabilities.ambient")?;
             }
         }
+    } else {
+        // No capabilities in the spec: the process keeps what the runtime has (root's), but
+        // never inheritable or ambient ones the runtime may have been started with: those
+        // survive execve into programs that were not granted them (CVE-2022-29162).
+        caps::clear(None, CapSet::Ambient).context("clearing the ambient capabilities")?;
+        caps::clear(None, CapSet::Inheritable).context("clearing the inheritable capabilities")?;
     }
     if let Some(mask) = user.umask() {
         // SAFETY: umask has no preconditions.

@@ -11,6 +11,20 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Skip (or, under `BULKHEAD_REQUIRE_ALL=1`, fail) unless this host can run containers
+/// ([`can_run`]) and has every one of the client's `tools` on PATH.
+macro_rules! needs_tools {
+    ($($tool:literal),+) => {
+        bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
+        for tool in [$($tool),+] {
+            bulkhead_testkit::skip_unless!(
+                bulkhead_testkit::on_path(tool).is_some(),
+                "{tool} not installed"
+            );
+        }
+    };
+}
+
 /// One containerd at a time: they share /run/containerd (shim sockets, ctr fifos), which the
 /// last one out removes.
 static ONE_CONTAINERD: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -113,6 +127,47 @@ impl Containerd {
         args.extend_from_slice(cmd);
         self.ctr(&args)
     }
+
+    /// The `ctr task ls` line of task `id` (empty when there is none).
+    fn task_line(&self, id: &str) -> String {
+        stdout(&self.ctr(&["task", "ls"]))
+            .lines()
+            .find(|l| l.contains(id))
+            .map(str::to_string)
+            .unwrap_or_default()
+    }
+
+    /// The host pid of task `id`'s init, from its `ctr task ls` line.
+    fn task_pid(&self, id: &str) -> i32 {
+        let line = self.task_line(id);
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no pid for task {id} in {line:?}"))
+    }
+
+    /// `ctr task kill -s SIGKILL`, wait for the task to stop, `ctr task delete` and `ctr
+    /// container rm`; then neither our state nor a cgroup of `id` may be left.
+    fn kill_and_delete(&self, id: &str) {
+        // A pid-1 sleep ignores TERM (no handler), as under runc: kill with KILL.
+        let o = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.task_line(id).contains("STOPPED") {
+            assert!(
+                Instant::now() < deadline,
+                "never stopped: {}",
+                self.task_line(id)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let o = self.ctr(&["task", "delete", id]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = self.ctr(&["container", "rm", id]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!self.runc_root().join("default").join(id).exists());
+        assert!(cgroups_named(id).is_empty(), "{:?}", cgroups_named(id));
+    }
 }
 
 impl Drop for Containerd {
@@ -141,12 +196,7 @@ fn cgroups_named(id: &str) -> Vec<PathBuf> {
 
 #[test]
 fn containerd_runs_kills_and_deletes() {
-    bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-    bulkhead_testkit::skip_unless!(
-        bulkhead_testkit::on_path("containerd").is_some()
-            && bulkhead_testkit::on_path("ctr").is_some(),
-        "containerd/ctr not installed"
-    );
+    needs_tools!("containerd", "ctr");
     let ctd = Containerd::start();
     let b = Bundle::new(&["true"]);
     let rootfs = b.path().join("rootfs");
@@ -168,38 +218,10 @@ fn containerd_runs_kills_and_deletes() {
     let id = common::id("ctr-kill");
     let o = ctd.run(&["-d"], &rootfs, &id, &["sleep", "60"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let ls = stdout(&ctd.ctr(&["task", "ls"]));
-    assert!(
-        ls.lines().any(|l| l.contains(&id) && l.contains("RUNNING")),
-        "{ls}"
-    );
-    let pid: i32 = ls
-        .lines()
-        .find(|l| l.contains(&id))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    // sleep as pid 1 ignores TERM (no handler), as under runc: kill with KILL.
-    let o = ctd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ls = stdout(&ctd.ctr(&["task", "ls"]));
-        if ls.lines().any(|l| l.contains(&id) && l.contains("STOPPED")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never stopped: {ls}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let o = ctd.ctr(&["task", "delete", &id]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = ctd.ctr(&["container", "rm", &id]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!ctd.runc_root().join("default").join(&id).exists());
-    assert!(cgroups_named(&id).is_empty(), "{:?}", cgroups_named(&id));
+    let ls = ctd.task_line(&id);
+    assert!(ls.contains("RUNNING"), "{ls}");
+    let pid = ctd.task_pid(&id);
+    ctd.kill_and_delete(&id);
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists() || {
             let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -212,75 +234,136 @@ fn containerd_runs_kills_and_deletes() {
 /// out removes.
 static ONE_PODMAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Run podman with all its state in `dir` (vfs storage: no overlay mounts; no network: no
-/// bridge or netns on the host; cgroupfs: no systemd).
-fn podman(dir: &Path, args: &[&str]) -> Output {
-    output_via_files(
-        Command::new("podman")
-            .arg("--root")
-            .arg(dir.join("storage"))
-            .arg("--runroot")
-            .arg(dir.join("run"))
-            .args([
-                "--cgroup-manager",
-                "cgroupfs",
-                "--events-backend",
-                "file",
-                "--storage-driver",
-                "vfs",
-                "--runtime",
-            ])
-            .arg(runtime())
-            .args(args),
-    )
+/// A podman of this test's own (see [`Podman::cmd`]), with the test bundle's busybox rootfs
+/// imported as the image `bh-busybox`.
+struct Podman {
+    dir: tempfile::TempDir,
+    had_libpod_parent: bool,
+    /// podman keeps locks in /run/libpod, auth in /run/containers, and calls the runtime with
+    /// its default --root: the ones of these that this test creates, to remove at the end.
+    run_dirs: Vec<&'static str>,
+    // Last: the next podman test waits until this one has cleaned up.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
-#[test]
-fn podman_runs_an_imported_rootfs_image() {
-    bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-    bulkhead_testkit::skip_unless!(
-        bulkhead_testkit::on_path("podman").is_some(),
-        "podman not installed"
-    );
-    let _serial = ONE_PODMAN.lock().unwrap_or_else(|e| e.into_inner());
-    let had_libpod_parent = Path::new("/sys/fs/cgroup/memory/libpod_parent").exists();
-    // podman keeps locks in /run/libpod, auth in /run/containers, and calls the runtime with
-    // its default --root: remove what this test created.
-    let run_dirs: Vec<&str> = ["/run/libpod", "/run/containers", "/run/bulkhead-runtime"]
-        .into_iter()
-        .filter(|d| !Path::new(d).exists())
-        .collect();
-    let dir = tempfile::Builder::new()
-        .prefix("bh-podman-")
-        .tempdir()
-        .unwrap();
-    let b = Bundle::new(&["true"]);
-    let tar = dir.path().join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(b.path().join("rootfs"))
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let o = podman(dir.path(), &["import", tar.to_str().unwrap(), "bh-busybox"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = podman(
-        dir.path(),
-        &[
-            "run",
-            "--rm",
+impl Podman {
+    fn start() -> Podman {
+        let serial = ONE_PODMAN.lock().unwrap_or_else(|e| e.into_inner());
+        let had_libpod_parent = Path::new("/sys/fs/cgroup/memory/libpod_parent").exists();
+        let run_dirs = ["/run/libpod", "/run/containers", "/run/bulkhead-runtime"]
+            .into_iter()
+            .filter(|d| !Path::new(d).exists())
+            .collect();
+        let dir = tempfile::Builder::new()
+            .prefix("bh-podman-")
+            .tempdir()
+            .unwrap();
+        let p = Podman {
+            dir,
+            had_libpod_parent,
+            run_dirs,
+            _serial: serial,
+        };
+        let b = Bundle::new(&["true"]);
+        let tar = p.dir.path().join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(b.path().join("rootfs"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let o = p.cmd(&["import", tar.to_str().unwrap(), "bh-busybox"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        p
+    }
+
+    /// Run podman with all its state in our dir (vfs storage: no overlay mounts; no network:
+    /// no bridge or netns on the host; cgroupfs: no systemd).
+    fn cmd(&self, args: &[&str]) -> Output {
+        let dir = self.dir.path();
+        output_via_files(
+            Command::new("podman")
+                .arg("--root")
+                .arg(dir.join("storage"))
+                .arg("--runroot")
+                .arg(dir.join("run"))
+                .args([
+                    "--cgroup-manager",
+                    "cgroupfs",
+                    "--events-backend",
+                    "file",
+                    "--storage-driver",
+                    "vfs",
+                    "--runtime",
+                ])
+                .arg(runtime())
+                .args(args),
+        )
+    }
+
+    /// `podman run` of `cmd` in the imported image with `opts` and no network.
+    fn run(&self, opts: &[&str], cmd: &[&str]) -> Output {
+        let mut args = vec!["run"];
+        args.extend_from_slice(opts);
+        // This session lacks CAP_SYS_RESOURCE: podman's default hard limits cannot be set.
+        args.extend_from_slice(&[
             "--network",
             "none",
-            // podman's default seccomp profile applies (compiled by our seccomp module).
-            // This session lacks CAP_SYS_RESOURCE: podman's default hard limits cannot be set.
             "--ulimit",
             "nofile=1024:1024",
             "--ulimit",
             "nproc=4096:4096",
             "bh-busybox",
+        ]);
+        args.extend_from_slice(cmd);
+        self.cmd(&args)
+    }
+
+    /// Assert that no container is left, nor a container's cgroup (conmon's are podman's
+    /// business, but are removed where this test created their parent), then remove what
+    /// podman created for this test.
+    fn finish(self) {
+        let o = self.cmd(&["ps", "-a", "-q"]);
+        assert!(
+            stdout(&o).trim().is_empty(),
+            "containers left: {}",
+            stdout(&o)
+        );
+        let _ = self.cmd(&["rmi", "-a", "-f"]);
+        for c in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let p = c.path().join("libpod_parent");
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    assert!(
+                        !name.starts_with("libpod-"),
+                        "container cgroup left: {}",
+                        e.path().display()
+                    );
+                }
+            }
+            if !self.had_libpod_parent {
+                let _ = std::fs::remove_dir(p.join("conmon"));
+                let _ = std::fs::remove_dir(&p);
+            }
+        }
+        for d in &self.run_dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+#[test]
+fn podman_runs_an_imported_rootfs_image() {
+    needs_tools!("podman");
+    let podman = Podman::start();
+    // podman's default seccomp profile applies (compiled by our seccomp module).
+    let o = podman.run(
+        &["--rm"],
+        &[
             "sh",
             "-c",
             "echo hello from podman, pid $$; ls /sys/class/net; grep ^Seccomp: /proc/self/status",
@@ -305,35 +388,7 @@ fn podman_runs_an_imported_rootfs_image() {
         "{}",
         stdout(&o)
     );
-    let o = podman(dir.path(), &["ps", "-a", "-q"]);
-    assert!(
-        stdout(&o).trim().is_empty(),
-        "containers left: {}",
-        stdout(&o)
-    );
-    let _ = podman(dir.path(), &["rmi", "-a", "-f"]);
-    // Our container's cgroups are gone; conmon's (podman's own) are podman's business, but
-    // do not leave them behind on a machine where this test created them.
-    for c in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let p = c.path().join("libpod_parent");
-        if let Ok(rd) = std::fs::read_dir(&p) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                assert!(
-                    !name.starts_with("libpod-"),
-                    "container cgroup left: {}",
-                    e.path().display()
-                );
-            }
-        }
-        if !had_libpod_parent {
-            let _ = std::fs::remove_dir(p.join("conmon"));
-            let _ = std::fs::remove_dir(&p);
-        }
-    }
-    for d in run_dirs {
-        let _ = std::fs::remove_dir_all(d);
-    }
+    podman.finish();
 }
 
 fn sha256(path: &Path) -> String {
@@ -422,13 +477,7 @@ fn oci_archive(rootfs: &Path, dir: &Path, name: &str) -> PathBuf {
 
 #[test]
 fn containerd_runs_an_imported_image() {
-    bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-    bulkhead_testkit::skip_unless!(
-        bulkhead_testkit::on_path("containerd").is_some()
-            && bulkhead_testkit::on_path("ctr").is_some()
-            && bulkhead_testkit::on_path("sha256sum").is_some(),
-        "containerd/ctr/sha256sum not installed"
-    );
+    needs_tools!("containerd", "ctr", "sha256sum");
     let ctd = Containerd::start();
     let b = Bundle::new(&["true"]);
     let name = "docker.io/bulkhead/busybox:latest";
@@ -484,12 +533,7 @@ impl Drop for CtrTask<'_> {
 /// `pause`, `resume`; `metrics` reads the cgroups the container's init is in.
 #[test]
 fn containerd_exec_ps_pause_resume_metrics() {
-    bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-    bulkhead_testkit::skip_unless!(
-        bulkhead_testkit::on_path("containerd").is_some()
-            && bulkhead_testkit::on_path("ctr").is_some(),
-        "containerd/ctr not installed"
-    );
+    needs_tools!("containerd", "ctr");
     let ctd = Containerd::start();
     let b = Bundle::new(&["true"]);
     let rootfs = b.path().join("rootfs");
@@ -500,19 +544,7 @@ fn containerd_exec_ps_pause_resume_metrics() {
     };
     let o = ctd.run(&["-d"], &rootfs, &id, &["sleep", "60"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let task_line = |id: &str| {
-        stdout(&ctd.ctr(&["task", "ls"]))
-            .lines()
-            .find(|l| l.contains(id))
-            .map(str::to_string)
-            .unwrap_or_default()
-    };
-    let init: i32 = task_line(&id)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let init = ctd.task_pid(&id);
 
     // exec: output and exit status come back through the shim; the process is in the
     // container (its pid namespace: the init is pid 1).
@@ -544,51 +576,42 @@ fn containerd_exec_ps_pause_resume_metrics() {
     // pause / resume: containerd asks our `state` afterwards.
     let o = ctd.ctr(&["task", "pause", &id]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(task_line(&id).contains("PAUSED"), "{}", task_line(&id));
-    let st = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
     assert!(
-        st[st.rfind(')').unwrap() + 2..].starts_with('D')
-            || st[st.rfind(')').unwrap() + 2..].starts_with('S'),
-        "{st}"
+        ctd.task_line(&id).contains("PAUSED"),
+        "{}",
+        ctd.task_line(&id)
+    );
+    assert!(
+        matches!(proc_state(init), 'D' | 'S'),
+        "{}",
+        proc_state(init)
     );
     let o = ctd.ctr(&["task", "resume", &id]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(task_line(&id).contains("RUNNING"), "{}", task_line(&id));
+    assert!(
+        ctd.task_line(&id).contains("RUNNING"),
+        "{}",
+        ctd.task_line(&id)
+    );
 
     // metrics: one data point with the container's memory usage.
     let o = ctd.ctr(&["task", "metrics", "--format", "json", &id]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("memory"), "{}", stdout(&o));
 
-    let o = ctd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !task_line(&id).contains("STOPPED") {
-        assert!(
-            Instant::now() < deadline,
-            "never stopped: {}",
-            task_line(&id)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let o = ctd.ctr(&["task", "delete", &id]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = ctd.ctr(&["container", "rm", &id]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!ctd.runc_root().join("default").join(&id).exists());
-    assert!(cgroups_named(&id).is_empty(), "{:?}", cgroups_named(&id));
+    ctd.kill_and_delete(&id);
 }
 
 /// Removes a podman container even when the test fails half-way (conmon and the container
 /// would otherwise outlive the test and its storage directory).
 struct PodmanContainer<'a> {
-    dir: &'a Path,
+    podman: &'a Podman,
     name: String,
 }
 
 impl Drop for PodmanContainer<'_> {
     fn drop(&mut self) {
-        let _ = podman(self.dir, &["rm", "-f", "-t", "0", &self.name]);
+        let _ = self.podman.cmd(&["rm", "-f", "-t", "0", &self.name]);
     }
 }
 
@@ -596,101 +619,49 @@ impl Drop for PodmanContainer<'_> {
 /// runtime.
 #[test]
 fn podman_exec_pause_top_update() {
-    bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-    bulkhead_testkit::skip_unless!(
-        bulkhead_testkit::on_path("podman").is_some(),
-        "podman not installed"
-    );
-    let _serial = ONE_PODMAN.lock().unwrap_or_else(|e| e.into_inner());
-    let had_libpod_parent = Path::new("/sys/fs/cgroup/memory/libpod_parent").exists();
-    let run_dirs: Vec<&str> = ["/run/libpod", "/run/containers", "/run/bulkhead-runtime"]
-        .into_iter()
-        .filter(|d| !Path::new(d).exists())
-        .collect();
-    let dir = tempfile::Builder::new()
-        .prefix("bh-podman-")
-        .tempdir()
-        .unwrap();
-    let b = Bundle::new(&["true"]);
-    let tar = dir.path().join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(b.path().join("rootfs"))
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let o = podman(dir.path(), &["import", tar.to_str().unwrap(), "bh-busybox"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    needs_tools!("podman");
+    let podman = Podman::start();
     let name = common::id("podman-exec");
     let container = PodmanContainer {
-        dir: dir.path(),
+        podman: &podman,
         name: name.clone(),
     };
-    let o = podman(
-        dir.path(),
-        &[
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--network",
-            "none",
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=4096:4096",
-            "bh-busybox",
-            "sleep",
-            "600",
-        ],
-    );
+    let o = podman.run(&["-d", "--name", &name], &["sleep", "600"]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let status = || {
-        stdout(&podman(
-            dir.path(),
-            &["inspect", "--format", "{{.State.Status}}", &name],
-        ))
-        .trim()
-        .to_string()
+        stdout(&podman.cmd(&["inspect", "--format", "{{.State.Status}}", &name]))
+            .trim()
+            .to_string()
     };
 
-    let o = podman(
-        dir.path(),
-        &[
-            "exec",
-            &name,
-            "sh",
-            "-c",
-            "echo exec-ok init=$(cat /proc/1/comm); exit 3",
-        ],
-    );
+    let o = podman.cmd(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "echo exec-ok init=$(cat /proc/1/comm); exit 3",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("exec-ok init=sleep"), "{}", stdout(&o));
 
-    let o = podman(dir.path(), &["top", &name]);
+    let o = podman.cmd(&["top", &name]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("sleep 600"), "{}", stdout(&o));
 
-    let o = podman(dir.path(), &["pause", &name]);
+    let o = podman.cmd(&["pause", &name]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     assert_eq!(status(), "paused");
-    let o = podman(dir.path(), &["unpause", &name]);
+    let o = podman.cmd(&["unpause", &name]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     assert_eq!(status(), "running");
 
-    let o = podman(dir.path(), &["update", "--memory", "64m", &name]);
+    let o = podman.cmd(&["update", "--memory", "64m", &name]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     // The container's own memory cgroup has the new limit. (podman keeps the host's cgroup
     // namespace on v1, so look from the host: our state file names the group.)
-    let full_id = stdout(&podman(
-        dir.path(),
-        &["inspect", "--format", "{{.Id}}", &name],
-    ))
-    .trim()
-    .to_string();
+    let full_id = stdout(&podman.cmd(&["inspect", "--format", "{{.Id}}", &name]))
+        .trim()
+        .to_string();
     let saved: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
             Path::new("/run/bulkhead-runtime")
@@ -713,36 +684,10 @@ fn podman_exec_pause_top_update() {
         .expect("no memory cgroup");
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
 
-    let o = podman(dir.path(), &["rm", "-f", "-t", "0", &name]);
+    let o = podman.cmd(&["rm", "-f", "-t", "0", &name]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     // Its `podman rm` now finds nothing to do; run it before the clean-up below, which it
     // would otherwise undo (podman recreates /run/libpod).
     drop(container);
-    let o = podman(dir.path(), &["ps", "-a", "-q"]);
-    assert!(
-        stdout(&o).trim().is_empty(),
-        "containers left: {}",
-        stdout(&o)
-    );
-    let _ = podman(dir.path(), &["rmi", "-a", "-f"]);
-    for c in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let p = c.path().join("libpod_parent");
-        if let Ok(rd) = std::fs::read_dir(&p) {
-            for e in rd.flatten() {
-                let n = e.file_name().to_string_lossy().into_owned();
-                assert!(
-                    !n.starts_with("libpod-"),
-                    "container cgroup left: {}",
-                    e.path().display()
-                );
-            }
-        }
-        if !had_libpod_parent {
-            let _ = std::fs::remove_dir(p.join("conmon"));
-            let _ = std::fs::remove_dir(&p);
-        }
-    }
-    for d in run_dirs {
-        let _ = std::fs::remove_dir_all(d);
-    }
+    podman.finish();
 }

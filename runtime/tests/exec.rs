@@ -10,37 +10,17 @@ use std::path::Path;
 use common::*;
 use serde_json::json;
 
-macro_rules! needs_host {
-    () => {
-        bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-        become_subreaper();
-    };
-}
-
-/// A started `sleep` container; returns its init's host pid.
-fn running(rt: &Rt, b: &Bundle, id: &str) -> i32 {
-    let pid = rt.create_with_pid_file(b.path(), id);
-    rt.ok(&["start", id]);
-    // `start` returns once the init is released, maybe before it exec'd the program.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::fs::read_link(format!("/proc/{pid}/exe")).ok() == Some(runtime()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the init never exec'd"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    pid
-}
-
-/// A detached exec'd process is reparented to us (a subreaper) when `exec` exits, as it is to
-/// containerd's shim or conmon: reap it when it ends, as they do. Until it is reaped, the
-/// container's init cannot finish dying (the kernel waits for every pid of its namespace).
-fn reap_in_background(pid: i32) {
+/// The pid a detached `exec` wrote to `pidfile`, reaped in the background: the process is
+/// reparented to us (a subreaper) when `exec` exits, as it is to containerd's shim or conmon,
+/// and they reap it when it ends. Until it is reaped, the container's init cannot finish dying
+/// (the kernel waits for every pid of its namespace).
+fn detached_pid(pidfile: &Path) -> i32 {
+    let pid = read_pid_file(pidfile);
     std::thread::spawn(move || {
         // SAFETY: waitpid on one specific pid with a null status pointer.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     });
+    pid
 }
 
 fn ns(pid: &str, kind: &str) -> String {
@@ -54,48 +34,45 @@ fn exec_joins_every_namespace_and_the_cgroups() {
     needs_host!();
     let mut b = Bundle::new(&["sleep", "100"]);
     b.set(|c| c["hostname"] = "bh-exec".into());
-    let rt = Rt::new();
-    let id = id("exec-ns");
-    let init = running(&rt, &b, &id);
-    // Inside: pid 1 is the init (same pid namespace), the hostname is the container's, every
-    // namespace link and the cgroup file match pid 1's, and / is the container's rootfs.
-    let script = "echo pid=$$; echo comm1=$(cat /proc/1/comm); echo host=$(hostname); \
+    with_container(&b, "exec-ns", |rt, id, init| {
+        // Inside: pid 1 is the init (same pid namespace), the hostname is the container's, every
+        // namespace link and the cgroup file match pid 1's, and / is the container's rootfs.
+        let script = "echo pid=$$; echo comm1=$(cat /proc/1/comm); echo host=$(hostname); \
          for n in mnt uts ipc net pid cgroup user; do \
            [ \"$(readlink /proc/1/ns/$n)\" = \"$(readlink /proc/self/ns/$n)\" ] && echo same-$n; \
          done; \
          [ \"$(cat /proc/1/cgroup)\" = \"$(cat /proc/self/cgroup)\" ] && echo same-cgroups; \
          [ -x /bin/busybox ] && echo rootfs-ok; exit 7";
-    let o = rt.cmd(&["exec", &id, "sh", "-c", script]);
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(7), "{out}\n{}", stderr(&o));
-    for want in [
-        "comm1=sleep",
-        "host=bh-exec",
-        "same-mnt",
-        "same-uts",
-        "same-ipc",
-        "same-net",
-        "same-pid",
-        "same-cgroup",
-        "same-user",
-        "same-cgroups",
-        "rootfs-ok",
-    ] {
-        assert!(out.lines().any(|l| l == want), "{want} missing: {out}");
-    }
-    let pid: i32 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("pid="))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(pid > 1, "{out}");
-    // Seen from the host, the container's namespaces are not ours.
-    for kind in ["mnt", "uts", "ipc", "net", "pid"] {
-        assert_ne!(ns(&init.to_string(), kind), ns("self", kind), "{kind}");
-    }
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leaks(&rt, &id, b.path(), Some(init));
+        let o = rt.cmd(&["exec", id, "sh", "-c", script]);
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(7), "{out}\n{}", stderr(&o));
+        for want in [
+            "comm1=sleep",
+            "host=bh-exec",
+            "same-mnt",
+            "same-uts",
+            "same-ipc",
+            "same-net",
+            "same-pid",
+            "same-cgroup",
+            "same-user",
+            "same-cgroups",
+            "rootfs-ok",
+        ] {
+            assert!(out.lines().any(|l| l == want), "{want} missing: {out}");
+        }
+        let pid: i32 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("pid="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(pid > 1, "{out}");
+        // Seen from the host, the container's namespaces are not ours.
+        for kind in ["mnt", "uts", "ipc", "net", "pid"] {
+            assert_ne!(ns(&init.to_string(), kind), ns("self", kind), "{kind}");
+        }
+    });
 }
 
 #[test]
@@ -122,12 +99,7 @@ fn exec_leaks_no_descriptor_and_no_runtime_binary() {
         "sleep",
         "50",
     ]);
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    reap_in_background(pid);
+    let pid = detached_pid(&pidfile);
     let mut fds: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
@@ -161,12 +133,7 @@ fn exec_detach_writes_the_pid_file_and_the_process_is_in_the_container() {
         "60",
     ]);
     assert!(t.elapsed() < std::time::Duration::from_secs(10));
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    reap_in_background(pid);
+    let pid = detached_pid(&pidfile);
     let pids: Vec<i32> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
     assert!(pids.contains(&pid), "{pid} not in {pids:?}");
     assert!(pids.contains(&init), "{init} not in {pids:?}");
@@ -188,67 +155,63 @@ fn exec_detach_writes_the_pid_file_and_the_process_is_in_the_container() {
 fn exec_flags_env_cwd_user_caps_and_process_file() {
     needs_host!();
     let b = Bundle::new(&["sleep", "100"]);
-    let rt = Rt::new();
-    let id = id("exec-flags");
-    let init = running(&rt, &b, &id);
-    let o = rt.cmd(&[
-        "exec",
-        "-e",
-        "FOO=bar",
-        "--env",
-        "HOME=/tmp",
-        "--cwd",
-        "/tmp",
-        "-u",
-        "1000:1001",
-        "--additional-gids",
-        "2000",
-        "--no-new-privs",
-        &id,
-        "sh",
-        "-c",
-        "echo foo=$FOO home=$HOME; pwd; echo uid=$(id -u) gid=$(id -g) groups=$(id -G); \
-         grep NoNewPrivs /proc/self/status",
-    ]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}\n{}", stderr(&o));
-    assert!(out.contains("foo=bar home=/tmp\n"), "{out}");
-    assert!(out.contains("/tmp\n"), "{out}");
-    assert!(out.contains("uid=1000 gid=1001"), "{out}");
-    assert!(out.contains("2000"), "{out}");
-    assert!(
-        out.lines()
-            .any(|l| l.split_whitespace().eq(["NoNewPrivs:", "1"])),
-        "{out}"
-    );
+    with_container(&b, "exec-flags", |rt, id, _| {
+        let o = rt.cmd(&[
+            "exec",
+            "-e",
+            "FOO=bar",
+            "--env",
+            "HOME=/tmp",
+            "--cwd",
+            "/tmp",
+            "-u",
+            "1000:1001",
+            "--additional-gids",
+            "2000",
+            "--no-new-privs",
+            id,
+            "sh",
+            "-c",
+            "echo foo=$FOO home=$HOME; pwd; echo uid=$(id -u) gid=$(id -g) groups=$(id -G); \
+             grep NoNewPrivs /proc/self/status",
+        ]);
+        let out = stdout(&o);
+        assert!(o.status.success(), "{out}\n{}", stderr(&o));
+        assert!(out.contains("foo=bar home=/tmp\n"), "{out}");
+        assert!(out.contains("/tmp\n"), "{out}");
+        assert!(out.contains("uid=1000 gid=1001"), "{out}");
+        assert!(out.contains("2000"), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().eq(["NoNewPrivs:", "1"])),
+            "{out}"
+        );
 
-    // --cap adds to every set: CAP_SYS_ADMIN is bit 21, not in the default spec's sets.
-    let caps = |extra: &[&str]| {
-        let mut args = vec!["exec"];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&[id.as_str(), "grep", "CapEff", "/proc/self/status"]);
-        let out = rt.ok(&args);
-        let hex = out.split_whitespace().nth(1).unwrap().to_string();
-        u64::from_str_radix(&hex, 16).unwrap()
-    };
-    assert_eq!(caps(&[]) & (1 << 21), 0);
-    assert_ne!(caps(&["--cap", "CAP_SYS_ADMIN"]) & (1 << 21), 0);
+        // --cap adds to every set: CAP_SYS_ADMIN is bit 21, not in the default spec's sets.
+        let caps = |extra: &[&str]| {
+            let mut args = vec!["exec"];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&[id, "grep", "CapEff", "/proc/self/status"]);
+            let out = rt.ok(&args);
+            let hex = out.split_whitespace().nth(1).unwrap().to_string();
+            u64::from_str_radix(&hex, 16).unwrap()
+        };
+        assert_eq!(caps(&[]) & (1 << 21), 0);
+        assert_ne!(caps(&["--cap", "CAP_SYS_ADMIN"]) & (1 << 21), 0);
 
-    // --process: the whole process from a file.
-    let pj = b.path().join("process.json");
-    std::fs::write(
-        &pj,
-        json!({"args": ["sh", "-c", "echo from-file $X; exit 4"], "env": ["X=y", "PATH=/bin"],
-               "cwd": "/", "user": {"uid": 0, "gid": 0}})
-        .to_string(),
-    )
-    .unwrap();
-    let o = rt.cmd(&["exec", "--process", pj.to_str().unwrap(), &id]);
-    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stdout(&o).contains("from-file y"), "{}", stdout(&o));
-
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leaks(&rt, &id, b.path(), Some(init));
+        // --process: the whole process from a file.
+        let pj = b.path().join("process.json");
+        std::fs::write(
+            &pj,
+            json!({"args": ["sh", "-c", "echo from-file $X; exit 4"], "env": ["X=y", "PATH=/bin"],
+                   "cwd": "/", "user": {"uid": 0, "gid": 0}})
+            .to_string(),
+        )
+        .unwrap();
+        let o = rt.cmd(&["exec", "--process", pj.to_str().unwrap(), id]);
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+        assert!(stdout(&o).contains("from-file y"), "{}", stdout(&o));
+    });
 }
 
 #[test]
@@ -262,25 +225,22 @@ fn exec_gets_the_containers_seccomp_filter() {
             "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
         });
     });
-    let rt = Rt::new();
-    let id = id("exec-seccomp");
-    let init = running(&rt, &b, &id);
-    let o = rt.cmd(&[
-        "exec",
-        &id,
-        "sh",
-        "-c",
-        "mkdir /tmp/x; echo mkdir=$?; grep ^Seccomp: /proc/self/status",
-    ]);
-    let out = stdout(&o);
-    assert!(out.contains("mkdir=1"), "{out}\n{}", stderr(&o));
-    assert!(
-        out.lines()
-            .any(|l| l.split_whitespace().eq(["Seccomp:", "2"])),
-        "{out}"
-    );
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leaks(&rt, &id, b.path(), Some(init));
+    with_container(&b, "exec-seccomp", |rt, id, _| {
+        let o = rt.cmd(&[
+            "exec",
+            id,
+            "sh",
+            "-c",
+            "mkdir /tmp/x; echo mkdir=$?; grep ^Seccomp: /proc/self/status",
+        ]);
+        let out = stdout(&o);
+        assert!(out.contains("mkdir=1"), "{out}\n{}", stderr(&o));
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().eq(["Seccomp:", "2"])),
+            "{out}"
+        );
+    });
 }
 
 #[test]
@@ -298,22 +258,19 @@ fn exec_in_a_user_namespace_container() {
     let _ = std::process::Command::new("chown")
         .args(["-R", "100000:100000", b.path().to_str().unwrap()])
         .status();
-    let rt = Rt::new();
-    let id = id("exec-userns");
-    let init = running(&rt, &b, &id);
-    let o = rt.cmd(&[
-        "exec",
-        &id,
-        "sh",
-        "-c",
-        "echo uid=$(id -u); cat /proc/self/uid_map",
-    ]);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}\n{}", stderr(&o));
-    assert!(out.contains("uid=0"), "{out}");
-    assert!(out.contains("100000"), "{out}");
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leaks(&rt, &id, b.path(), Some(init));
+    with_container(&b, "exec-userns", |rt, id, _| {
+        let o = rt.cmd(&[
+            "exec",
+            id,
+            "sh",
+            "-c",
+            "echo uid=$(id -u); cat /proc/self/uid_map",
+        ]);
+        let out = stdout(&o);
+        assert!(o.status.success(), "{out}\n{}", stderr(&o));
+        assert!(out.contains("uid=0"), "{out}");
+        assert!(out.contains("100000"), "{out}");
+    });
 }
 
 /// Nothing of ours may remain after a failed exec: no process in the container's cgroups
@@ -393,83 +350,48 @@ fn exec_bad_input_is_one_clear_error() {
     assert!(!Path::new(&rt.root.path().join(&id)).exists());
 }
 
-/// Receive the pty master a runtime sends to a console socket.
-fn recv_master(listener: &std::os::unix::net::UnixListener) -> std::fs::File {
-    use std::io::IoSliceMut;
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let (conn, _) = listener.accept().unwrap();
-    let mut name = [0u8; 64];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut cmsg = nix::cmsg_space!(std::os::fd::RawFd);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .unwrap();
-    let fd = msg
-        .cmsgs()
-        .unwrap()
-        .find_map(|c| match c {
-            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-            _ => None,
-        })
-        .expect("no pty master received");
-    // SAFETY: the fd was just received and is owned by nobody else.
-    unsafe { std::fs::File::from_raw_fd(fd) }
-}
-
 #[test]
 fn exec_tty_sends_the_master_to_the_console_socket() {
     use std::io::Read;
     needs_host!();
     let b = Bundle::new(&["sleep", "100"]);
-    let rt = Rt::new();
-    let id = id("exec-tty");
-    let init = running(&rt, &b, &id);
-    let sock = b.path().join("exec-console.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let pidfile = b.path().join("exec.pid");
-    // As containerd's shim and conmon do: --tty --console-socket --detach --pid-file.
-    rt.ok(&[
-        "exec",
-        "--tty",
-        "--console-socket",
-        sock.to_str().unwrap(),
-        "--detach",
-        "--pid-file",
-        pidfile.to_str().unwrap(),
-        &id,
-        "sh",
-        "-c",
-        "tty; echo hello-exec-tty",
-    ]);
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    reap_in_background(pid);
-    let mut master = recv_master(&listener);
-    let mut out = Vec::new();
-    // Reading the master ends with EIO once the last slave is closed.
-    let _ = master.read_to_end(&mut out);
-    let out = String::from_utf8_lossy(&out);
-    assert!(out.contains("/dev/pts/"), "{out}");
-    assert!(out.contains("hello-exec-tty"), "{out}");
-    // --console-socket without --tty is refused, as by runc.
-    let o = rt.cmd(&[
-        "exec",
-        "--console-socket",
-        sock.to_str().unwrap(),
-        &id,
-        "true",
-    ]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--tty"), "{}", stderr(&o));
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leaks(&rt, &id, b.path(), Some(init));
+    with_container(&b, "exec-tty", |rt, id, _| {
+        let sock = b.path().join("exec-console.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let pidfile = b.path().join("exec.pid");
+        // As containerd's shim and conmon do: --tty --console-socket --detach --pid-file.
+        rt.ok(&[
+            "exec",
+            "--tty",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "--detach",
+            "--pid-file",
+            pidfile.to_str().unwrap(),
+            id,
+            "sh",
+            "-c",
+            "tty; echo hello-exec-tty",
+        ]);
+        detached_pid(&pidfile);
+        let mut master = recv_master(&listener);
+        let mut out = Vec::new();
+        // Reading the master ends with EIO once the last slave is closed.
+        let _ = master.read_to_end(&mut out);
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.contains("/dev/pts/"), "{out}");
+        assert!(out.contains("hello-exec-tty"), "{out}");
+        // --console-socket without --tty is refused, as by runc.
+        let o = rt.cmd(&[
+            "exec",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            id,
+            "true",
+        ]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("--tty"), "{}", stderr(&o));
+    });
 }
 
 #[test]
@@ -477,55 +399,52 @@ fn exec_preserve_fds_passes_exactly_those() {
     use std::os::fd::AsRawFd;
     needs_host!();
     let b = Bundle::new(&["sleep", "100"]);
-    let rt = Rt::new();
-    let id = id("exec-fds3");
-    let init = running(&rt, &b, &id);
-    // fd 3 (and only fd 3) reaches the process with --preserve-fds 1.
-    let extra = std::fs::File::open("/dev/null").unwrap();
-    let out = tempfile::tempfile().unwrap();
-    let mut cmd = std::process::Command::new(runtime());
-    cmd.arg("--root")
-        .arg(rt.root.path())
-        .args([
-            "exec",
-            "--preserve-fds",
-            "1",
-            &id,
-            "ls",
-            "-l",
-            "/proc/self/fd",
-        ])
-        .stdout(out.try_clone().unwrap());
-    let raw = extra.as_raw_fd();
-    // SAFETY: between fork and exec only dup2 and fcntl (async-signal-safe) run.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || {
-            // dup2 onto itself (when `extra` already is fd 3) keeps close-on-exec: clear it.
-            if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let st = cmd.status().unwrap();
-    assert!(st.success());
-    use std::io::{Read, Seek};
-    let mut out = out;
-    out.rewind().unwrap();
-    let mut s = String::new();
-    out.read_to_string(&mut s).unwrap();
-    // `ls -l` lines end in "N -> target"; ls's own directory descriptor points into /proc.
-    let fds: Vec<(&str, &str)> = s
-        .lines()
-        .filter_map(|l| l.split_once(" -> "))
-        .map(|(a, t)| (a.rsplit(' ').next().unwrap(), t))
-        .filter(|(_, t)| !t.starts_with("/proc/"))
-        .collect();
-    assert_eq!(fds.len(), 4, "{s}");
-    assert_eq!(fds[3], ("3", "/dev/null"), "{s}");
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leaks(&rt, &id, b.path(), Some(init));
+    with_container(&b, "exec-fds3", |rt, id, _| {
+        // fd 3 (and only fd 3) reaches the process with --preserve-fds 1.
+        let extra = std::fs::File::open("/dev/null").unwrap();
+        let out = tempfile::tempfile().unwrap();
+        let mut cmd = std::process::Command::new(runtime());
+        cmd.arg("--root")
+            .arg(rt.root.path())
+            .args([
+                "exec",
+                "--preserve-fds",
+                "1",
+                id,
+                "ls",
+                "-l",
+                "/proc/self/fd",
+            ])
+            .stdout(out.try_clone().unwrap());
+        let raw = extra.as_raw_fd();
+        // SAFETY: between fork and exec only dup2 and fcntl (async-signal-safe) run.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(move || {
+                // dup2 onto itself (when `extra` already is fd 3) keeps close-on-exec: clear it.
+                if libc::dup2(raw, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let st = cmd.status().unwrap();
+        assert!(st.success());
+        use std::io::{Read, Seek};
+        let mut out = out;
+        out.rewind().unwrap();
+        let mut s = String::new();
+        out.read_to_string(&mut s).unwrap();
+        // `ls -l` lines end in "N -> target"; ls's own directory descriptor points into /proc.
+        let fds: Vec<(&str, &str)> = s
+            .lines()
+            .filter_map(|l| l.split_once(" -> "))
+            .map(|(a, t)| (a.rsplit(' ').next().unwrap(), t))
+            .filter(|(_, t)| !t.starts_with("/proc/"))
+            .collect();
+        assert_eq!(fds.len(), 4, "{s}");
+        assert_eq!(fds[3], ("3", "/dev/null"), "{s}");
+    });
 }
 
 /// The time namespace (and its boot-time offset) is joined too, also in a created container

@@ -10,13 +10,6 @@ use std::path::Path;
 use common::*;
 use serde_json::{Value, json};
 
-macro_rules! needs_host {
-    () => {
-        bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-        become_subreaper();
-    };
-}
-
 fn features() -> Value {
     let rt = Rt::new();
     serde_json::from_str(&rt.ok(&["features"])).expect("features is not JSON")
@@ -28,27 +21,6 @@ fn strings(v: &Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().unwrap().to_string())
         .collect()
-}
-
-/// Run `b` as `name` (create + start), hand its init's pid to `check`, then delete it.
-fn with_container(b: &Bundle, name: &str, check: impl FnOnce(&Rt, i32)) {
-    let rt = Rt::new();
-    let id = id(name);
-    let pid = rt.create_with_pid_file(b.path(), &id);
-    rt.ok(&["start", &id]);
-    // `start` returns once the init is released; wait until it has exec'd the program (a
-    // new time namespace, for one, only applies from the execve on).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::fs::read_link(format!("/proc/{pid}/exe")).ok() == Some(runtime()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the init never exec'd"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    check(&rt, pid);
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leaks(&rt, &id, b.path(), Some(pid));
 }
 
 #[test]
@@ -81,8 +53,8 @@ fn features_document_is_runcs_shape() {
     assert_eq!(l["cgroup"]["systemd"], false);
     // The version a container's state reports is within the claimed range.
     let b = Bundle::new(&["sleep", "100"]);
-    with_container(&b, "feat-ver", |rt, _| {
-        let st = rt.state(&id("feat-ver"));
+    with_container(&b, "feat-ver", |rt, id, _| {
+        let st = rt.state(id);
         assert_eq!(st["ociVersion"], f["ociVersionMax"]);
     });
 }
@@ -105,7 +77,7 @@ fn claimed_namespaces_are_created() {
     let _ = std::process::Command::new("chown")
         .args(["-R", "100000:100000", b.path().to_str().unwrap()])
         .status();
-    with_container(&b, "feat-ns", |_, pid| {
+    with_container(&b, "feat-ns", |_, _, pid| {
         for t in &claimed {
             let file = match t.as_str() {
                 "mount" => "mnt",
@@ -144,7 +116,7 @@ fn claimed_mount_options_are_applied() {
             }
         }
     });
-    with_container(&b, "feat-mnt", |_, pid| {
+    with_container(&b, "feat-mnt", |_, _, pid| {
         let mi = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
         for (i, o) in claimed.iter().enumerate() {
             let dest = format!("/dev/shm/opt{i}");
@@ -224,7 +196,7 @@ fn claimed_capabilities_are_settable() {
             c["process"]["capabilities"][set] = json!(usable);
         }
     });
-    with_container(&b, "feat-caps", |_, pid| {
+    with_container(&b, "feat-caps", |_, _, pid| {
         let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         for field in ["CapBnd:", "CapEff:"] {
             let hex = st
@@ -253,17 +225,10 @@ fn claimed_cgroup_version_holds_the_limits() {
     b.set(|c| {
         c["linux"]["resources"] = json!({"memory": {"limit": 48 << 20}, "pids": {"limit": 33}})
     });
-    with_container(&b, "feat-cg", |rt, pid| {
-        let id = id("feat-cg");
-        let leaves = rt.saved(&id)["leaves"].clone();
-        let leaves: Vec<&str> = leaves
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        let procs_have = |l: &str| {
-            std::fs::read_to_string(Path::new(l).join("cgroup.procs"))
+    with_container(&b, "feat-cg", |rt, id, pid| {
+        let leaves = rt.saved_paths(id, "leaves");
+        let procs_have = |l: &Path| {
+            std::fs::read_to_string(l.join("cgroup.procs"))
                 .unwrap()
                 .lines()
                 .any(|p| p.trim() == pid.to_string())
@@ -272,7 +237,7 @@ fn claimed_cgroup_version_holds_the_limits() {
         let find = |file: &str| {
             leaves
                 .iter()
-                .map(|l| Path::new(l).join(file))
+                .map(|l| l.join(file))
                 .find(|p| p.exists())
                 .map(|p| std::fs::read_to_string(p).unwrap().trim().to_string())
         };
@@ -337,7 +302,7 @@ fn claimed_seccomp_features_load() {
             "syscalls": rules,
         });
     });
-    with_container(&b, "feat-seccomp", |_, pid| {
+    with_container(&b, "feat-seccomp", |_, _, pid| {
         let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         assert!(
             st.lines()

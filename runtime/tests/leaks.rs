@@ -5,13 +5,6 @@ mod common;
 
 use common::*;
 
-macro_rules! needs_host {
-    () => {
-        bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-        become_subreaper();
-    };
-}
-
 #[test]
 fn fifty_create_delete_cycles_leave_nothing() {
     needs_host!();

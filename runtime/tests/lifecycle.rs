@@ -6,13 +6,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 
-macro_rules! needs_host {
-    () => {
-        bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-        become_subreaper();
-    };
-}
-
 #[test]
 fn run_is_isolated_and_exit_status_propagates() {
     needs_host!();
@@ -432,8 +425,7 @@ fn seccomp_rules_have_their_own_errno_and_conditions() {
 
 #[test]
 fn terminal_master_goes_to_the_console_socket() {
-    use std::io::{IoSliceMut, Read};
-    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::io::Read;
     use std::os::unix::net::UnixListener;
 
     needs_host!();
@@ -459,27 +451,7 @@ fn terminal_master_goes_to_the_console_socket() {
         &id,
     ]);
     let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
-    let (conn, _) = listener.accept().unwrap();
-    let mut name = [0u8; 64];
-    let mut iov = [IoSliceMut::new(&mut name)];
-    let mut cmsg = nix::cmsg_space!(std::os::fd::RawFd);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .unwrap();
-    let fd = msg
-        .cmsgs()
-        .unwrap()
-        .find_map(|c| match c {
-            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-            _ => None,
-        })
-        .expect("no pty master received");
-    // SAFETY: the fd was just received and is owned by nobody else.
-    let mut master = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut master = recv_master(&listener);
     rt.ok(&["start", &id]);
     let mut out = Vec::new();
     // Reading the master ends with EIO once the last slave is closed.

@@ -7,13 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-macro_rules! needs_host {
-    () => {
-        bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-        become_subreaper();
-    };
-}
-
 const MIB: i64 = 1 << 20;
 
 #[test]

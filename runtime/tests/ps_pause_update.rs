@@ -13,36 +13,9 @@ use serde_json::{Value, json};
 
 const MIB: i64 = 1 << 20;
 
-macro_rules! needs_host {
-    () => {
-        bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-        become_subreaper();
-    };
-}
-
-fn running(rt: &Rt, b: &Bundle, id: &str) -> i32 {
-    let pid = rt.create_with_pid_file(b.path(), id);
-    rt.ok(&["start", id]);
-    // `start` returns once the init is released, maybe before it exec'd the program.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::fs::read_link(format!("/proc/{pid}/exe")).ok() == Some(runtime()) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the init never exec'd"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    pid
-}
-
 /// The container's leaf in the v1 hierarchy `ctrl`, or its v2 group.
 fn leaf(rt: &Rt, id: &str, ctrl: &str) -> Option<PathBuf> {
-    let leaves: Vec<PathBuf> = rt.saved(id)["leaves"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| PathBuf::from(v.as_str().unwrap()))
-        .collect();
+    let leaves = rt.saved_paths(id, "leaves");
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         return leaves.into_iter().next();
     }
@@ -57,65 +30,56 @@ fn read(p: &Path) -> String {
         .to_string()
 }
 
-fn proc_state(pid: i32) -> char {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    s[s.rfind(')').unwrap() + 2..].chars().next().unwrap()
-}
-
 #[test]
 fn ps_lists_the_containers_processes() {
     needs_host!();
     let b = Bundle::new(&["sh", "-c", "sleep 100 & sleep 100 & wait"]);
-    let rt = Rt::new();
-    let id = id("ps");
-    let init = running(&rt, &b, &id);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let pids = loop {
-        let pids: Vec<i32> =
-            serde_json::from_str(&rt.ok(&["ps", "--format", "json", &id])).unwrap();
-        if pids.len() == 3 {
-            break pids;
-        }
-        assert!(Instant::now() < deadline, "{pids:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert!(pids.contains(&init), "{pids:?}");
-    // table: ps -ef's header and one line per process, nothing of the host.
-    let t = rt.ok(&["ps", &id]);
-    let mut lines = t.lines();
-    assert!(lines.next().unwrap().contains("PID"), "{t}");
-    let rows: Vec<&str> = lines.collect();
-    assert_eq!(rows.len(), 3, "{t}");
-    assert_eq!(
-        rows.iter().filter(|l| l.ends_with(" sleep 100")).count(),
-        2,
-        "{t}"
-    );
-    // ps options after the id.
-    let t = rt.ok(&["ps", &id, "-o", "pid,comm"]);
-    assert_eq!(t.lines().count(), 4, "{t}");
-    assert!(
-        t.lines()
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .eq(["PID", "COMMAND"]),
-        "{t}"
-    );
+    with_container(&b, "ps", |rt, id, init| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pids = loop {
+            let pids: Vec<i32> =
+                serde_json::from_str(&rt.ok(&["ps", "--format", "json", id])).unwrap();
+            if pids.len() == 3 {
+                break pids;
+            }
+            assert!(Instant::now() < deadline, "{pids:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(pids.contains(&init), "{pids:?}");
+        // table: ps -ef's header and one line per process, nothing of the host.
+        let t = rt.ok(&["ps", id]);
+        let mut lines = t.lines();
+        assert!(lines.next().unwrap().contains("PID"), "{t}");
+        let rows: Vec<&str> = lines.collect();
+        assert_eq!(rows.len(), 3, "{t}");
+        assert_eq!(
+            rows.iter().filter(|l| l.ends_with(" sleep 100")).count(),
+            2,
+            "{t}"
+        );
+        // ps options after the id.
+        let t = rt.ok(&["ps", id, "-o", "pid,comm"]);
+        assert_eq!(t.lines().count(), 4, "{t}");
+        assert!(
+            t.lines()
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .eq(["PID", "COMMAND"]),
+            "{t}"
+        );
 
-    let o = rt.cmd(&["ps", "--format", "yaml", &id]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--format"), "{}", stderr(&o));
-    let o = rt.cmd(&["ps", "bhtest-no-such"]);
-    assert!(!o.status.success());
-    assert!(
-        stderr(&o).contains("container does not exist"),
-        "{}",
-        stderr(&o)
-    );
-
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leaks(&rt, &id, b.path(), Some(init));
+        let o = rt.cmd(&["ps", "--format", "yaml", id]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("--format"), "{}", stderr(&o));
+        let o = rt.cmd(&["ps", "bhtest-no-such"]);
+        assert!(!o.status.success());
+        assert!(
+            stderr(&o).contains("container does not exist"),
+            "{}",
+            stderr(&o)
+        );
+    });
 }
 
 #[test]
@@ -200,112 +164,108 @@ fn update_changes_limits_in_the_cgroup_files() {
     b.set(|c| {
         c["linux"]["resources"] = json!({"memory": {"limit": 128 * MIB}, "cpu": {"shares": 512}});
     });
-    let rt = Rt::new();
-    let id = id("update");
-    let init = running(&rt, &b, &id);
-    let mem = leaf(&rt, &id, "memory").expect("no memory cgroup");
-    let v2 = mem.join("memory.max").exists();
-    let mem_limit = || {
-        read(&mem.join(if v2 {
-            "memory.max"
-        } else {
-            "memory.limit_in_bytes"
-        }))
-    };
-    assert_eq!(mem_limit(), (128 * MIB).to_string());
+    with_container(&b, "update", |rt, id, _| {
+        let mem = leaf(rt, id, "memory").expect("no memory cgroup");
+        let v2 = mem.join("memory.max").exists();
+        let mem_limit = || {
+            read(&mem.join(if v2 {
+                "memory.max"
+            } else {
+                "memory.limit_in_bytes"
+            }))
+        };
+        assert_eq!(mem_limit(), (128 * MIB).to_string());
 
-    rt.ok(&["update", "--memory", "64m", &id]);
-    assert_eq!(mem_limit(), (64 * MIB).to_string());
+        rt.ok(&["update", "--memory", "64m", id]);
+        assert_eq!(mem_limit(), (64 * MIB).to_string());
 
-    // --resources FILE, as podman does.
-    let f = b.path().join("res.json");
-    std::fs::write(
-        &f,
-        json!({"memory": {"limit": 96 * MIB}, "pids": {"limit": 77}}).to_string(),
-    )
-    .unwrap();
-    rt.ok(&["update", "--resources", f.to_str().unwrap(), &id]);
-    assert_eq!(mem_limit(), (96 * MIB).to_string());
-    let pids = leaf(&rt, &id, "pids").unwrap();
-    assert_eq!(read(&pids.join("pids.max")), "77");
-
-    // --resources - with the JSON on stdin, as containerd's shim does.
-    let mut child = Command::new(runtime())
-        .arg("--root")
-        .arg(rt.root.path())
-        .args(["update", "--resources", "-", &id])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            json!({"cpu": {"quota": 20000, "period": 100000}})
-                .to_string()
-                .as_bytes(),
+        // --resources FILE, as podman does.
+        let f = b.path().join("res.json");
+        std::fs::write(
+            &f,
+            json!({"memory": {"limit": 96 * MIB}, "pids": {"limit": 77}}).to_string(),
         )
         .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let cpu = leaf(&rt, &id, "cpu").expect("no cpu cgroup");
-    if v2 {
-        assert_eq!(read(&cpu.join("cpu.max")), "20000 100000");
-    } else {
-        assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "20000");
-    }
-    rt.ok(&[
-        "update",
-        "--cpu-quota",
-        "30000",
-        "--cpu-period",
-        "100000",
-        &id,
-    ]);
-    if !v2 {
-        assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "30000");
-    }
-
-    // Bad input: one error naming the field or flag; nothing changes.
-    let bad = |args: &[&str], want: &str| {
-        let mut a = vec!["update"];
-        a.extend_from_slice(args);
-        a.push(&id);
-        let o = rt.cmd(&a);
-        assert!(!o.status.success(), "{a:?} succeeded");
-        assert!(stderr(&o).contains(want), "{a:?}: {}", stderr(&o));
-        assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+        rt.ok(&["update", "--resources", f.to_str().unwrap(), id]);
         assert_eq!(mem_limit(), (96 * MIB).to_string());
-    };
-    for (json, want) in [
-        (r#"{"memory": {"limit": "lots"}}"#, "memory.limit"),
-        (r#"{"memory": {"limti": 1}}"#, "memory.limti: unknown field"),
-        (r#"{"pids": {"limit": 1.5}}"#, "pids.limit"),
-        (
-            r#"{"memory": {"limit": 1048576}, "blockIO": {"weight": 10}}"#,
-            "blockIO",
-        ),
-        (r#"{"memory": {"limit": 1048576"#, "line 1 column"),
-        ("[1]", "must be a JSON object"),
-    ] {
-        std::fs::write(&f, json).unwrap();
-        bad(&["-r", f.to_str().unwrap()], want);
-    }
-    bad(&["--memory", "lots"], "--memory");
-    bad(&["-r", "/nonexistent/res.json"], "/nonexistent/res.json");
+        let pids = leaf(rt, id, "pids").unwrap();
+        assert_eq!(read(&pids.join("pids.max")), "77");
 
-    let o = rt.cmd(&["update", "--memory", "64m", "bhtest-no-such"]);
-    assert!(
-        stderr(&o).contains("container does not exist"),
-        "{}",
-        stderr(&o)
-    );
+        // --resources - with the JSON on stdin, as containerd's shim does.
+        let mut child = Command::new(runtime())
+            .arg("--root")
+            .arg(rt.root.path())
+            .args(["update", "--resources", "-", id])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                json!({"cpu": {"quota": 20000, "period": 100000}})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let cpu = leaf(rt, id, "cpu").expect("no cpu cgroup");
+        if v2 {
+            assert_eq!(read(&cpu.join("cpu.max")), "20000 100000");
+        } else {
+            assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "20000");
+        }
+        rt.ok(&[
+            "update",
+            "--cpu-quota",
+            "30000",
+            "--cpu-period",
+            "100000",
+            id,
+        ]);
+        if !v2 {
+            assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "30000");
+        }
 
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leaks(&rt, &id, b.path(), Some(init));
+        // Bad input: one error naming the field or flag; nothing changes.
+        let bad = |args: &[&str], want: &str| {
+            let mut a = vec!["update"];
+            a.extend_from_slice(args);
+            a.push(id);
+            let o = rt.cmd(&a);
+            assert!(!o.status.success(), "{a:?} succeeded");
+            assert!(stderr(&o).contains(want), "{a:?}: {}", stderr(&o));
+            assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+            assert_eq!(mem_limit(), (96 * MIB).to_string());
+        };
+        for (json, want) in [
+            (r#"{"memory": {"limit": "lots"}}"#, "memory.limit"),
+            (r#"{"memory": {"limti": 1}}"#, "memory.limti: unknown field"),
+            (r#"{"pids": {"limit": 1.5}}"#, "pids.limit"),
+            (
+                r#"{"memory": {"limit": 1048576}, "blockIO": {"weight": 10}}"#,
+                "blockIO",
+            ),
+            (r#"{"memory": {"limit": 1048576"#, "line 1 column"),
+            ("[1]", "must be a JSON object"),
+        ] {
+            std::fs::write(&f, json).unwrap();
+            bad(&["-r", f.to_str().unwrap()], want);
+        }
+        bad(&["--memory", "lots"], "--memory");
+        bad(&["-r", "/nonexistent/res.json"], "/nonexistent/res.json");
+
+        let o = rt.cmd(&["update", "--memory", "64m", "bhtest-no-such"]);
+        assert!(
+            stderr(&o).contains("container does not exist"),
+            "{}",
+            stderr(&o)
+        );
+    });
 }
 
 #[test]
@@ -316,14 +276,11 @@ fn update_of_a_controller_the_container_lacks_says_so() {
         "cgroup v1 only: v2 has every controller in the one group"
     );
     let b = Bundle::new(&["sleep", "100"]);
-    let rt = Rt::new();
-    let id = id("update-nocpu");
-    let init = running(&rt, &b, &id);
-    let o = rt.cmd(&["update", "--cpu-quota", "20000", &id]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("no cpu cgroup"), "{}", stderr(&o));
-    rt.ok(&["delete", "--force", &id]);
-    assert_no_leaks(&rt, &id, b.path(), Some(init));
+    with_container(&b, "update-nocpu", |rt, id, _| {
+        let o = rt.cmd(&["update", "--cpu-quota", "20000", id]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("no cpu cgroup"), "{}", stderr(&o));
+    });
 }
 
 #[test]

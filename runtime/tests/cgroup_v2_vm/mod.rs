@@ -19,12 +19,12 @@
 //! observes and never judges: the Rust tests assert, so a failure names what was expected.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use bulkhead_testkit::ConsoleVm;
 
 use bulkhead_images::initramfs::Initramfs;
 use bulkhead_images::{KernelChoice, Options};
@@ -169,74 +169,23 @@ pub fn initramfs(inputs: &Inputs, bundles: &[(&str, Value)], out: &Path) -> Resu
     img.write_to_file(out).map_err(e)
 }
 
-/// Kills and reaps QEMU when dropped, so no outcome (error, panic, deadline) leaves it running.
-struct Qemu(Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
 /// Boot the VM with `initramfs` and collect the facts until `CG2-DONE` and QEMU's exit.
 pub fn run(inputs: &Inputs, initramfs: &Path) -> Result<Facts, String> {
-    let mut cmd = Command::new(&inputs.qemu);
-    // The guard below covers errors and panics; this covers the test process being killed
-    // (a CI timeout): QEMU gets SIGKILL when the thread that spawned it ends.
-    // SAFETY: the closure runs in the child between fork and exec and only calls prctl, which
-    // is async-signal-safe and touches no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
     // One vCPU: the scenarios need no parallelism, a single-CPU TCG boot is quicker, and the
     // host's two cores are shared with builds. 512 MiB holds the tmpfs root (the debug runtime
     // is the bulk of it) and the OOM scenario's 64 MiB allocation with room to spare, so the
     // only OOM killer that fires is the container's memory cgroup's.
-    let child = cmd
-        .args(["-M", "microvm", "-accel", "tcg", "-cpu", "max", "-smp", "1"])
-        .args(["-m", "512", "-nographic", "-no-reboot"])
-        .arg("-kernel")
-        .arg(&inputs.bzimage)
-        .arg("-initrd")
-        .arg(initramfs)
-        .args(["-append", CMDLINE])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", inputs.qemu.display()))?;
-    let mut vm = Qemu(child);
-    let stdout = vm.0.stdout.take().expect("piped");
-    let (tx, rx) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        // Bytes, not `lines()`: a guest may print invalid UTF-8, which must not end the read.
-        let mut r = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
-            let line = String::from_utf8_lossy(&buf)
-                .trim_end_matches(['\n', '\r'])
-                .to_string();
-            if tx.send(line).is_err() {
-                break;
-            }
-            buf.clear();
-        }
-    });
-    let mut stderr = vm.0.stderr.take().expect("piped");
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-        s
-    });
+    let vm = ConsoleVm::spawn(
+        Command::new(&inputs.qemu)
+            .args(["-M", "microvm", "-accel", "tcg", "-cpu", "max", "-smp", "1"])
+            .args(["-m", "512", "-nographic", "-no-reboot"])
+            .arg("-kernel")
+            .arg(&inputs.bzimage)
+            .arg("-initrd")
+            .arg(initramfs)
+            .args(["-append", CMDLINE]),
+    )
+    .map_err(|e| format!("spawn {}: {e}", inputs.qemu.display()))?;
 
     let start = Instant::now();
     let mut facts = Facts::default();
@@ -257,8 +206,8 @@ pub fn run(inputs: &Inputs, initramfs: &Path) -> Result<Facts, String> {
                 &facts.console,
             ));
         }
-        let line = match rx.recv_timeout(left) {
-            Ok(l) => l,
+        let line = match vm.recv_timeout(left) {
+            Ok((_, l)) => l,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
@@ -284,10 +233,8 @@ pub fn run(inputs: &Inputs, initramfs: &Path) -> Result<Facts, String> {
         }
     }
     // stdout closed: QEMU is exiting (the guest's reboot, which -no-reboot turns into exit).
-    drop(vm);
+    let qemu_err = vm.finish();
     save_transcript(&facts.console);
-    let _ = reader.join();
-    let qemu_err = err_reader.join().unwrap_or_default();
     facts.elapsed = start.elapsed();
     if !ready {
         return Err(fail(

@@ -33,6 +33,23 @@ pub fn become_subreaper() {
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
 }
 
+/// The first line of every test that runs containers: skip (or, under
+/// `BULKHEAD_REQUIRE_ALL=1`, fail) unless [`can_run`], then [`become_subreaper`].
+// A macro, not a function: skipping returns from the calling test.
+#[allow(unused_macros)]
+macro_rules! needs_host {
+    () => {
+        bulkhead_testkit::skip_unless!(
+            $crate::common::can_run().is_ok(),
+            "{}",
+            $crate::common::can_run().unwrap_err()
+        );
+        $crate::common::become_subreaper();
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use needs_host;
+
 /// A bundle in a temp dir: busybox rootfs plus config.json from `bulkhead-runtime spec`.
 pub struct Bundle {
     pub tmp: tempfile::TempDir,
@@ -183,9 +200,15 @@ impl Rt {
     }
 
     pub fn cgroups(&self, id: &str) -> Vec<PathBuf> {
-        self.saved(id)["cgroups"]
+        self.saved_paths(id, "cgroups")
+    }
+
+    /// A list of paths in our internal state file: `cgroups` (every directory created) or
+    /// `leaves` (the groups the processes are in).
+    pub fn saved_paths(&self, id: &str, field: &str) -> Vec<PathBuf> {
+        self.saved(id)[field]
             .as_array()
-            .unwrap()
+            .unwrap_or_else(|| panic!("no {field} in the state of {id}"))
             .iter()
             .map(|v| PathBuf::from(v.as_str().unwrap()))
             .collect()
@@ -201,6 +224,76 @@ impl Drop for Rt {
             let _ = self.cmd(&["delete", "--force", id]);
         }
     }
+}
+
+/// `create` (with a pid file) and `start` `b` as `id`, and wait until its init has exec'd the
+/// program; returns the init's host pid.
+pub fn running(rt: &Rt, b: &Bundle, id: &str) -> i32 {
+    let pid = rt.create_with_pid_file(b.path(), id);
+    rt.ok(&["start", id]);
+    // `start` returns once the init is released, maybe before it exec'd the program (a new
+    // time namespace, for one, only applies from the execve on).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read_link(format!("/proc/{pid}/exe")).ok() == Some(runtime()) {
+        assert!(Instant::now() < deadline, "the init never exec'd");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    pid
+}
+
+/// Run `b` as [`id`]`(name)` in a root of its own ([`running`]), hand the root, the id and the
+/// init's pid to `check`, then `delete --force` it and assert that nothing of it is left.
+pub fn with_container<R>(b: &Bundle, name: &str, check: impl FnOnce(&Rt, &str, i32) -> R) -> R {
+    let rt = Rt::new();
+    let id = id(name);
+    let pid = running(&rt, b, &id);
+    let r = check(&rt, &id, pid);
+    rt.ok(&["delete", "--force", &id]);
+    assert_no_leaks(&rt, &id, b.path(), Some(pid));
+    r
+}
+
+/// The pid in a `--pid-file` the runtime wrote.
+pub fn read_pid_file(path: &Path) -> i32 {
+    let s = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    s.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{}: {s:?}: {e}", path.display()))
+}
+
+/// The state letter (R, S, D, Z, ...) of `/proc/<pid>/stat`.
+pub fn proc_state(pid: i32) -> char {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The command name in parentheses may hold spaces and parentheses itself.
+    s[s.rfind(')').unwrap() + 2..].chars().next().unwrap()
+}
+
+/// Accept one connection on a `--console-socket` and receive the pty master the runtime sends
+/// there (SCM_RIGHTS), as containerd's shim and conmon do.
+pub fn recv_master(listener: &std::os::unix::net::UnixListener) -> std::fs::File {
+    use std::io::IoSliceMut;
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (conn, _) = listener.accept().unwrap();
+    let mut name = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut name)];
+    let mut cmsg = nix::cmsg_space!(std::os::fd::RawFd);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
+    let fd = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("no pty master received");
+    // SAFETY: the fd was just received and is owned by nobody else.
+    unsafe { std::fs::File::from_raw_fd(fd) }
 }
 
 /// A unique container id for this test.
