@@ -267,10 +267,18 @@ fn with_stray_fds(rt: &Rt, args: &[&str]) -> Output {
     let (d, f) = (dir.as_raw_fd(), file.as_raw_fd());
     let mut cmd = Command::new(runtime());
     cmd.arg("--root").arg(rt.root.path()).args(args);
-    // SAFETY: dup2 is async-signal-safe; the new descriptors are not close-on-exec.
+    // SAFETY: fcntl and dup2 are async-signal-safe; the descriptors 5 and 7 dup2 makes are not
+    // close-on-exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(d, 5) < 0 || libc::dup2(f, 7) < 0 {
+            // `d` or `f` may already be 5 or 7 (another test's files come and go): dup2(x, x)
+            // would keep close-on-exec, and dup2(d, 5) could close `f`. Copies above both
+            // first (close-on-exec, so only 5 and 7 reach the runtime).
+            let (d2, f2) = (
+                libc::fcntl(d, libc::F_DUPFD_CLOEXEC, 100),
+                libc::fcntl(f, libc::F_DUPFD_CLOEXEC, 100),
+            );
+            if d2 < 0 || f2 < 0 || libc::dup2(d2, 5) < 0 || libc::dup2(f2, 7) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
