@@ -123,13 +123,26 @@ fn write(dir: &Path, file: &str, val: &str) -> Result<()> {
     fs::write(&p, val).with_context(|| format!("writing {val:?} to {}", p.display()))
 }
 
-/// mkdir -p that remembers which directories it created (deepest last).
-fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
+/// Called with every directory that may exist once the next mkdir is done (deepest first, as
+/// [`remove`] wants them), before it is done: see [`Cgroup::create_logged`].
+pub type Intent<'a> = &'a mut dyn FnMut(&[PathBuf]) -> Result<()>;
+
+/// mkdir -p that remembers which directories it created (deepest last), announcing them to
+/// `intent` first.
+fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, intent: &mut Option<Intent>) -> Result<()> {
     let mut missing = Vec::new();
     let mut p = dir;
     while !p.exists() {
         missing.push(p.to_path_buf());
         p = p.parent().context("cgroup path has no parent")?;
+    }
+    if let Some(f) = intent
+        && !missing.is_empty()
+    {
+        let mut all: Vec<PathBuf> = created.clone();
+        all.extend(missing.iter().rev().cloned());
+        all.reverse();
+        f(&all)?;
     }
     for d in missing.into_iter().rev() {
         match fs::create_dir(&d) {
@@ -138,6 +151,8 @@ fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>) -> Result<()> {
             Err(e) => return Err(e).with_context(|| format!("creating cgroup {}", d.display())),
         }
     }
+    // The first hierarchy's group exists, the others not yet.
+    crate::fault::point("create:after-cgroup-mkdir");
     Ok(())
 }
 
@@ -156,8 +171,21 @@ impl Cgroup {
         id: &str,
         skipped: Option<&mut Vec<&'static str>>,
     ) -> Result<Cgroup> {
+        Self::create_logged(spec, id, skipped, None)
+    }
+
+    /// [`Cgroup::create_skipping`] that first hands `intent` each list of directories it is
+    /// about to have created (write-ahead): `create` records them in the container's state, so
+    /// that if the runtime is killed between a mkdir and its return, `delete --force` still
+    /// knows every group to remove.
+    pub fn create_logged(
+        spec: &Spec,
+        id: &str,
+        skipped: Option<&mut Vec<&'static str>>,
+        intent: Option<Intent>,
+    ) -> Result<Cgroup> {
         let mut cg = Cgroup::default();
-        match cg.create_inner(spec, id, skipped) {
+        match cg.create_inner(spec, id, skipped, intent) {
             Ok(()) => Ok(cg),
             Err(e) => {
                 let _ = remove(&cg.created, false);
@@ -171,6 +199,7 @@ impl Cgroup {
         spec: &Spec,
         id: &str,
         mut skipped: Option<&mut Vec<&'static str>>,
+        mut intent: Option<Intent>,
     ) -> Result<()> {
         let linux = spec.linux().as_ref();
         let res = linux.and_then(|l| l.resources().as_ref());
@@ -200,7 +229,7 @@ impl Cgroup {
                         continue;
                     }
                     let first_new = self.created.len();
-                    mkdir_p(&leaf, &mut self.created)?;
+                    mkdir_p(&leaf, &mut self.created, &mut intent)?;
                     if ctrl == "cpuset" {
                         // New v1 cpuset groups start empty and refuse tasks until filled in.
                         for d in &self.created[first_new..] {
@@ -243,7 +272,7 @@ impl Cgroup {
                     s.push("");
                     return Ok(());
                 }
-                mkdir_p(&leaf, &mut self.created)?;
+                mkdir_p(&leaf, &mut self.created, &mut intent)?;
                 v2_enable_controllers(mount, &leaf);
                 if let Some(r) = res {
                     v2_require_controllers(&leaf, r)?;

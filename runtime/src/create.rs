@@ -4,8 +4,10 @@
 //! parent (bulkhead-runtime create)            child (the container's init, later the user's program)
 //! ---------------------------------           ----------------------------------------------------
 //! load + validate config.json
-//! state dir <root>/<id>/, cgroups, exec.fifo
+//! state dir <root>/<id>/, state.json "creating" (rewritten before each cgroup mkdir:
+//!   what `delete --force` must undo if we are killed), cgroups, exec.fifo
 //! clone(CLONE_NEWUSER?|CLONE_NEWPID?)  ───────▶ prctl(PR_SET_DUMPABLE, 0)*; wait for GO
+//! state.json + the init's pid
 //! add pid to cgroups, write uid/gid maps
 //!   (rootless: newuidmap/newgidmap, or our own id)
 //! send GO  ──────────────────────────────────▶ setns / unshare the other namespaces, hostname
@@ -13,7 +15,7 @@
 //!                                              pivot_root, masked/readonly paths, sysctls
 //!                                              rlimits, oom_score_adj, user, caps, no_new_privs
 //!           ◀────────────────────────────────  READY (or ERROR <message>)
-//! state.json, --pid-file, exit                 block reading exec.fifo … `start` writes a byte
+//! state.json (created), --pid-file, exit       block reading exec.fifo … `start` writes a byte
 //!                                              execve(the user's program)
 //! ```
 //!
@@ -192,6 +194,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
 
     let dir = root.create_dir(&opts.id)?;
+    crate::fault::point("create:after-state-dir");
     let mut cleanup = Cleanup {
         root,
         id: &opts.id,
@@ -200,9 +203,56 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         armed: true,
     };
 
+    // If we die from here on (SIGKILL, OOM kill), our Cleanup guard never runs: the state
+    // file records, before each step, what `delete --force` will have to undo — every cgroup
+    // before its mkdir, the init's pid right after the clone — as runc does with its
+    // "creating" state. `creating` is cleared once the container is complete.
+    let mut saved = Saved {
+        id: opts.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: state::rfc3339_now(true),
+        annotations: spec
+            .annotations()
+            .as_ref()
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        cgroups: Vec::new(),
+        leaves: Vec::new(),
+        poststart: spec
+            .hooks()
+            .as_ref()
+            .map(|h| hooks::from_spec(h.poststart()))
+            .unwrap_or_default(),
+        poststop: spec
+            .hooks()
+            .as_ref()
+            .map(|h| hooks::from_spec(h.poststop()))
+            .unwrap_or_default(),
+        creating: true,
+        creator: state::proc_stat(std::process::id() as i32)
+            .map(|(_, t)| (std::process::id() as i32, t)),
+    };
     let mut skipped = Vec::new();
-    let cg = Cgroup::create_skipping(spec, &opts.id, opts.rootless.then_some(&mut skipped))?;
+    let cg = {
+        let mut intent = |dirs: &[PathBuf]| {
+            saved.cgroups = dirs.to_vec();
+            root.save(&saved)
+        };
+        Cgroup::create_logged(
+            spec,
+            &opts.id,
+            opts.rootless.then_some(&mut skipped),
+            Some(&mut intent),
+        )?
+    };
     cleanup.cgroups = cg.created.clone();
+    saved.cgroups = cg.created.clone();
+    saved.leaves = cg.leaves.clone();
+    root.save(&saved)?;
+    crate::fault::point("create:after-cgroups");
 
     let fifo = if opts.wait_for_start {
         let path = dir.join(state::FIFO);
@@ -246,32 +296,6 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         namespaces::join(libc::CLONE_NEWPID, p).context("linux.namespaces (pid)")?;
     }
 
-    let mut saved = Saved {
-        id: opts.id.clone(),
-        pid: 0,
-        start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: state::rfc3339_now(true),
-        annotations: spec
-            .annotations()
-            .as_ref()
-            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default(),
-        cgroups: cg.created.clone(),
-        leaves: cg.leaves.clone(),
-        poststart: spec
-            .hooks()
-            .as_ref()
-            .map(|h| hooks::from_spec(h.poststart()))
-            .unwrap_or_default(),
-        poststop: spec
-            .hooks()
-            .as_ref()
-            .map(|h| hooks::from_spec(h.poststop()))
-            .unwrap_or_default(),
-    };
-
     // Non-dumpable before the clone, so that the child is from its first instruction (a
     // joined pid namespace shows it to the container's processes at once); not when the child
     // must stay dumpable until its maps are written (see child_main). Decided here, once: in
@@ -312,13 +336,20 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     drop(child_sock);
     drop(fifo);
     saved.pid = pid;
+    // The start time makes the record name this process, not a later one with its pid.
+    saved.start_time = state::proc_stat(pid).map_or(0, |(_, t)| t);
+    root.save(&saved)?;
+    crate::fault::point("create:after-clone");
     let sock = parent_sock.as_raw_fd();
 
     cg.add(pid).context("moving the init into its cgroups")?;
+    crate::fault::point("create:after-cgroup-add");
     if plan.new_user {
         namespaces::write_id_maps(pid, spec, &map_writer)?;
+        crate::fault::point("create:after-uid-map");
     }
     send(sock, MSG_GO, b"").context("releasing the init")?;
+    crate::fault::point("create:after-go");
 
     loop {
         match recv(sock).context("waiting for the init")? {
@@ -340,12 +371,17 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     saved.start_time = state::proc_stat(pid)
         .map(|(_, t)| t)
         .context("the container's init exited during setup")?;
+    saved.creating = false;
+    saved.creator = None;
     root.save(&saved)?;
+    crate::fault::point("create:after-state-written");
     if let Some(pf) = &opts.pid_file {
         state::write_atomic(pf, pid.to_string().as_bytes())
             .with_context(|| format!("--pid-file {}", pf.display()))?;
+        crate::fault::point("create:after-pid-file");
     }
     cleanup.armed = false;
+    crate::fault::point("create:before-exit");
     // Once, and only for a container that exists: the limits rootless mode could not apply.
     crate::rootless::warn_unapplied(spec, &skipped);
     Ok(Created { pid, saved })
@@ -443,6 +479,7 @@ fn child_setup(
         in_userns: plan.new_user || plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER),
     };
     rootfs::prepare(&rp)?;
+    crate::fault::point("init:after-mounts");
 
     if let Some(h) = spec.hooks() {
         #[allow(deprecated)]
@@ -521,6 +558,7 @@ fn child_setup(
             }
         }
     }
+    crate::fault::point("init:before-exec");
     exec(&prog.exe, &prog.args, &prog.env)
 }
 

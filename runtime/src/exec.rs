@@ -369,6 +369,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
                 .context("joining the container's pid namespace");
         }
     }
+    crate::fault::point("exec:after-setns-pid");
 
     // Non-dumpable *before* the clone, so that the child is from its first instruction: it is
     // born in the container's pid namespace, where a process could otherwise open its
@@ -401,6 +402,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     }
     let child = child as i32;
     let mut guard = ChildGuard(Some(child));
+    crate::fault::point("exec:after-clone");
     drop(child_sock);
     drop(plan);
     let sock = parent_sock.as_raw_fd();
@@ -411,7 +413,9 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     }
     .add(child)
     .context("moving the process into the container's cgroups")?;
+    crate::fault::point("exec:after-cgroup-add");
     send(sock, MSG_GO, b"").context("releasing the process")?;
+    crate::fault::point("exec:after-go");
     match recv(sock).context("waiting for the process")? {
         // EOF: the child's end closed at execve (close-on-exec) — or the child died.
         None => {}

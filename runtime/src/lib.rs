@@ -15,6 +15,7 @@ pub mod console;
 pub mod create;
 pub mod events;
 pub mod exec;
+pub mod fault;
 pub mod features;
 pub mod hooks;
 pub mod namespaces;
@@ -60,6 +61,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         Status::Stopped => bail!("cannot start a container that has stopped"),
         Status::Creating => bail!("cannot start a container that is still being created"),
     }
+    crate::fault::point("start:before-fifo-open");
     let fifo = root.dir(id).join(state::FIFO);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -74,6 +76,7 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
         })?;
     f.write_all(&[0]).context("writing exec.fifo")?;
     drop(f);
+    crate::fault::point("start:after-release");
     // Without the fifo the container counts as running.
     std::fs::remove_file(&fifo).context("removing exec.fifo")?;
     if !saved.poststart.is_empty() {
@@ -106,6 +109,11 @@ pub fn kill(root: &Root, id: &str, sig: i32, all: bool) -> Result<()> {
     let saved = root.load(id)?;
     if root.status(&saved) == Status::Stopped {
         return Err(Error::NotRunning.into());
+    }
+    // A record `create` wrote before its clone has no init yet, and kill(0) would signal
+    // our own process group.
+    if saved.pid <= 0 {
+        bail!("container {id} is still being created: no process to signal yet");
     }
     if all {
         let mut any = false;
@@ -157,10 +165,12 @@ pub fn resume(root: &Root, id: &str) -> Result<()> {
     }
 }
 
-/// Wait until the init with this pid/start time is gone (or a zombie).
+/// Wait until the init with this pid/start time is gone, a zombie, or exiting (only called
+/// after SIGKILL: an exiting init can no longer run anything, and may wait for others to
+/// reap its namespace's processes, see [`state::exiting`]).
 fn wait_gone(pid: i32, start_time: u64, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    while state::pid_alive(pid, start_time) {
+    while state::pid_alive(pid, start_time) && !state::exiting(pid) {
         if Instant::now() > deadline {
             return false;
         }
@@ -202,8 +212,14 @@ pub fn delete(root: &Root, id: &str, force: bool) -> Result<()> {
 }
 
 fn kill_and_wait(saved: &state::Saved) -> Result<()> {
+    // Never kill(0) or kill(-1) (our process group, everything): a record `create` wrote
+    // before its clone has pid 0 (nothing to kill yet; destroy removes its cgroups).
+    if saved.pid <= 0 {
+        return Ok(());
+    }
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe { libc::kill(saved.pid, libc::SIGKILL) };
+    crate::fault::point("delete:after-kill");
     // A frozen init does not act on SIGKILL until thawed.
     for leaf in &saved.leaves {
         cgroups::thaw_quietly(leaf);
@@ -217,6 +233,7 @@ fn kill_and_wait(saved: &state::Saved) -> Result<()> {
 /// Remove what a stopped container still holds: cgroups, state; run poststop hooks.
 pub fn destroy(root: &Root, saved: &state::Saved) -> Result<()> {
     cgroups::remove(&saved.cgroups, true)?;
+    crate::fault::point("delete:after-cgroup-remove");
     if !saved.poststop.is_empty() {
         let mut st = root.oci_state(saved);
         st.status = Status::Stopped;
@@ -225,6 +242,7 @@ pub fn destroy(root: &Root, saved: &state::Saved) -> Result<()> {
             eprintln!("bulkhead-runtime: warning: {e:#}");
         }
     }
+    crate::fault::point("delete:before-state-remove");
     root.remove(&saved.id)
 }
 

@@ -446,6 +446,7 @@ fn run(cli: &Cli) -> Result<i32> {
 }
 
 fn main() -> ExitCode {
+    bulkhead_runtime::fault::arm();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),

@@ -47,6 +47,17 @@ pub struct Saved {
     pub poststart: Vec<crate::hooks::HookSpec>,
     #[serde(default)]
     pub poststop: Vec<crate::hooks::HookSpec>,
+    /// Written early by `create` (before its first cgroup exists) and cleared when it
+    /// finishes: a record of what to clean up if `create` dies half-way (see
+    /// [`crate::create`]). While set, the status is "creating" as long as the init or the
+    /// creator lives, else "stopped".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creating: bool,
+    /// While `creating`: the `create` process (pid, start time), so that a record written
+    /// before the init exists reads "creating" while its creator lives and "stopped" once it
+    /// died half-way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<(i32, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -201,7 +212,14 @@ impl Root {
     }
 
     pub fn status(&self, s: &Saved) -> Status {
-        if !pid_alive(s.pid, s.start_time) {
+        if s.creating {
+            let creator_alive = s.creator.is_some_and(|(p, t)| pid_alive(p, t));
+            if creator_alive || pid_alive(s.pid, s.start_time) {
+                Status::Creating
+            } else {
+                Status::Stopped
+            }
+        } else if !pid_alive(s.pid, s.start_time) {
             Status::Stopped
         } else if self.dir(&s.id).join(FIFO).exists() {
             Status::Created
@@ -237,6 +255,26 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
     let state = it.next()?.chars().next()?;
     let start = it.nth(18)?.parse().ok()?;
     Some((state, start))
+}
+
+/// Whether `pid` is past the point of no return: PF_EXITING (0x4) in the flags (field 9 of
+/// /proc/<pid>/stat). A killed pid namespace init stays in that state, not yet a zombie,
+/// until every other process of its namespace has been reaped — by their parents, who may
+/// be outside the namespace (a process `exec` forked, orphaned to a supervisor) and slow.
+pub fn exiting(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(s) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = s.rfind(')') else {
+        return false;
+    };
+    // After the command name: state, ppid, pgrp, session, tty_nr, tpgid, flags.
+    s[close + 2..]
+        .split(' ')
+        .nth(6)
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|f| f & PF_EXITING != 0)
 }
 
 /// Whether `pid` is still our init: alive, not a zombie, same start time.

@@ -58,7 +58,10 @@ fn run_reports_death_by_signal_as_128_plus() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while rt.cmd(&["state", &id]).status.code() != Some(0) {
+    // The state exists from the start of create on ("creating", which `run` passes through
+    // before the process runs).
+    while rt.cmd(&["state", &id]).status.code() != Some(0) || rt.state(&id)["status"] == "creating"
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "run never created {id}"

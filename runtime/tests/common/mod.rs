@@ -105,7 +105,6 @@ impl Bundle {
 /// a created container's init inherits them and keeps them open, so reading a pipe to EOF
 /// would wait for the container.
 pub fn output_via_files(cmd: &mut Command) -> Output {
-    use std::io::{Read, Seek};
     let mut out = tempfile::tempfile().unwrap();
     let mut err = tempfile::tempfile().unwrap();
     let status = cmd
@@ -114,17 +113,20 @@ pub fn output_via_files(cmd: &mut Command) -> Output {
         .stderr(err.try_clone().unwrap())
         .status()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    let read = |f: &mut std::fs::File| {
-        let mut v = Vec::new();
-        f.rewind().unwrap();
-        f.read_to_end(&mut v).unwrap();
-        v
-    };
     Output {
         status,
-        stdout: read(&mut out),
-        stderr: read(&mut err),
+        stdout: read_back(&mut out),
+        stderr: read_back(&mut err),
     }
+}
+
+/// All a temp file that a child wrote as its stdout or stderr holds.
+pub fn read_back(f: &mut std::fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut v = Vec::new();
+    f.rewind().unwrap();
+    f.read_to_end(&mut v).unwrap();
+    v
 }
 
 /// A state root of our own per test, so tests never see each other's containers.
@@ -366,6 +368,188 @@ pub fn assert_no_leaks(rt: &Rt, id: &str, bundle: &Path, pid: Option<i32>) {
                 break; // a zombie owned by someone else: dead, just not reaped yet
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Rt {
+    /// [`Rt::cmd`] with extra environment variables (the fault hook's, say).
+    pub fn cmd_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(runtime());
+        cmd.arg("--root").arg(self.root.path()).args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        output_via_files(&mut cmd)
+    }
+}
+
+/// Reap every exited child of ours: orphaned container inits (and runtime clones) are
+/// reparented to us as a subreaper and stay zombies until reaped. Only call this while no
+/// other thread waits for a child of its own (it could steal that child's status).
+pub fn reap_orphans() {
+    loop {
+        // SAFETY: waitpid with a null status pointer.
+        let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+        if r <= 0 {
+            break;
+        }
+    }
+}
+
+/// Live (not zombie) processes whose command line contains one of `tokens` (raw bytes, so a
+/// token may span arguments: `"sleep\01234"`), as "pid: cmdline".
+pub fn processes_matching(tokens: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    let me = std::process::id().to_string();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let pid: i32 = name.parse().unwrap_or(0);
+        if cmdline.is_empty() || (pid > 0 && proc_state_opt(pid) == Some('Z')) {
+            continue;
+        }
+        if tokens
+            .iter()
+            .any(|t| cmdline.windows(t.len()).any(|w| w == t.as_bytes()))
+        {
+            found.push(format!(
+                "process {pid}: {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            ));
+        }
+    }
+    found
+}
+
+fn proc_state_opt(pid: i32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..].chars().next()
+}
+
+/// Mount entries in any process's mount namespace (`/proc/*/mountinfo`) that mention `path`:
+/// a container's mounts live in its own namespace, where only its processes show them.
+pub fn mounts_mentioning(path: &Path) -> Vec<String> {
+    let p = path.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(mi) = std::fs::read_to_string(e.path().join("mountinfo")) else {
+            continue;
+        };
+        for l in mi.lines().filter(|l| l.contains(&p)) {
+            found.push(format!("mount in /proc/{name}/mountinfo: {l}"));
+        }
+    }
+    found
+}
+
+/// Cgroup directories (any v1 hierarchy or v2) whose name contains `id`.
+pub fn cgroups_of(id: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    find_cgroup_dirs(Path::new("/sys/fs/cgroup"), id, 6, &mut found);
+    found
+}
+
+/// Everything of container `id` still on the host: its state directory (and so its
+/// exec.fifo) under `rt`'s root, cgroups, mounts of `bundle` in any mount namespace, and
+/// processes whose command line holds one of `tokens`. Empty: nothing left.
+pub fn leftovers(rt: &Rt, id: &str, bundle: &Path, tokens: &[String]) -> Vec<String> {
+    let mut left = Vec::new();
+    let dir = rt.root.path().join(id);
+    if dir.exists() {
+        let entries: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        left.push(format!("state dir {} {entries:?}", dir.display()));
+    }
+    left.extend(
+        cgroups_of(id)
+            .into_iter()
+            .map(|d| format!("cgroup {}", d.display())),
+    );
+    left.extend(mounts_mentioning(bundle));
+    left.extend(processes_matching(tokens));
+    left
+}
+
+/// [`leftovers`], polled for up to `timeout` (killed processes take a moment to go, and
+/// their zombies to be reaped: see [`reap_orphans`] for when that is safe).
+pub fn wait_nothing_left(
+    rt: &Rt,
+    id: &str,
+    bundle: &Path,
+    tokens: &[String],
+    reap: bool,
+    timeout: Duration,
+) -> Result<(), Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if reap {
+            reap_orphans();
+        }
+        let left = leftovers(rt, id, bundle, tokens);
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(left);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Last-resort cleanup for a test that failed with something left: SIGKILL processes whose
+/// command line holds one of `tokens` and remove the cgroups named after one of `ids` (their
+/// processes killed first). Meant for guards' `Drop` while panicking.
+pub fn sweep(ids: &[String], tokens: &[String]) {
+    for p in processes_matching(tokens) {
+        if let Some(pid) = p
+            .strip_prefix("process ")
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse::<i32>().ok())
+        {
+            // SAFETY: kill(2) has no memory-safety preconditions; pid > 0 (parsed from /proc).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    for id in ids {
+        let mut dirs = cgroups_of(id);
+        // Deepest first.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in dirs {
+            for l in std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+            {
+                if let Ok(pid) = l.trim().parse::<i32>() {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while std::fs::remove_dir(&d).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 }
