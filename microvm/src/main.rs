@@ -366,11 +366,17 @@ fn print_timings(enabled: bool) {
 
 /// Ends the process at the deadline, whatever the VM is doing (setup included). The VM lives
 /// in this process, so exiting kills the guest; nothing outlives us.
+///
+/// Returns once the thread runs its own code: its start-up (std names it with prctl and maps
+/// its signal stack) must be over before the seccomp filter goes on, which allows neither
+/// prctl nor a late start. Under load a thread can take milliseconds to first run.
 fn start_watchdog(timeout: Duration, timings: bool) {
+    let (started, running) = std::sync::mpsc::sync_channel::<()>(0);
     std::thread::Builder::new()
         .name("watchdog".into())
         .stack_size(64 * 1024)
         .spawn(move || {
+            let _ = started.send(());
             std::thread::sleep(timeout);
             eprintln!(
                 "bulkhead-vm: timeout: guest killed after {:.3} s",
@@ -382,6 +388,9 @@ fn start_watchdog(timeout: Duration, timings: bool) {
             std::process::exit(EXIT_TIMEOUT);
         })
         .expect("cannot start the watchdog thread");
+    running
+        .recv()
+        .expect("the watchdog thread runs until the process exits");
 }
 
 fn main() {
