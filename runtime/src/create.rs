@@ -274,22 +274,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         None
     };
 
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: socketpair writes two descriptors into the array.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(std::io::Error::last_os_error()).context("socketpair");
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    let (parent_sock, child_sock) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (parent_sock, child_sock) = sync_socketpair()?;
 
     // Joining a pid namespace only changes where our children are born.
     if let Some(p) = &plan.pid_path {
@@ -714,4 +699,25 @@ fn join_session_keyring(id: &str) {
         // SAFETY: keyctl with a valid C string argument.
         unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     }
+}
+
+/// The parent's and the child's ends of the socket they talk over until the child's execve:
+/// SEQPACKET keeps each message whole, and close-on-exec makes the execve itself the
+/// "it runs" signal (the parent reads EOF).
+pub(crate) fn sync_socketpair() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: socketpair writes two descriptors into the array.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(std::io::Error::last_os_error()).context("socketpair");
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }

@@ -44,7 +44,7 @@ use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
 use crate::cgroups::Cgroup;
-use crate::create::{MSG_ERROR, MSG_GO, finish_process, recv, send};
+use crate::create::{MSG_ERROR, MSG_GO, finish_process, recv, send, sync_socketpair};
 use crate::namespaces;
 use crate::spec;
 use crate::state::{self, Root, Status};
@@ -332,22 +332,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         preserve_fds: o.preserve_fds,
     };
 
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: socketpair writes two descriptors into the array.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(std::io::Error::last_os_error()).context("socketpair");
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    let (parent_sock, child_sock) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (parent_sock, child_sock) = sync_socketpair()?;
 
     // Rootless: joining the pid namespace needs CAP_SYS_ADMIN in the user namespace that owns
     // it, which an unprivileged caller has only inside the container's user namespace (it owns

@@ -326,13 +326,20 @@ fn status_ids(pid: i32, key: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Skips (with the reason) unless an unprivileged user can create a user namespace here.
+macro_rules! needs_rootless {
+    () => {
+        bulkhead_testkit::skip_unless!(
+            can_run_rootless().is_ok(),
+            "{}",
+            can_run_rootless().unwrap_err()
+        )
+    };
+}
+
 #[test]
 fn spec_rootless_has_runc_shape_for_the_caller() {
-    bulkhead_testkit::skip_unless!(
-        can_run_rootless().is_ok(),
-        "{}",
-        can_run_rootless().unwrap_err()
-    );
+    needs_rootless!();
     let u = User::new();
     std::fs::create_dir(u.bundle()).unwrap();
     chown_r(&u.bundle());
@@ -366,11 +373,7 @@ fn spec_rootless_has_runc_shape_for_the_caller() {
 
 #[test]
 fn rootless_run_probe_is_root_inside_and_leaves_nothing() {
-    bulkhead_testkit::skip_unless!(
-        can_run_rootless().is_ok(),
-        "{}",
-        can_run_rootless().unwrap_err()
-    );
+    needs_rootless!();
     become_subreaper();
     let u = User::new();
     u.write_bundle("probe", &[], |_| {});
@@ -419,11 +422,7 @@ fn rootless_run_probe_is_root_inside_and_leaves_nothing() {
 /// written) failed about one start in a hundred with EACCES on gid_map. Many starts in a row.
 #[test]
 fn rootless_starts_do_not_race_the_id_maps() {
-    bulkhead_testkit::skip_unless!(
-        can_run_rootless().is_ok(),
-        "{}",
-        can_run_rootless().unwrap_err()
-    );
+    needs_rootless!();
     become_subreaper();
     let u = User::new();
     u.write_bundle("ready", &[], |_| {});
@@ -437,11 +436,7 @@ fn rootless_starts_do_not_race_the_id_maps() {
 
 #[test]
 fn rootless_create_start_delete_with_undelegated_limits() {
-    bulkhead_testkit::skip_unless!(
-        can_run_rootless().is_ok(),
-        "{}",
-        can_run_rootless().unwrap_err()
-    );
+    needs_rootless!();
     become_subreaper();
     let u = User::new();
     u.write_bundle("idle", &[], with_limits);
@@ -523,11 +518,7 @@ fn rootless_create_start_delete_with_undelegated_limits() {
 /// the runtime uses it, the limits apply, and nothing is warned about.
 #[test]
 fn rootless_uses_delegated_cgroups() {
-    bulkhead_testkit::skip_unless!(
-        can_run_rootless().is_ok(),
-        "{}",
-        can_run_rootless().unwrap_err()
-    );
+    needs_rootless!();
     let v1 = Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists()
         && Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists();
     // On v2 delegation also needs the runtime itself inside the delegated subtree (the
@@ -603,11 +594,7 @@ fn rootless_uses_delegated_cgroups() {
 /// More ids than the user's own: newuidmap/newgidmap with /etc/subuid ranges.
 #[test]
 fn rootless_multi_id_map_through_newuidmap() {
-    bulkhead_testkit::skip_unless!(
-        can_run_rootless().is_ok(),
-        "{}",
-        can_run_rootless().unwrap_err()
-    );
+    needs_rootless!();
     let helpers = ["newuidmap", "newgidmap"]
         .iter()
         .all(|p| which(p).is_some() || Path::new("/usr/bin").join(p).is_file());
@@ -640,11 +627,7 @@ fn rootless_multi_id_map_through_newuidmap() {
 /// Bad input in rootless mode: one error naming the field, exit status non-zero, nothing left.
 #[test]
 fn rootless_bad_input_names_the_field_and_leaves_nothing() {
-    bulkhead_testkit::skip_unless!(
-        can_run_rootless().is_ok(),
-        "{}",
-        can_run_rootless().unwrap_err()
-    );
+    needs_rootless!();
     become_subreaper();
     let u = User::new();
     let id = id("rl-bad");
