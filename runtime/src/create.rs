@@ -392,22 +392,28 @@ fn child_main(
         // SAFETY: integer-only prctl.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     }
-    // A panic must not unwind into the parent's stack frames we share a copy of (the cleanup
-    // guard there would delete the container): catch it and report it as an error.
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    run_child_setup(sock, "the container's init", || {
         child_setup(sock, bundle, plan, opts, fifo)
-    }));
-    let msg = match r {
+    })
+}
+
+/// What a child's set-up "returns" on success: nothing, it execve()d.
+pub(crate) enum Never {}
+
+/// Runs a forked child's set-up (the init's or an exec'd process's), which returns only on
+/// failure, sends that failure to the parent as one MSG_ERROR and exits. A panic must not
+/// unwind into the parent's stack frames the child shares a copy of (create's cleanup guard
+/// there would delete the container): it is caught and reported as an error too.
+pub(crate) fn run_child_setup(sock: RawFd, who: &str, setup: impl FnOnce() -> Result<Never>) -> ! {
+    let msg = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(setup)) {
         Ok(Ok(never)) => match never {},
         Ok(Err(e)) => format!("{e:#}"),
-        Err(_) => "the container's init panicked during setup".to_string(),
+        Err(_) => format!("{who} panicked during setup"),
     };
     let _ = send(sock, MSG_ERROR, msg.as_bytes());
     // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the parent.
     unsafe { libc::_exit(1) }
 }
-
-enum Never {}
 
 fn child_setup(
     sock: RawFd,

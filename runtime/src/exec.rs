@@ -44,7 +44,9 @@ use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
 use crate::cgroups::Cgroup;
-use crate::create::{MSG_ERROR, MSG_GO, finish_process, recv, send, sync_socketpair};
+use crate::create::{
+    MSG_ERROR, MSG_GO, Never, finish_process, recv, run_child_setup, send, sync_socketpair,
+};
 use crate::namespaces;
 use crate::spec;
 use crate::state::{self, Root, Status};
@@ -424,19 +426,8 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
 fn child_main(sock: RawFd, plan: &ChildPlan) -> ! {
     // SAFETY: integer-only prctl; see the module comment on CVE-2019-5736.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    // Never unwind into the parent's frames we hold a copy of (see create's child_main).
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child_setup(sock, plan)));
-    let msg = match r {
-        Ok(Ok(never)) => match never {},
-        Ok(Err(e)) => format!("{e:#}"),
-        Err(_) => "the exec'd process panicked during setup".to_string(),
-    };
-    let _ = send(sock, MSG_ERROR, msg.as_bytes());
-    // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the parent.
-    unsafe { libc::_exit(1) }
+    run_child_setup(sock, "the exec'd process", || child_setup(sock, plan))
 }
-
-enum Never {}
 
 fn setns(f: &File, flag: libc::c_int, what: &str) -> Result<()> {
     // SAFETY: setns on a descriptor we own; no memory is passed.
