@@ -132,4 +132,19 @@ mod tests {
         assert_eq!(a, vec!["--host-path", "/x"]);
         assert_eq!(task_from_cmdline("quiet").0, "ready");
     }
+
+    #[test]
+    fn connect_arguments_come_from_the_vm_command_line_intact() {
+        use crate::probe::{Target, parse_args};
+        let (_, args) = task_from_cmdline(
+            "quiet bulkhead.task=probe bulkhead.args=--connect,127.0.0.1:4321:00ff,--host-path,/x",
+        );
+        let ctx = parse_args(&args).unwrap();
+        assert_eq!(
+            ctx.connect,
+            vec![Target::parse("127.0.0.1:4321:00ff").unwrap()]
+        );
+        assert_eq!(ctx.host_paths, ["/x"]);
+        assert!(parse_args(&["--connect".into()]).is_err());
+    }
 }

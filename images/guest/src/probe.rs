@@ -496,20 +496,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn connect_arguments_come_from_the_vm_command_line_intact() {
-        let (_, args) = crate::init::task_from_cmdline(
-            "quiet bulkhead.task=probe bulkhead.args=--connect,127.0.0.1:4321:00ff,--host-path,/x",
-        );
-        let ctx = parse_args(&args).unwrap();
-        assert_eq!(
-            ctx.connect,
-            vec![Target::parse("127.0.0.1:4321:00ff").unwrap()]
-        );
-        assert_eq!(ctx.host_paths, ["/x"]);
-        assert!(parse_args(&["--connect".into()]).is_err());
-    }
-
     /// A listener that writes `reply` to the first connection and closes it.
     fn one_shot(reply: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<()>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
