@@ -15,19 +15,22 @@
 //! Bad input is caught before KVM is touched ([`preflight`]), so its errors are the same
 //! with or without /dev/kvm.
 
+pub mod arch;
 pub mod boot;
 pub mod devices;
+pub mod exit;
 pub mod guests;
-pub mod memory;
 pub mod seccomp;
 pub mod timings;
-pub mod vcpu;
-pub mod vm;
+pub mod vstate;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Barrier, mpsc};
+use std::sync::{Arc, Barrier};
 
+use arch::x86_64::regs::{self, Entry};
+use exit::{VmExit, exit_channel};
 use timings::{Phase, TIMINGS};
+use vstate::{memory, vcpu, vm};
 
 pub use boot::{BootProtocol, Protocol};
 
@@ -45,65 +48,6 @@ pub struct Config {
     /// Install the VMM's seccomp filter before the guest runs ([`seccomp`]). Off only for
     /// debugging (`--no-seccomp`), as with Firecracker's flag of the same name.
     pub seccomp: bool,
-}
-
-/// Where the devices and vCPU threads report how the VM ended.
-///
-/// Only the first [`VmExit`] matters ([`run`] returns it and the process ends), but a guest
-/// can produce them in a loop (0xFE to the i8042 forever, one power-off line after another)
-/// faster than the VMM thread exits. The channel therefore holds one message and drops the
-/// rest, so that no guest can make the VMM queue memory without bound.
-#[derive(Clone, Debug)]
-pub struct ExitSender(mpsc::SyncSender<VmExit>);
-
-impl ExitSender {
-    /// Reports `exit` unless an earlier one is still waiting to be read (or nobody listens).
-    pub fn send(&self, exit: VmExit) {
-        let _ = self.0.try_send(exit);
-    }
-}
-
-/// A channel for [`VmExit`]s that keeps at most one (see [`ExitSender`]).
-pub fn exit_channel() -> (ExitSender, mpsc::Receiver<VmExit>) {
-    let (tx, rx) = mpsc::sync_channel(1);
-    (ExitSender(tx), rx)
-}
-
-/// How a VM ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VmExit {
-    /// The guest powered off (KVM system event).
-    PowerOff,
-    /// The guest reset: i8042 0xFE (`reboot=k`) or a KVM reset event.
-    Reset,
-    /// A vCPU halted with nothing left to wake it (only without an in-kernel irqchip).
-    Halt,
-    /// KVM_EXIT_SHUTDOWN: the guest triple-faulted.
-    TripleFault { vcpu: u8 },
-    /// The guest kernel panicked (its console said so) and then reset or powered off.
-    Panic { line: String },
-    /// The guest crashed or KVM could not run it.
-    Crash { vcpu: u8, reason: String },
-}
-
-impl VmExit {
-    /// Whether this is an orderly end (power-off, reset, halt).
-    pub fn is_clean(&self) -> bool {
-        matches!(self, Self::PowerOff | Self::Reset | Self::Halt)
-    }
-}
-
-impl std::fmt::Display for VmExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::PowerOff => f.write_str("guest powered off"),
-            Self::Reset => f.write_str("guest reset"),
-            Self::Halt => f.write_str("guest halted"),
-            Self::Panic { line } => write!(f, "guest kernel panicked: {line}"),
-            Self::TripleFault { vcpu } => write!(f, "guest triple fault on vCPU {vcpu}"),
-            Self::Crash { vcpu, reason } => write!(f, "guest crashed on vCPU {vcpu}: {reason}"),
-        }
-    }
 }
 
 /// A setting of [`Config`]: what an error about bad input is about.
@@ -162,7 +106,7 @@ pub enum Error {
     #[error("{}", Named(self))]
     Boot(#[from] boot::Error),
     #[error(transparent)]
-    Regs(#[from] boot::regs::Error),
+    Arch(#[from] arch::x86_64::Error),
     #[error(transparent)]
     Devices(#[from] devices::Error),
     #[error(transparent)]
@@ -178,7 +122,7 @@ impl Error {
             Self::Vm(e) => e.setting(),
             Self::Memory(e) => e.setting(),
             Self::Boot(e) => e.setting(),
-            Self::Regs(_) | Self::Devices(_) | Self::Vcpu(_) | Self::Seccomp(_) => None,
+            Self::Arch(_) | Self::Devices(_) | Self::Vcpu(_) | Self::Seccomp(_) => None,
         }
     }
 
@@ -188,7 +132,7 @@ impl Error {
             Self::Vm(e) => e,
             Self::Memory(e) => e,
             Self::Boot(e) => e,
-            Self::Regs(e) => e,
+            Self::Arch(e) => e,
             Self::Devices(e) => e,
             Self::Vcpu(e) => e,
             Self::Seccomp(e) => e,
@@ -247,15 +191,15 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
         protocol: choice.protocol,
     };
     let info = boot::load(&mem, &spec)?;
-    boot::regs::write_tables(&mem, choice.protocol)?;
+    regs::write_tables(&mem, info.entry)?;
     TIMINGS.mark(Phase::KernelLoaded);
     if cfg.debug {
         // The nested tests read this line to know which entry a guest took.
         let at = match info.entry {
-            boot::Entry::Linux64 { rip, zero_page } => {
+            Entry::Linux64 { rip, zero_page } => {
                 format!("rip {rip:#x}, zero page at {zero_page:#x}")
             }
-            boot::Entry::Pvh { eip, start_info } => {
+            Entry::Pvh { eip, start_info } => {
                 format!("eip {eip:#x}, hvm_start_info at {start_info:#x}")
             }
         };

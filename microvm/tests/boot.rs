@@ -90,7 +90,7 @@ fn pvh_guest_is_entered_the_way_the_protocol_says() {
     let dir = tempfile::tempdir().unwrap();
     let kernel = write_file(dir.path(), "pvh.elf", bulkhead_vm::guests::PVH);
     let k = kernel.to_str().unwrap();
-    let pvm = bulkhead_vm::vm::is_pvm();
+    let pvm = bulkhead_vm::vstate::vm::is_pvm();
     let auto = if pvm { "linux64" } else { "pvh" };
     for (protocol, entered) in [("pvh", "pvh"), ("linux64", "linux64"), ("auto", auto)] {
         let out = vmm(&[

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arbitrary::Arbitrary;
-use bulkhead_vm::VmExit;
-use bulkhead_vm::devices::{
-    BOOT_TIMER_MMIO, BOOT_TIMER_MMIO_LEN, BOOT_TIMER_PORT, Devices, I8042_COMMAND, I8042_DATA,
-    SERIAL_PORT,
+use bulkhead_vm::arch::x86_64::layout::{
+    BOOT_TIMER_MMIO, BOOT_TIMER_MMIO_LEN, BOOT_TIMER_PORT, I8042_COMMAND, I8042_DATA, SERIAL_PORT,
 };
+use bulkhead_vm::devices::Devices;
+use bulkhead_vm::exit::{VmExit, exit_channel};
 use libfuzzer_sys::fuzz_target;
 
 /// A port, biased towards the devices so that most accesses reach one.
@@ -112,7 +112,7 @@ const PAGE: usize = 4096;
 
 fuzz_target!(|accesses: Vec<Access>| {
     let console = Count::default();
-    let (tx, rx) = bulkhead_vm::exit_channel();
+    let (tx, rx) = exit_channel();
     let d = Devices::without_irqfd(Box::new(console.clone()), tx).expect("eventfd");
     let mut written_to_thr = 0u64;
     let mut reset_sent = false;

@@ -22,28 +22,7 @@
 //! [`choose_protocol`]. The entry itself works under PVM: the bare guest's PVH variant
 //! (`guests::PVH`, a 32-bit stub) boots there with `--boot-protocol pvh`.
 //!
-//! Fixed low-memory layout (the same addresses as Firecracker, so guests behave alike):
-//!
-//! ```text
-//! 0x500   GDT            0x520  IDT (empty)       0x6000 hvm_start_info, modlist, memmap (PVH)
-//! 0x7000  zero page (boot_params, linux64)        0x8ff0 boot stack
-//! 0x9000  PML4  0xa000 PDPT  0xb000 PD (1 GiB identity, 2 MiB pages; linux64)
-//! 0x20000 command line   0x9fc00 MP table   0xe0000 ACPI tables
-//! 1 MiB   kernel         initrd at the top of low RAM
-//! ```
-
-pub mod acpi;
-pub mod mptable;
-pub mod regs;
-
-/// The byte that makes `bytes` sum to zero mod 256: the checksum both the MP table and the
-/// ACPI tables use.
-fn checksum(bytes: &[u8]) -> u8 {
-    bytes
-        .iter()
-        .fold(0u8, |a, b| a.wrapping_add(*b))
-        .wrapping_neg()
-}
+//! Where everything goes in guest memory: [`layout`](crate::arch::x86_64::layout).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -59,24 +38,15 @@ use linux_loader::loader::elf::start_info::{
     XEN_HVM_START_MAGIC_VALUE, hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
 };
 use linux_loader::loader::{BzImage, Elf, KernelLoader, KernelLoaderResult, load_cmdline};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::memory::{self, GuestMemory, HIMEM_START};
-
-/// Guest-physical address of the zero page (`struct boot_params`, linux64).
-pub const ZERO_PAGE_START: u64 = 0x7000;
-/// Guest-physical address of the `hvm_start_info` (PVH; EBX of the boot vCPU). 56 bytes.
-pub const PVH_INFO_START: u64 = 0x6000;
-/// The PVH module list: one 32-byte entry, the initrd.
-pub const PVH_MODLIST_START: u64 = 0x6040;
-/// The PVH memory map: 24 bytes per entry, our e820 map has at most 4.
-pub const PVH_MEMMAP_START: u64 = 0x6080;
-// The three do not overlap.
-const _: () = assert!(PVH_INFO_START + size_of::<hvm_start_info>() as u64 <= PVH_MODLIST_START);
-const _: () =
-    assert!(PVH_MODLIST_START + size_of::<hvm_modlist_entry>() as u64 <= PVH_MEMMAP_START);
-/// Guest-physical address of the kernel command line.
-pub const CMDLINE_START: u64 = 0x2_0000;
+use crate::arch::x86_64::layout::{
+    CMDLINE_START, DEFAULT_INITRD_ADDR_MAX, ELF_INITRD_ADDR_MAX, HIMEM_START, PVH_INFO_START,
+    PVH_MEMMAP_START, PVH_MODLIST_START, ZERO_PAGE_START,
+};
+use crate::arch::x86_64::regs::Entry;
+use crate::arch::x86_64::{acpi, mptable};
+use crate::vstate::memory;
 /// Linux's COMMAND_LINE_SIZE on x86 (including the NUL), the limit for an ELF kernel; a
 /// bzImage states its own limit in `cmdline_size`.
 pub const ELF_CMDLINE_MAX: usize = 2048;
@@ -89,15 +59,11 @@ const KERNEL_HDR_MAGIC: u32 = 0x5372_6448; // "HdrS"
 const KERNEL_LOADER_OTHER: u8 = 0xff;
 const KERNEL_MIN_ALIGNMENT_BYTES: u32 = 0x100_0000;
 const XLF_KERNEL_64: u16 = 1;
-/// Boot protocol 2.03 introduced `initrd_addr_max`; older kernels assume this limit.
-const DEFAULT_INITRD_ADDR_MAX: u64 = 0x37ff_ffff;
 /// `hvm_start_info.version`: 1 has the memory map, which Linux needs on a non-Xen host.
 const PVH_START_INFO_VERSION: u32 = 1;
 /// The ELF note type (owner "Xen") whose descriptor is the 32-bit PVH entry point.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
 const PT_NOTE: u32 = 4;
-/// A vmlinux has no setup header; Linux accepts an initrd anywhere in the first 2 GiB here.
-const ELF_INITRD_ADDR_MAX: u64 = 0x7fff_ffff;
 
 /// Errors of loading. Those about an input ([`Error::setting`]) do not name the setting: the
 /// caller does, as the flag or the config file's field it came from (see crate::Setting).
@@ -155,9 +121,7 @@ pub enum Error {
     #[error("cannot write the command line into guest memory: {0}")]
     WriteCmdline(linux_loader::loader::Error),
     #[error(transparent)]
-    MpTable(#[from] mptable::Error),
-    #[error(transparent)]
-    Acpi(#[from] acpi::Error),
+    Tables(#[from] crate::arch::x86_64::Error),
     #[error("cannot write the zero page: {0}")]
     ZeroPage(linux_loader::configurator::Error),
     #[error("cannot write the PVH start info: {0}")]
@@ -179,11 +143,9 @@ impl Error {
                 Some(Setting::Initrd)
             }
             Self::CmdlineTooLong { .. } | Self::Cmdline(_) => Some(Setting::Cmdline),
-            Self::WriteCmdline(_)
-            | Self::MpTable(_)
-            | Self::Acpi(_)
-            | Self::ZeroPage(_)
-            | Self::StartInfo(_) => None,
+            Self::WriteCmdline(_) | Self::Tables(_) | Self::ZeroPage(_) | Self::StartInfo(_) => {
+                None
+            }
         }
     }
 }
@@ -275,24 +237,6 @@ pub fn choose_protocol(
 pub enum KernelFormat {
     Elf,
     BzImage,
-}
-
-/// Where and how the boot vCPU enters the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Entry {
-    /// Long mode at `rip`, RSI = `zero_page`.
-    Linux64 { rip: u64, zero_page: u64 },
-    /// 32-bit protected mode at `eip`, EBX = `start_info`.
-    Pvh { eip: u64, start_info: u64 },
-}
-
-impl Entry {
-    pub fn protocol(&self) -> Protocol {
-        match self {
-            Self::Linux64 { .. } => Protocol::Linux64,
-            Self::Pvh { .. } => Protocol::Pvh,
-        }
-    }
 }
 
 /// What the vCPU setup needs from the loaded kernel.
@@ -487,7 +431,7 @@ pub fn initrd_address(size: u64, kernel_end: u64, low_ram_end: u64, addr_max: u6
 
 /// Loads kernel, initrd and command line into `mem` and describes the machine to the kernel
 /// the way `spec.protocol` wants: a zero page (linux64) or an `hvm_start_info` (PVH).
-pub fn load(mem: &GuestMemory, spec: &BootSpec<'_>) -> Result<BootInfo, Error> {
+pub fn load(mem: &GuestMemoryMmap, spec: &BootSpec<'_>) -> Result<BootInfo, Error> {
     let kpath = spec.kernel;
     let mut kernel = File::open(kpath).map_err(|source| Error::OpenKernel {
         path: kpath.to_owned(),
@@ -582,7 +526,7 @@ pub fn load(mem: &GuestMemory, spec: &BootSpec<'_>) -> Result<BootInfo, Error> {
             }
             params.e820_entries = map.len().min(params.e820_table.len()) as u8;
             params.acpi_rsdp_addr = rsdp;
-            LinuxBootConfigurator::write_bootparams::<GuestMemory>(
+            LinuxBootConfigurator::write_bootparams::<GuestMemoryMmap>(
                 &BootParams::new(&params, GuestAddress(ZERO_PAGE_START)),
                 mem,
             )
@@ -606,7 +550,7 @@ pub fn load(mem: &GuestMemory, spec: &BootSpec<'_>) -> Result<BootInfo, Error> {
 /// Copies the initrd to the highest page-aligned address below `limit` and the end of low
 /// RAM that clears the kernel; returns (address, size).
 fn load_initrd(
-    mem: &GuestMemory,
+    mem: &GuestMemoryMmap,
     ipath: &Path,
     kernel_end: u64,
     limit: u64,
@@ -637,7 +581,7 @@ fn load_initrd(
 /// memory map (Linux copies it into its e820 table) and the initrd as module 0 (Linux takes
 /// the first module as its ramdisk).
 fn write_pvh_start_info(
-    mem: &GuestMemory,
+    mem: &GuestMemoryMmap,
     map: &[memory::E820Entry],
     initrd: Option<(u64, u64)>,
     rsdp: u64,
@@ -679,7 +623,7 @@ fn write_pvh_start_info(
     if !modules.is_empty() {
         params.set_modules(&modules, GuestAddress(PVH_MODLIST_START));
     }
-    PvhBootConfigurator::write_bootparams::<GuestMemory>(&params, mem).map_err(Error::StartInfo)
+    PvhBootConfigurator::write_bootparams::<GuestMemoryMmap>(&params, mem).map_err(Error::StartInfo)
 }
 
 #[cfg(test)]
@@ -797,7 +741,7 @@ mod tests {
         // Our note scan and linux-loader's agree on the entry point.
         let (t, mut f) = tmpfile(crate::guests::PVH);
         let eip = inspect_file(t.path(), &mut f).unwrap().pvh_entry.unwrap();
-        let mem = GuestMemory::from_ranges(&memory::ram_ranges(16 << 20)).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&memory::ram_ranges(16 << 20)).unwrap();
         let spec = |protocol| BootSpec {
             kernel: t.path(),
             initrd: None,
@@ -863,7 +807,7 @@ mod tests {
 
     #[test]
     fn pvh_start_info_points_at_cmdline_memmap_initrd_and_rsdp() {
-        let mem = GuestMemory::from_ranges(&memory::ram_ranges(16 << 20)).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&memory::ram_ranges(16 << 20)).unwrap();
         let map = memory::e820_map(&mem);
         write_pvh_start_info(&mem, &map, Some((0x80_0000, 5000)), 0xe_0000).unwrap();
         let info: hvm_start_info = mem.read_obj(GuestAddress(PVH_INFO_START)).unwrap();
@@ -930,7 +874,7 @@ mod tests {
 
     #[test]
     fn loads_the_bare_guest_and_writes_the_zero_page() {
-        let mem = GuestMemory::from_ranges(&memory::ram_ranges(16 << 20)).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&memory::ram_ranges(16 << 20)).unwrap();
         let (t, _f) = tmpfile(crate::guests::BARE);
         let (i, _g) = tmpfile(&[0xab; 5000]);
         let info = load(

@@ -3,10 +3,12 @@
 //! ([`Phase::BootTimer`](crate::timings::Phase::BootTimer)).
 //!
 //! Firecracker's `BootTimer` ignores writes that are not exactly one byte at offset 0, and
-//! other values; so do we. It lives on the MMIO bus at 0xd000_0000, the start of the MMIO gap
-//! (what guests such as Firecracker's test `init` write through /dev/mem), and, like newer
-//! Firecracker releases on x86_64, on port 0x3f0 (`outb(123, 0x3f0)`, no /dev/mem needed).
-//! Reads return nothing meaningful (the bus's all-ones).
+//! other values; so do we. It lives on the MMIO bus at
+//! [`BOOT_TIMER_MMIO`](crate::arch::x86_64::layout::BOOT_TIMER_MMIO), the start of the MMIO
+//! gap (what guests such as Firecracker's test `init` write through /dev/mem), and, like newer
+//! Firecracker releases on x86_64, on port
+//! [`BOOT_TIMER_PORT`](crate::arch::x86_64::layout::BOOT_TIMER_PORT) (`outb(123, 0x3f0)`, no
+//! /dev/mem needed). Reads return nothing meaningful (the bus's all-ones).
 
 use crate::timings::{Phase, TIMINGS};
 

@@ -1,16 +1,18 @@
-//! The legacy devices and the port-I/O / MMIO dispatch of the vCPU run loop.
+//! The devices of a VM, one file each, and the port-I/O / MMIO bus in front of them that the
+//! vCPU run loop dispatches to.
 //!
-//! | where                  | device                                                    |
-//! |------------------------|-----------------------------------------------------------|
-//! | PIO 0x3f8–0x3ff, IRQ 4 | 8250/16550 serial (vm-superio), stdout is its output      |
-//! | PIO 0x60, 0x64         | i8042 (vm-superio): 0xFE to 0x64 resets, which ends the VM |
-//! | MMIO 0xd000_0000       | boot timer (Firecracker's MMIO address)                   |
-//! | PIO 0x3f0              | the same boot timer (Firecracker's x86 port since v1.x)   |
+//! | where (constants of [`layout`])         | device                                        |
+//! |------------------------------------------|-----------------------------------------------|
+//! | PIO `SERIAL_PORT` + 0..8, `SERIAL_IRQ`   | [`serial`]: 8250/16550, stdout is its output  |
+//! | PIO `I8042_DATA`, `I8042_COMMAND`        | [`i8042`]: 0xFE resets, which ends the VM     |
+//! | MMIO `BOOT_TIMER_MMIO` (one page)        | [`boot_timer`] (Firecracker's MMIO address)   |
+//! | PIO `BOOT_TIMER_PORT`                    | the same boot timer (Firecracker's x86 port)  |
 //!
 //! Anything else reads as all-ones and swallows writes, like an empty bus: a guest probing
 //! or scribbling on absent hardware neither kills the VMM nor makes it log per access (a
 //! hostile guest could otherwise fill the disk through our stderr). The unhandled accesses
-//! are only counted.
+//! are only counted. The virtio-mmio devices (P3.2) will live in `virtio/` and take their
+//! windows of the MMIO gap here.
 //!
 //! Every access is untrusted input. What the guest controls, and what we do with it:
 //! - the size: KVM hands over `size × count` bytes (1, 2 or 4 for `in`/`out`, up to a page
@@ -21,12 +23,15 @@
 //!   the access of the register it starts at (no device sees an offset outside its range).
 //! - the rate: nothing here queues per access. The serial FIFO holds at most 64 bytes
 //!   (vm-superio), the console keeps at most one line ([`serial::ConsoleOut`]), and a guest
-//!   that resets or powers off in a loop fills a one-slot channel ([`crate::ExitSender`]).
+//!   that resets or powers off in a loop fills a one-slot channel ([`ExitSender`]).
 //!
 //! [`Devices::without_irqfd`] builds the same devices without a VM, for the unit tests and
 //! the fuzz target (microvm/fuzz).
+//!
+//! [`layout`]: crate::arch::x86_64::layout
 
 pub mod boot_timer;
+pub mod i8042;
 pub mod serial;
 
 use std::io::Write;
@@ -34,21 +39,17 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use vm_superio::{I8042Device, Trigger};
-
-use crate::{ExitSender, VmExit};
+use crate::arch::x86_64::layout::{
+    BOOT_TIMER_MMIO, BOOT_TIMER_MMIO_LEN, BOOT_TIMER_PORT, I8042_COMMAND, I8042_DATA, POST_PORT,
+    SERIAL_IRQ, SERIAL_PORT, SERIAL_PORT_LEN,
+};
+use crate::exit::ExitSender;
 use boot_timer::BootTimer;
+use i8042::I8042;
 use serial::{ConsoleOut, Serial};
 
-pub const SERIAL_PORT: u16 = 0x3f8;
-/// The serial's eight registers: 0x3f8-0x3ff.
-pub const SERIAL_LAST_PORT: u16 = SERIAL_PORT + 7;
-pub const SERIAL_IRQ: u32 = 4;
-pub const I8042_DATA: u16 = 0x60;
-pub const I8042_COMMAND: u16 = 0x64;
-pub const BOOT_TIMER_PORT: u16 = 0x3f0;
-pub const BOOT_TIMER_MMIO: u64 = 0xd000_0000;
-pub const BOOT_TIMER_MMIO_LEN: u64 = 0x1000;
+/// The serial's last register.
+const SERIAL_LAST_PORT: u16 = SERIAL_PORT + SERIAL_PORT_LEN - 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -58,22 +59,10 @@ pub enum Error {
     IrqFd(kvm_ioctls::Error),
 }
 
-/// The i8042's reset line: ends the VM with [`VmExit::Reset`].
-#[derive(Debug)]
-pub struct ResetTrigger(ExitSender);
-
-impl Trigger for ResetTrigger {
-    type E = std::convert::Infallible;
-    fn trigger(&self) -> Result<(), Self::E> {
-        self.0.send(VmExit::Reset);
-        Ok(())
-    }
-}
-
 /// All devices of one VM, shared by the vCPU threads.
 pub struct Devices {
     serial: Mutex<Serial>,
-    i8042: Mutex<I8042Device<ResetTrigger>>,
+    i8042: Mutex<I8042>,
     boot_timer: BootTimer,
     /// The serial interrupt's eventfd (for the seccomp filter, which lets us write to it).
     serial_irq_fd: RawFd,
@@ -118,7 +107,7 @@ impl Devices {
         let serial_irq_fd = irq.0.as_raw_fd();
         Self {
             serial: Mutex::new(serial::new(irq, console)),
-            i8042: Mutex::new(I8042Device::new(ResetTrigger(exits))),
+            i8042: Mutex::new(i8042::new(exits)),
             boot_timer: BootTimer,
             serial_irq_fd,
             unhandled: AtomicU64::new(0),
@@ -178,7 +167,7 @@ impl Devices {
             }
             BOOT_TIMER_PORT => self.boot_timer.write(0, data),
             // POST codes and Linux's io_delay: expected, not worth counting.
-            0x80 => {}
+            POST_PORT => {}
             _ => self.miss(),
         }
     }
@@ -200,6 +189,7 @@ impl Devices {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exit::VmExit;
     use crate::timings::{Phase, TIMINGS};
     use std::sync::mpsc;
 
@@ -217,7 +207,7 @@ mod tests {
 
     fn devices() -> (Devices, Sink, mpsc::Receiver<VmExit>) {
         let sink = Sink::default();
-        let (tx, rx) = crate::exit_channel();
+        let (tx, rx) = crate::exit::exit_channel();
         let d = Devices::without_irqfd(Box::new(sink.clone()), tx).unwrap();
         (d, sink, rx)
     }
@@ -240,8 +230,8 @@ mod tests {
     #[test]
     fn serial_bytes_reach_the_console() {
         let (d, sink, _rx) = devices();
-        d.pio_write(0x3f8, b"hi");
-        d.pio_write(0x3f8, b"!\n");
+        d.pio_write(THR, b"hi");
+        d.pio_write(THR, b"!\n");
         assert_eq!(&*sink.0.lock().unwrap(), b"hi!\n");
         assert!(TIMINGS.is_marked(Phase::FirstSerialByte));
         // LSR: transmitter empty.
@@ -251,9 +241,9 @@ mod tests {
     #[test]
     fn i8042_reset_ends_the_vm_and_other_commands_do_not() {
         let (d, _sink, rx) = devices();
-        d.pio_write(0x64, &[0xaa]);
+        d.pio_write(I8042_COMMAND, &[0xaa]);
         assert!(rx.try_recv().is_err());
-        d.pio_write(0x64, &[0xfe]);
+        d.pio_write(I8042_COMMAND, &[0xfe]);
         assert!(matches!(rx.try_recv(), Ok(VmExit::Reset)));
     }
 

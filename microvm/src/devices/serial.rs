@@ -7,8 +7,8 @@ use vm_superio::Trigger;
 use vm_superio::serial::NoEvents;
 use vmm_sys_util::eventfd::EventFd;
 
+use crate::exit::{ExitSender, VmExit};
 use crate::timings::{Phase, TIMINGS};
-use crate::{ExitSender, VmExit};
 
 /// The serial device as the VM uses it.
 pub type Serial = vm_superio::Serial<IrqTrigger, NoEvents, ConsoleOut>;
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn power_down_line_ends_the_vm() {
-        let (tx, rx) = crate::exit_channel();
+        let (tx, rx) = crate::exit::exit_channel();
         let mut w = ConsoleWatch::new(Some(tx));
         w.feed(b"[   12.9] reboot: Power d");
         assert!(rx.try_recv().is_err());
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn the_power_off_line_is_written_before_the_vm_ends() {
-        let (tx, rx) = crate::exit_channel();
+        let (tx, rx) = crate::exit::exit_channel();
         let out = std::sync::Arc::default();
         let rec = Recorder {
             exits: rx,

@@ -2,22 +2,18 @@
 //! its CPUs, the IOAPIC and the ISA interrupt routing. Without it Linux boots on the boot
 //! CPU only (and `--cpus 2` would be a lie).
 //!
-//! Layout at 0x9fc00 (the start of the EBDA, which the e820 map reserves and Linux scans):
-//! the 16-byte floating pointer, then the configuration table: header, one processor
+//! Layout at [`MPTABLE_START`] (the start of the EBDA, which the e820 map reserves and Linux
+//! scans): the 16-byte floating pointer, then the configuration table: header, one processor
 //! entry per vCPU (APIC id = vCPU index, matching CPUID), one ISA bus, one IOAPIC, an
 //! interrupt entry per IOAPIC pin (ISA IRQ n → pin n) and the two local interrupts
-//! (LINT0 ExtINT, LINT1 NMI, as `regs::configure_lint` programs the LAPICs).
+//! (LINT0 ExtINT, LINT1 NMI, as [`lapic::configure_lint`](super::lapic::configure_lint)
+//! programs the LAPICs).
 
-use super::checksum;
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::memory::GuestMemory;
+use super::layout::{APIC_START, IOAPIC_START, MPTABLE_START};
+use super::{Error, checksum};
 
-/// Where the floating pointer goes.
-pub const MPTABLE_START: u64 = 0x9_fc00;
-/// The LAPIC and IOAPIC MMIO addresses KVM's in-kernel irqchip uses.
-const APIC_DEFAULT_BASE: u32 = 0xfee0_0000;
-const IO_APIC_DEFAULT_BASE: u32 = 0xfec0_0000;
 /// KVM's IOAPIC has 24 pins.
 const IOAPIC_PINS: u8 = 24;
 const APIC_VERSION: u8 = 0x14;
@@ -38,12 +34,6 @@ const CPU_BOOTPROCESSOR: u8 = 2;
 const CPU_SIGNATURE: u32 = 0x600;
 const CPU_FEATURES: u32 = (1 << 0) | (1 << 9);
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot write the MP table into guest memory: {0}")]
-    Write(vm_memory::GuestMemoryError),
-}
-
 /// The MP table for `cpus` vCPUs, as it must appear at [`MPTABLE_START`].
 pub fn build(cpus: u8) -> Vec<u8> {
     let ioapic_id = cpus.saturating_add(1);
@@ -61,7 +51,7 @@ pub fn build(cpus: u8) -> Vec<u8> {
     entries.extend(b"ISA   ");
     count += 1;
     entries.extend([ENTRY_IOAPIC, ioapic_id, IOAPIC_VERSION, 1]);
-    entries.extend(IO_APIC_DEFAULT_BASE.to_le_bytes());
+    entries.extend(IOAPIC_START.to_le_bytes());
     count += 1;
     for pin in 0..IOAPIC_PINS {
         // type, irq type, flags (u16: conforming polarity/trigger), bus, bus irq, apic, pin
@@ -82,7 +72,7 @@ pub fn build(cpus: u8) -> Vec<u8> {
     table.extend(0u32.to_le_bytes()); // OEM table pointer
     table.extend(0u16.to_le_bytes()); // OEM table size
     table.extend(count.to_le_bytes());
-    table.extend(APIC_DEFAULT_BASE.to_le_bytes());
+    table.extend(APIC_START.to_le_bytes());
     table.extend(0u16.to_le_bytes()); // extended table length
     table.extend([0u8, 0]); // extended checksum, reserved
     debug_assert_eq!(table.len(), 44);
@@ -99,9 +89,9 @@ pub fn build(cpus: u8) -> Vec<u8> {
 }
 
 /// Writes the MP table for `cpus` vCPUs.
-pub fn write(mem: &GuestMemory, cpus: u8) -> Result<(), Error> {
+pub fn write(mem: &GuestMemoryMmap, cpus: u8) -> Result<(), Error> {
     mem.write_slice(&build(cpus), GuestAddress(MPTABLE_START))
-        .map_err(Error::Write)
+        .map_err(Error::memory("the MP table"))
 }
 
 #[cfg(test)]
@@ -139,7 +129,8 @@ mod tests {
     }
 
     #[test]
-    fn fits_the_reserved_legacy_area() {
-        assert!(MPTABLE_START + build(254).len() as u64 <= 0xf_0000);
+    fn fits_below_the_acpi_tables() {
+        use crate::arch::x86_64::layout::RSDP_START;
+        assert!(MPTABLE_START + build(254).len() as u64 <= RSDP_START);
     }
 }

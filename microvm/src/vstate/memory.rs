@@ -2,31 +2,21 @@
 //! 32-bit MMIO gap, and the e820 map that describes it to the guest.
 //!
 //! ```text
-//! 0 ............. 0x9fc00  RAM (e820 usable; the EBDA starts at 0x9fc00)
-//! 0x9fc00 ....... 0x100000 EBDA, VGA hole, BIOS area (e820 reserved, RAM-backed)
-//! 0x100000 ...... low end  RAM (kernel at 1 MiB)
-//! 0xd000_0000 ... 4 GiB    MMIO gap: no RAM; boot timer at its start, later virtio-mmio
+//! 0 ............. EBDA     RAM (e820 usable)
+//! EBDA .......... 1 MiB    EBDA, VGA hole, BIOS area (e820 reserved, RAM-backed)
+//! 1 MiB ......... low end  RAM (kernel at 1 MiB)
+//! MMIO gap ...... 4 GiB    no RAM: the boot timer at its start, later virtio-mmio
 //! 4 GiB ......... ...      the rest of RAM when --memory exceeds 3.25 GiB
 //! ```
 //!
-//! The gap starts at 0xd000_0000 like Firecracker's (768 MiB below 4 GiB), so a guest written
-//! for Firecracker finds its boot timer at the same address. vm-memory's `from_ranges` maps
-//! anonymous memory with MAP_NORESERVE | MAP_PRIVATE: the guest's RAM costs host memory only
-//! once touched, and a large --memory never fails on overcommit accounting.
+//! (The addresses are in [`layout`](crate::arch::x86_64::layout).) vm-memory's `from_ranges`
+//! maps anonymous memory with MAP_NORESERVE | MAP_PRIVATE: the guest's RAM costs host memory
+//! only once touched, and a large --memory never fails on overcommit accounting.
 
-use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-/// The guest's RAM.
-pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
+use crate::arch::x86_64::layout::{EBDA_START, HIMEM_START, MMIO_GAP_END, MMIO_GAP_START};
 
-/// Start of the 32-bit MMIO gap.
-pub const MMIO_GAP_START: u64 = 0xd000_0000;
-/// End of the 32-bit MMIO gap (4 GiB).
-pub const MMIO_GAP_END: u64 = 1 << 32;
-/// Start of the Extended BIOS Data Area; RAM above it (below 1 MiB) is reported reserved.
-pub const EBDA_START: u64 = 0x9_fc00;
-/// Where high memory (and the kernel) starts.
-pub const HIMEM_START: u64 = 0x10_0000;
 /// The smallest guest we accept: a kernel is loaded at 1 MiB and needs room above it.
 pub const MIN_MEMORY_MIB: u64 = 2;
 
@@ -103,12 +93,13 @@ fn parse_mem_total_kib(meminfo: &str) -> Option<u64> {
 
 /// Maps `mib` MiB of guest RAM. The size is checked before ([`validate_size`], in
 /// `crate::preflight`): reading /proc/meminfo again here would only cost start-up time.
-pub fn create(mib: u64) -> Result<GuestMemory, Error> {
-    GuestMemory::from_ranges(&ram_ranges(mib * MIB)).map_err(|source| Error::Map { mib, source })
+pub fn create(mib: u64) -> Result<GuestMemoryMmap, Error> {
+    GuestMemoryMmap::from_ranges(&ram_ranges(mib * MIB))
+        .map_err(|source| Error::Map { mib, source })
 }
 
 /// The end of RAM below 4 GiB (exclusive).
-pub fn low_ram_end(mem: &GuestMemory) -> u64 {
+pub fn low_ram_end(mem: &GuestMemoryMmap) -> u64 {
     mem.iter()
         .map(|r| r.start_addr().raw_value() + r.len())
         .filter(|&end| end <= MMIO_GAP_START)
@@ -130,7 +121,7 @@ pub struct E820Entry {
 
 /// The e820 map for `mem`: usable RAM below the EBDA, the legacy area reserved, RAM from
 /// 1 MiB up to the gap, and RAM above 4 GiB.
-pub fn e820_map(mem: &GuestMemory) -> Vec<E820Entry> {
+pub fn e820_map(mem: &GuestMemoryMmap) -> Vec<E820Entry> {
     let mut map = vec![
         E820Entry {
             addr: 0,
@@ -198,7 +189,7 @@ mod tests {
 
     #[test]
     fn e820_describes_ram_around_the_gap() {
-        let mem = GuestMemory::from_ranges(&ram_ranges(3584 * MIB)).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&ram_ranges(3584 * MIB)).unwrap();
         let map = e820_map(&mem);
         assert_eq!(
             map[0],
@@ -226,5 +217,8 @@ mod tests {
             }
         );
         assert_eq!(low_ram_end(&mem), MMIO_GAP_START);
+        // As many entries as layout.rs leaves room for in the PVH memory map, no more.
+        use crate::arch::x86_64::layout::E820_MAX_ENTRIES;
+        assert_eq!(map.len() as u64, E820_MAX_ENTRIES);
     }
 }

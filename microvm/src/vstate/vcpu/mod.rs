@@ -21,11 +21,12 @@ use kvm_bindings::{
 };
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
-use crate::boot::{Entry, regs};
+use crate::arch::x86_64::regs::{self, Entry};
+use crate::arch::x86_64::{self as arch, lapic, msr};
 use crate::devices::Devices;
+use crate::exit::{ExitSender, VmExit};
 use crate::timings::{Phase, TIMINGS};
-use crate::vm::Vm;
-use crate::{ExitSender, VmExit};
+use crate::vstate::vm::Vm;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -42,13 +43,13 @@ pub enum Error {
         source: kvm_ioctls::Error,
     },
     #[error("vCPU {id}: {source}")]
-    Regs { id: u8, source: regs::Error },
+    Arch { id: u8, source: arch::Error },
     #[error("cannot start the thread of vCPU {id}: {source}")]
     Thread { id: u8, source: std::io::Error },
 }
 
 /// Creates `count` vCPUs with CPUID, XCR0, MSRs, FPU and LAPIC set; vCPU 0 at the kernel
-/// entry.
+/// entry (application processors wait for INIT/SIPI in the in-kernel LAPIC).
 pub fn create(vm: &Vm, count: u8, entry: Entry) -> Result<Vec<VcpuFd>, Error> {
     let supported = vm
         .kvm()
@@ -68,9 +69,12 @@ pub fn create(vm: &Vm, count: u8, entry: Entry) -> Result<Vec<VcpuFd>, Error> {
         if let Some(xcr0) = cpuid::initial_xcr0(cpuid.as_slice()) {
             set_xcr0(&vcpu, xcr0).map_err(|source| Error::SetXcrs { id, xcr0, source })?;
         }
-        regs::setup_common(&vcpu).map_err(|source| Error::Regs { id, source })?;
+        let arch_err = |source| Error::Arch { id, source };
+        msr::set_boot_msrs(&vcpu).map_err(arch_err)?;
+        regs::set_fpu(&vcpu).map_err(arch_err)?;
+        lapic::set_lint(&vcpu).map_err(arch_err)?;
         if id == 0 {
-            regs::setup_boot_vcpu(&vcpu, entry).map_err(|source| Error::Regs { id, source })?;
+            regs::setup_boot_vcpu(&vcpu, entry).map_err(arch_err)?;
         }
         vcpus.push(vcpu);
     }

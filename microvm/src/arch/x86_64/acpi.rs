@@ -15,20 +15,21 @@
 //! userspace console output was lost (found in the nested test host, which is why an earlier
 //! version used a legacy FADT). The DSDT ([`dsdt_aml`]) therefore describes COM1 (PNP0501,
 //! ports 0x3f8-0x3ff, IRQ 4) and the i8042 (PNP0303, ports 0x60 and 0x64, IRQ 1), the
-//! devices in src/devices.
+//! devices in src/devices, at the ports and IRQs of [`layout`](super::layout). The
+//! virtio-mmio devices (P3.2) will be announced here the same way: a DSDT device each, with
+//! its MMIO window and interrupt (the Debian cloud kernel finds them only through ACPI).
 //!
-//! Placement: 0xe0000, inside the e820-reserved legacy area where Linux also scans for the
-//! RSDP; its address is passed in the zero page too (`acpi_rsdp_addr`, boot protocol 2.14).
+//! Placement: [`RSDP_START`], inside the e820-reserved legacy area where Linux also scans for
+//! the RSDP; its address is passed in the zero page too (`acpi_rsdp_addr`, boot protocol
+//! 2.14) and in the PVH start info.
 
-use super::checksum;
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::memory::GuestMemory;
-
-/// Where the RSDP (and, after it, the other tables) go.
-pub const RSDP_START: u64 = 0xe_0000;
-const APIC_DEFAULT_BASE: u32 = 0xfee0_0000;
-const IO_APIC_DEFAULT_BASE: u32 = 0xfec0_0000;
+use super::layout::{
+    APIC_START, I8042_COMMAND, I8042_DATA, I8042_IRQ, IOAPIC_START, RSDP_START, SERIAL_IRQ,
+    SERIAL_PORT, SERIAL_PORT_LEN,
+};
+use super::{Error, checksum};
 
 const OEM_ID: &[u8; 6] = b"BLKHD ";
 const OEM_TABLE_ID: &[u8; 8] = b"BULKHEAD";
@@ -53,12 +54,6 @@ const MADT_INT_SRC_OVERRIDE: u8 = 2;
 const MADT_LOCAL_APIC_NMI: u8 = 4;
 const MADT_ENABLED: u32 = 1;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot write the ACPI tables into guest memory: {0}")]
-    Write(vm_memory::GuestMemoryError),
-}
-
 /// A system description table: the 36-byte header, then `body`, checksummed.
 fn sdt(signature: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
     let len = 36 + body.len();
@@ -82,7 +77,7 @@ fn align16(x: u64) -> u64 {
 
 fn madt(cpus: u8) -> Vec<u8> {
     let mut b = Vec::new();
-    b.extend(APIC_DEFAULT_BASE.to_le_bytes());
+    b.extend(APIC_START.to_le_bytes());
     b.extend(MADT_PCAT_COMPAT.to_le_bytes());
     for id in 0..cpus {
         // ACPI processor UID = APIC id = vCPU index, as CPUID and the MP table say.
@@ -91,7 +86,7 @@ fn madt(cpus: u8) -> Vec<u8> {
     }
     let ioapic_id = cpus.saturating_add(1);
     b.extend([MADT_IO_APIC, 12, ioapic_id, 0]);
-    b.extend(IO_APIC_DEFAULT_BASE.to_le_bytes());
+    b.extend(IOAPIC_START.to_le_bytes());
     b.extend(0u32.to_le_bytes()); // GSI base
     // ISA IRQ n → GSI n, edge, active high: what KVM's default routing does, spelled out
     // so no guest assumes the PC's IRQ 0 → GSI 2. IRQ 2 is the PIC cascade; IRQ 9 is the
@@ -220,11 +215,20 @@ fn aml_device(seg: &[u8; 4], hid: &[u8; 7], resources: &[&[u8]]) -> Vec<u8> {
 /// }
 /// ```
 pub fn dsdt_aml() -> Vec<u8> {
-    let com1 = aml_device(b"COM1", b"PNP0501", &[&io_port(0x3f8, 8), &interrupt(4)]);
+    let serial_ports = io_port(SERIAL_PORT, SERIAL_PORT_LEN as u8);
+    let com1 = aml_device(
+        b"COM1",
+        b"PNP0501",
+        &[&serial_ports, &interrupt(SERIAL_IRQ)],
+    );
     let ps2 = aml_device(
         b"PS2_",
         b"PNP0303",
-        &[&io_port(0x60, 1), &io_port(0x64, 1), &interrupt(1)],
+        &[
+            &io_port(I8042_DATA, 1),
+            &io_port(I8042_COMMAND, 1),
+            &interrupt(I8042_IRQ),
+        ],
     );
     aml_package(&[AML_SCOPE], &[&b"\\_SB_"[..], &com1, &ps2].concat())
 }
@@ -265,10 +269,10 @@ pub fn build(cpus: u8) -> Vec<(u64, Vec<u8>)> {
 }
 
 /// Writes the tables for `cpus` vCPUs and returns the RSDP's address.
-pub fn write(mem: &GuestMemory, cpus: u8) -> Result<u64, Error> {
+pub fn write(mem: &GuestMemoryMmap, cpus: u8) -> Result<u64, Error> {
     for (addr, bytes) in build(cpus) {
         mem.write_slice(&bytes, GuestAddress(addr))
-            .map_err(Error::Write)?;
+            .map_err(Error::memory("the ACPI tables"))?;
     }
     Ok(RSDP_START)
 }
@@ -340,7 +344,7 @@ mod tests {
         }
         assert_eq!(off, m.len());
         assert_eq!(apics, vec![0, 1, 2]);
-        assert_eq!(ioapic, Some((4, IO_APIC_DEFAULT_BASE)));
+        assert_eq!(ioapic, Some((4, IOAPIC_START)));
         assert!(overrides.contains(&(4, 4)), "the serial IRQ is routed");
         assert_eq!(overrides.len(), 14);
     }
@@ -364,7 +368,8 @@ mod tests {
 
     #[test]
     fn tables_stay_in_the_reserved_legacy_area() {
+        use crate::arch::x86_64::layout::HIMEM_START;
         let (addr, t) = build(254).pop().unwrap();
-        assert!(addr + t.len() as u64 <= 0x10_0000);
+        assert!(addr + t.len() as u64 <= HIMEM_START);
     }
 }

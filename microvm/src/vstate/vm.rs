@@ -3,13 +3,9 @@
 
 use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VmFd};
-use vm_memory::{Address, GuestMemoryBackend, GuestMemoryRegion};
+use vm_memory::{Address, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use crate::memory::GuestMemory;
-
-/// Three pages just below the 4 GiB boundary that Intel VMX needs for the real-mode TSS
-/// (KVM_SET_TSS_ADDRESS); the same address Firecracker uses, inside our MMIO gap.
-const TSS_ADDRESS: usize = 0xfffb_d000;
+use crate::arch::x86_64::layout::TSS_ADDRESS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -67,7 +63,8 @@ impl Vm {
             return Err(Error::ApiVersion(version));
         }
         let fd = kvm.create_vm().map_err(Error::CreateVm)?;
-        fd.set_tss_address(TSS_ADDRESS).map_err(Error::TssAddress)?;
+        fd.set_tss_address(TSS_ADDRESS as usize)
+            .map_err(Error::TssAddress)?;
         Ok(Self { kvm, fd })
     }
 
@@ -111,7 +108,7 @@ impl Vm {
     }
 
     /// Registers every region of `mem` as a KVM memory slot.
-    pub fn register_memory(&self, mem: &GuestMemory) -> Result<(), Error> {
+    pub fn register_memory(&self, mem: &GuestMemoryMmap) -> Result<(), Error> {
         for (slot, region) in mem.iter().enumerate() {
             let slot = slot as u32;
             let host = region.as_ptr() as u64;
