@@ -10,9 +10,9 @@ mod common;
 mod nested_host;
 
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Instant;
 
+use bulkhead_testkit::vm::{OncePerProcess, Outcome, no_process_uses};
 use nested_host::{GuestImage, GuestKernel, InnerRun, Scenario};
 
 /// Generous for a 10-40 s TCG-nested boot; a hang ends here, not in CI's global timeout.
@@ -78,29 +78,21 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-enum Results {
-    Skip(String),
-    Ran(Result<Vec<InnerRun>, String>),
-}
-
-/// Runs every scenario once per test process. The closure must not panic: a panic would
-/// leave the OnceLock empty and the next test would boot the outer host all over again.
-fn results() -> &'static Results {
-    static RESULTS: OnceLock<Results> = OnceLock::new();
-    RESULTS.get_or_init(|| {
+/// Every run, in order; `None` when the group is skipped here (the reason is printed, and with
+/// BULKHEAD_REQUIRE_ALL=1 the skip fails the test). The scenarios run once per test process.
+fn runs(test: &str) -> Option<&'static [InnerRun]> {
+    static RUNS: OncePerProcess<Vec<InnerRun>> = OncePerProcess::new("the nested host runner");
+    RUNS.for_test(test, || {
         let mode = match nested_host::mode() {
             Ok(m) => m,
-            Err(why) => return Results::Skip(why),
+            Err(why) => return Outcome::Skipped(why),
         };
         let inputs = match nested_host::inputs(Path::new(common::VMM)) {
             Ok(i) => i,
-            Err(why) => return Results::Skip(why),
+            Err(why) => return Outcome::Skipped(why),
         };
         let start = Instant::now();
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            nested_host::run_all(&mode, &inputs, SCENARIOS)
-        }))
-        .unwrap_or_else(|_| Err("the nested host runner panicked".into()));
+        let ran = nested_host::run_all(&mode, &inputs, SCENARIOS);
         let mode_name = match mode {
             nested_host::Mode::Direct { .. } => "directly on hardware KVM",
             nested_host::Mode::Nested { .. } => "in the nested test host (QEMU TCG)",
@@ -120,45 +112,19 @@ fn results() -> &'static Results {
                 );
             }
         }
-        let dir = inputs.dir.path().to_string_lossy().into_owned();
-        let ran = ran.and_then(|runs| nothing_left(&dir).map(|()| runs));
-        Results::Ran(ran)
+        // No process (QEMU, an inner VMM) still uses our files.
+        Outcome::Ran(ran.and_then(|runs| no_process_uses(inputs.dir.path()).map(|()| runs)))
     })
+    .map(Vec::as_slice)
 }
 
-/// No process (QEMU, an inner VMM) still uses our files.
-fn nothing_left(needle: &str) -> Result<(), String> {
-    for entry in std::fs::read_dir("/proc")
-        .map_err(|e| e.to_string())?
-        .flatten()
-    {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(needle) {
-            return Err(format!(
-                "process {} still running: {cmdline}",
-                entry.file_name().to_string_lossy()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The run named `name`; `None` when the group is skipped here (the reason is printed, and
-/// with BULKHEAD_REQUIRE_ALL=1 the skip fails the test).
+/// The run named `name`; `None` when the group is skipped here.
 fn scenario(test: &str, name: &str) -> Option<&'static InnerRun> {
-    match results() {
-        Results::Skip(why) => {
-            bulkhead_testkit::skip(test, why);
-            None
-        }
-        Results::Ran(Err(e)) => panic!("{e}"),
-        Results::Ran(Ok(runs)) => Some(
-            runs.iter()
-                .find(|r| r.name == name)
-                .unwrap_or_else(|| panic!("scenario {name} did not run")),
-        ),
-    }
+    runs(test).map(|runs| {
+        runs.iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("scenario {name} did not run"))
+    })
 }
 
 fn has_line(run: &InnerRun, needle: &str) -> bool {
@@ -268,9 +234,7 @@ fn no_guest_logs_an_acpi_error() {
     let Some(first) = scenario(module_path!(), "probe-1cpu") else {
         return;
     };
-    let Results::Ran(Ok(runs)) = results() else {
-        unreachable!("probe-1cpu ran, so every scenario did");
-    };
+    let runs = runs(module_path!()).expect("probe-1cpu ran, so every scenario did");
     assert_eq!(first.status, Some(0));
     for run in runs {
         let bad: Vec<&String> = run

@@ -11,8 +11,7 @@
 
 mod cgroup_v2_vm;
 
-use std::sync::OnceLock;
-
+use bulkhead_testkit::vm::{OncePerProcess, Outcome};
 use cgroup_v2_vm::Facts;
 use serde_json::{Value, json};
 
@@ -155,54 +154,25 @@ fn bundles() -> Vec<(&'static str, Value)> {
     ]
 }
 
-enum Results {
-    Skip(String),
-    Ran(Result<Facts, String>),
-}
-
-/// Boots the VM once per test process. The closure must not panic: a panic would leave the
-/// OnceLock empty and the next test would boot all over again.
-fn results() -> &'static Results {
-    static RESULTS: OnceLock<Results> = OnceLock::new();
-    RESULTS.get_or_init(|| {
+/// The facts; `None` when this host cannot boot the VM (the reason is printed, and with
+/// BULKHEAD_REQUIRE_ALL=1 the skip fails the test). The VM boots once per test process.
+fn facts(test: &str) -> Option<&'static Facts> {
+    static FACTS: OncePerProcess<Facts> = OncePerProcess::new("the cgroup v2 VM runner");
+    FACTS.for_test(test, || {
         let runtime = std::path::Path::new(env!("CARGO_BIN_EXE_bulkhead-runtime"));
         let inputs = match cgroup_v2_vm::inputs(runtime) {
             Ok(i) => i,
-            Err(why) => return Results::Skip(why),
+            Err(why) => return Outcome::Skipped(why),
         };
-        let ran = std::panic::catch_unwind(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("bh-cgv2-")
-                .tempdir()
-                .map_err(|e| e.to_string())?;
-            let img = dir.path().join("initramfs.cpio");
-            cgroup_v2_vm::initramfs(&inputs, &bundles(), &img)?;
-            let facts = cgroup_v2_vm::run(&inputs, &img)?;
-            cgroup_v2_vm::nothing_left(dir.path())?;
-            Ok(facts)
-        })
-        .unwrap_or_else(|_| Err("the cgroup v2 VM runner panicked".into()));
+        let ran = cgroup_v2_vm::boot(&inputs, &bundles());
         if let Ok(f) = &ran {
             eprintln!(
                 "cgroup_v2: VM booted and ran every scenario in {:.1} s",
                 f.elapsed.as_secs_f64()
             );
         }
-        Results::Ran(ran)
+        Outcome::Ran(ran)
     })
-}
-
-/// The facts; `None` when this host cannot boot the VM (the reason is printed, and with
-/// BULKHEAD_REQUIRE_ALL=1 the skip fails the test).
-fn facts(test: &str) -> Option<&'static Facts> {
-    match results() {
-        Results::Skip(why) => {
-            bulkhead_testkit::skip(test, why);
-            None
-        }
-        Results::Ran(Err(e)) => panic!("{e}"),
-        Results::Ran(Ok(f)) => Some(f),
-    }
 }
 
 /// Assert that runtime call `key` of `scenario` exited `code`, showing what it printed.

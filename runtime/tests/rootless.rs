@@ -32,7 +32,7 @@ fn sysctl(name: &str) -> Option<String> {
 /// alone do not tell: AppArmor or a seccomp policy can forbid it too).
 fn can_run_rootless() -> Result<(), String> {
     can_run()?;
-    if !Path::new("/usr/bin/setpriv").is_file() && which("setpriv").is_none() {
+    if !Path::new("/usr/bin/setpriv").is_file() && bulkhead_testkit::on_path("setpriv").is_none() {
         return Err("setpriv (util-linux) is not installed".into());
     }
     if sysctl("kernel/unprivileged_userns_clone").as_deref() == Some("0") {
@@ -54,13 +54,6 @@ fn can_run_rootless() -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn which(prog: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(prog))
-        .find(|p| p.is_file())
 }
 
 /// `cmd` run as USER through setpriv (no supplementary groups, no capabilities left: a uid
@@ -597,7 +590,7 @@ fn rootless_multi_id_map_through_newuidmap() {
     needs_rootless!();
     let helpers = ["newuidmap", "newgidmap"]
         .iter()
-        .all(|p| which(p).is_some() || Path::new("/usr/bin").join(p).is_file());
+        .all(|p| bulkhead_testkit::on_path(p).is_some() || Path::new("/usr/bin").join(p).is_file());
     bulkhead_testkit::skip_unless!(
         helpers,
         "newuidmap/newgidmap (Debian package uidmap) are not installed"

@@ -4,46 +4,20 @@
 //! - a test that needs something absent (KVM, a peer runtime, root) *skips with a printed
 //!   reason*, and with `BULKHEAD_REQUIRE_ALL=1` (set by CI) every such skip is a failure;
 //! - tests run the binaries the workspace built, found next to the test executable.
+//!
+//! And what several suites need from the host: root ([`is_root`]), a program on PATH
+//! ([`on_path`]), a shared cache for built images ([`test_cache_dir`]), and the once-per-process
+//! VM runner ([`vm`]) for the suites that boot a QEMU TCG guest and read its console.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-/// True when CI asked for every test to run for real.
-pub fn require_all() -> bool {
-    std::env::var("BULKHEAD_REQUIRE_ALL").is_ok_and(|v| v == "1")
-}
-
-/// Skip the current test with `reason`, or fail it when `BULKHEAD_REQUIRE_ALL=1`.
-///
-/// Returns `true` when the caller must return early (skipped). Use through [`skip_unless!`].
-#[track_caller]
-pub fn skip(test: &str, reason: &str) -> bool {
-    if require_all() {
-        panic!("{test}: required but cannot run: {reason} (BULKHEAD_REQUIRE_ALL=1)");
-    }
-    eprintln!("SKIPPED {test}: {reason}");
-    true
-}
-
-/// `skip_unless!(cond, "reason")` — return from the test (skipped) unless `cond` holds.
-#[macro_export]
-macro_rules! skip_unless {
-    ($cond:expr, $($reason:tt)+) => {
-        if !($cond) {
-            let reason = format!($($reason)+);
-            if $crate::skip(module_path!(), &reason) {
-                return;
-            }
-        }
-    };
-}
+mod skips;
+pub mod vm;
+pub use skips::{require_all, skip};
 
 /// Whether the test process runs as root (most of our tests need real namespaces and cgroups).
 pub fn is_root() -> bool {
-    // Reading our own status avoids a libc dependency for one getuid().
+    // Our own status, read like any other file: no unsafe block for one getuid().
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -76,14 +50,22 @@ pub fn bin_dir() -> PathBuf {
 }
 
 /// Path to a workspace binary, failing with a clear message if it has not been built.
+#[track_caller]
 pub fn bin(name: &str) -> PathBuf {
+    built(name).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// Path to a workspace binary, or why it cannot be used (a skip reason: it has not been built).
+pub fn built(name: &str) -> Result<PathBuf, String> {
     let p = bin_dir().join(name);
-    assert!(
-        p.is_file(),
-        "{} not built: run `cargo build --workspace` first (the README's test command does)",
-        p.display()
-    );
-    p
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not built: run `cargo build --workspace` first (the README's test command does)",
+            p.display()
+        ))
+    }
 }
 
 /// A process-wide cache directory for tests: `$BULKHEAD_CACHE` when set, else
@@ -106,104 +88,4 @@ pub fn dir_listing(dir: &std::path::Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// A VM (QEMU) whose serial console is its stdout, read line by line, for tests that boot one
-/// and follow what the guest prints. Dropping it kills and reaps the VM, so no outcome (error,
-/// panic, deadline) leaves it running.
-pub struct ConsoleVm {
-    child: Child,
-    lines: mpsc::Receiver<(Instant, String)>,
-    reader: Option<JoinHandle<()>>,
-    err_reader: Option<JoinHandle<String>>,
-}
-
-impl ConsoleVm {
-    /// Spawn `cmd` with stdin closed and stdout (the console) and stderr read by threads of
-    /// their own. The VM also gets SIGKILL when the thread that calls this ends: follow the
-    /// console from that thread.
-    pub fn spawn(cmd: &mut Command) -> std::io::Result<ConsoleVm> {
-        use std::io::BufRead;
-        use std::os::unix::process::CommandExt;
-        // Dropping covers errors and panics; this covers the test process being killed (a CI
-        // timeout): the VM gets SIGKILL when the thread that spawned it ends.
-        // SAFETY: the closure runs in the child between fork and exec and only calls prctl,
-        // which is async-signal-safe and touches no memory shared with the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            // Bytes, not `lines()`: a guest may print invalid UTF-8, which must not end the read.
-            let mut r = std::io::BufReader::new(stdout);
-            let mut buf = Vec::new();
-            while r.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
-                let line = String::from_utf8_lossy(&buf)
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string();
-                if tx.send((Instant::now(), line)).is_err() {
-                    break;
-                }
-                buf.clear();
-            }
-        });
-        let err_reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
-            s
-        });
-        Ok(ConsoleVm {
-            child,
-            lines,
-            reader: Some(reader),
-            err_reader: Some(err_reader),
-        })
-    }
-
-    /// The next console line and when it was read, waiting at most `timeout`.
-    /// `Disconnected` means the VM closed its console: it is exiting.
-    pub fn recv_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<(Instant, String), mpsc::RecvTimeoutError> {
-        self.lines.recv_timeout(timeout)
-    }
-
-    /// Kill the VM if it still runs, reap it, and return what it wrote to stderr.
-    pub fn finish(mut self) -> String {
-        self.stop();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        self.err_reader
-            .take()
-            .and_then(|r| r.join().ok())
-            .unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ConsoleVm {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -16,6 +16,10 @@
 //! Every inner VMM runs with `--debug`, so its stderr says which boot protocol it used
 //! (`bulkhead-vm: debug: boot protocol pvh ...`), which the tests assert.
 //!
+//! The outer boot is testkit's once-per-process VM runner ([`TcgVm`]); this module adds what is
+//! the nested host's own: its initramfs and command line, the outer console protocol
+//! ([`OuterConsole`]), and booting it once more when it hangs (a known flake, see [`run_all`]).
+//!
 //! Outer console protocol, written by the outer `/init` ([`OUTER_INIT`]):
 //! `NESTED-HOST-READY`, then per scenario `NESTED-BEGIN name`, the guest's console lines as
 //! `NESTED-OUT name <line>`, the VMM's stderr as `NESTED-ERR name <line>`, and
@@ -29,12 +33,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bulkhead_images::initramfs::Initramfs;
 use bulkhead_images::{KernelChoice, KvmModules, Options};
-use bulkhead_testkit::ConsoleVm;
+use bulkhead_testkit::vm::{ConsoleProtocol, TcgVm, after_marker};
 
 /// The inner guests' base command line. `reboot=k`: the guest's reboot is an i8042 reset,
 /// which ends bulkhead-vm with status 0; `panic=-1`: a panic resets at once (the VMM reports it
@@ -238,13 +241,7 @@ pub struct Inputs {
 
 /// Builds (or reuses, from the test cache) the guest kernel and initramfs.
 pub fn inputs(vmm: &Path) -> Result<Inputs, String> {
-    let guest = bulkhead_testkit::bin_dir().join("bulkhead-guest");
-    if !guest.is_file() {
-        return Err(format!(
-            "{} not built (`cargo build --workspace` builds it)",
-            guest.display()
-        ));
-    }
+    let guest = bulkhead_testkit::built("bulkhead-guest")?;
     if !is_static_elf(vmm) {
         return Err(format!("{} is not a static ELF", vmm.display()));
     }
@@ -516,6 +513,105 @@ enum Phase {
     },
 }
 
+/// The outer console protocol (see the module docs): each scenario's lines into its
+/// [`InnerRun`], with a deadline for each phase of the outer run.
+struct OuterConsole<'s> {
+    scenarios: &'s [Scenario],
+    phase: Phase,
+    runs: Vec<InnerRun>,
+}
+
+impl ConsoleProtocol for OuterConsole<'_> {
+    fn deadline(&self, started: Instant) -> Instant {
+        match &self.phase {
+            Phase::Booting => started + HOST_READY_WITHIN,
+            Phase::Idle { since } => *since + SCENARIO_SLACK,
+            Phase::Running { deadline, .. } => *deadline,
+            Phase::Done { since } => *since + SHUTDOWN_WITHIN,
+        }
+    }
+
+    fn missed(&self) -> String {
+        match &self.phase {
+            Phase::Booting => format!("not ready within {HOST_READY_WITHIN:?}"),
+            Phase::Running { name, .. } => format!(
+                "scenario {name} did not end within its --timeout + {SCENARIO_SLACK:?}: the outer \
+                 kernel is stuck (soft lockup in KVM_RUN?); QEMU killed"
+            ),
+            Phase::Idle { .. } => "no progress between scenarios".into(),
+            Phase::Done { .. } => "did not power off after NESTED-DONE".into(),
+        }
+    }
+
+    fn line(&mut self, at: Instant, line: &str) -> Result<(), String> {
+        // The outer init prints a VMM's output once it has ended: the first line dates the end.
+        if let (Phase::Running { since, .. }, Some(run)) = (&self.phase, self.runs.last_mut())
+            && run.elapsed.is_zero()
+            && ["NESTED-OUT ", "NESTED-ERR ", "NESTED-EXIT "]
+                .iter()
+                .any(|m| line.contains(m))
+        {
+            run.elapsed = at - *since;
+        }
+        if let Some(why) = after_marker(line, "NESTED-ERROR ") {
+            return Err(why.to_string());
+        } else if line.contains("NESTED-HOST-READY") {
+            self.phase = Phase::Idle { since: at };
+        } else if let Some(name) = after_marker(line, "NESTED-BEGIN ") {
+            let Some(s) = self.scenarios.iter().find(|s| s.name == name) else {
+                return Err(format!("unknown scenario {name:?}"));
+            };
+            self.runs.push(InnerRun {
+                name: name.to_string(),
+                status: None,
+                console: Vec::new(),
+                stderr: Vec::new(),
+                elapsed: Duration::ZERO,
+            });
+            self.phase = Phase::Running {
+                name: name.to_string(),
+                since: at,
+                deadline: at + Duration::from_secs(s.timeout_s.into()) + SCENARIO_SLACK,
+            };
+        } else if let Some(rest) = after_marker(line, "NESTED-OUT ") {
+            if let Some(run) = self.runs.last_mut() {
+                run.console.push(tagged(rest).to_string());
+            }
+        } else if let Some(rest) = after_marker(line, "NESTED-ERR ") {
+            if let Some(run) = self.runs.last_mut() {
+                run.stderr.push(tagged(rest).to_string());
+            }
+        } else if let Some(rest) = after_marker(line, "NESTED-EXIT ") {
+            let status = rest.rsplit(' ').next().and_then(|s| s.parse().ok());
+            if let Some(run) = self.runs.last_mut() {
+                run.status = status;
+            }
+            self.phase = Phase::Idle { since: at };
+        } else if line.contains("NESTED-DONE") {
+            self.phase = Phase::Done { since: at };
+        }
+        Ok(())
+    }
+
+    fn exited(&mut self, qemu_stderr: &str) -> Result<(), String> {
+        // The status matters less than the lines: the outer host ends with a triple-fault
+        // reset, which -no-reboot turns into exit 0.
+        if !matches!(self.phase, Phase::Done { .. }) {
+            return Err(format!(
+                "QEMU exited before NESTED-DONE; its stderr: {qemu_stderr}"
+            ));
+        }
+        let ended = self.runs.iter().filter(|r| r.status.is_some()).count();
+        if ended != self.scenarios.len() {
+            return Err(format!(
+                "only {ended} of {} scenarios reported an exit status",
+                self.scenarios.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn run_nested(
     qemu: &Path,
     busybox: &Path,
@@ -529,151 +625,37 @@ fn run_nested(
         append.push(' ');
         append.push_str(&encode(s));
     }
-    // ConsoleVm kills QEMU on every way out, and when the thread that spawned it ends: this
-    // thread waits for QEMU in any case.
-    let vm = ConsoleVm::spawn(
-        Command::new(qemu)
-            .args(["-M", "microvm", "-accel", "tcg", "-cpu", "max", "-smp", "2"])
-            .args(["-m", "1024", "-nographic", "-no-reboot"])
-            .arg("-kernel")
-            .arg(&inputs.bzimage)
-            .arg("-initrd")
-            .arg(&outer)
-            .args(["-append", &append]),
-    )
-    .map_err(|e| format!("spawn {}: {e}", qemu.display()))?;
-
-    let start = Instant::now();
-    let mut phase = Phase::Booting;
-    let mut transcript: Vec<String> = Vec::new();
-    let mut runs: Vec<InnerRun> = Vec::new();
-    let fail = |why: String, transcript: &[String]| {
-        save_transcript(transcript);
-        let tail = transcript[transcript.len().saturating_sub(80)..].join("\n");
-        NestedFailure::Other(format!(
-            "nested test host: {why} (after {:.1} s)\nlast outer console lines:\n{tail}",
-            start.elapsed().as_secs_f64()
-        ))
+    let vm = TcgVm {
+        name: "nested test host",
+        qemu,
+        kernel: &inputs.bzimage,
+        initrd: &outer,
+        cmdline: &append,
+        cpus: 2,
+        memory_mib: 1024,
+        // The whole outer console: the quiet inner runs and a passing run show nothing of it.
+        transcript_env: "BULKHEAD_NESTED_TRANSCRIPT",
     };
-    loop {
-        let deadline = match &phase {
-            Phase::Booting => start + HOST_READY_WITHIN,
-            Phase::Idle { since } => *since + SCENARIO_SLACK,
-            Phase::Running { deadline, .. } => *deadline,
-            Phase::Done { since } => *since + SHUTDOWN_WITHIN,
-        };
-        let now = Instant::now();
-        if now >= deadline {
-            let why = match &phase {
-                Phase::Booting => format!("not ready within {HOST_READY_WITHIN:?}"),
-                Phase::Running { name, .. } => format!(
-                    "scenario {name} did not end within its --timeout + {SCENARIO_SLACK:?}: the outer \
-                     kernel is stuck (soft lockup in KVM_RUN?); QEMU killed"
-                ),
-                Phase::Idle { .. } => "no progress between scenarios".into(),
-                Phase::Done { .. } => "did not power off after NESTED-DONE".into(),
-            };
-            let failure = fail(why, &transcript);
-            if let (Phase::Running { .. }, NestedFailure::Other(message)) = (&phase, &failure) {
-                runs.pop();
-                return Err(NestedFailure::Stuck {
-                    done: runs,
-                    message: message.clone(),
-                });
-            }
-            return Err(failure);
+    let mut console = OuterConsole {
+        scenarios,
+        phase: Phase::Booting,
+        runs: Vec::new(),
+    };
+    match vm.run(&mut console) {
+        Ok(_) => Ok(console.runs),
+        // Silent inside a scenario: the runs before it are good, that one is not.
+        Err(failure) if failure.timed_out && matches!(console.phase, Phase::Running { .. }) => {
+            console.runs.pop();
+            Err(NestedFailure::Stuck {
+                done: console.runs,
+                message: failure.message,
+            })
         }
-        let (at, line) = match vm.recv_timeout(deadline - now) {
-            Ok(v) => v,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        transcript.push(line.clone());
-        // The outer init prints a VMM's output once it has ended: the first line dates the end.
-        if let (Phase::Running { since, .. }, Some(run)) = (&phase, runs.last_mut())
-            && run.elapsed.is_zero()
-            && ["NESTED-OUT ", "NESTED-ERR ", "NESTED-EXIT "]
-                .iter()
-                .any(|m| line.contains(m))
-        {
-            run.elapsed = at - *since;
-        }
-        // Markers may follow an outer kernel message on the same line: look for them anywhere.
-        if let Some(why) = after(&line, "NESTED-ERROR ") {
-            return Err(fail(why.to_string(), &transcript));
-        } else if line.contains("NESTED-HOST-READY") {
-            phase = Phase::Idle { since: at };
-        } else if let Some(name) = after(&line, "NESTED-BEGIN ") {
-            let Some(s) = scenarios.iter().find(|s| s.name == name) else {
-                return Err(fail(format!("unknown scenario {name:?}"), &transcript));
-            };
-            runs.push(InnerRun {
-                name: name.to_string(),
-                status: None,
-                console: Vec::new(),
-                stderr: Vec::new(),
-                elapsed: Duration::ZERO,
-            });
-            phase = Phase::Running {
-                name: name.to_string(),
-                since: at,
-                deadline: at + Duration::from_secs(s.timeout_s.into()) + SCENARIO_SLACK,
-            };
-        } else if let Some(rest) = after(&line, "NESTED-OUT ") {
-            if let Some(run) = runs.last_mut() {
-                run.console.push(tagged(rest).to_string());
-            }
-        } else if let Some(rest) = after(&line, "NESTED-ERR ") {
-            if let Some(run) = runs.last_mut() {
-                run.stderr.push(tagged(rest).to_string());
-            }
-        } else if let Some(rest) = after(&line, "NESTED-EXIT ") {
-            let status = rest.rsplit(' ').next().and_then(|s| s.parse().ok());
-            if let Some(run) = runs.last_mut() {
-                run.status = status;
-            }
-            phase = Phase::Idle { since: at };
-        } else if line.contains("NESTED-DONE") {
-            phase = Phase::Done { since: at };
-        }
+        Err(failure) => Err(NestedFailure::Other(failure.message)),
     }
-    // stdout closed: QEMU is exiting. `finish` reaps it; the status matters less than the
-    // lines (the outer host ends with a triple-fault reset, which -no-reboot turns into exit 0).
-    let qemu_err = vm.finish();
-    if !matches!(phase, Phase::Done { .. }) {
-        return Err(fail(
-            format!("QEMU exited before NESTED-DONE; its stderr: {qemu_err}"),
-            &transcript,
-        ));
-    }
-    save_transcript(&transcript);
-    let ended = runs.iter().filter(|r| r.status.is_some()).count();
-    if ended != scenarios.len() {
-        return Err(fail(
-            format!(
-                "only {ended} of {} scenarios reported an exit status",
-                scenarios.len()
-            ),
-            &transcript,
-        ));
-    }
-    Ok(runs)
-}
-
-/// The text after `marker` when the line contains it.
-fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
-    line.find(marker).map(|i| &line[i + marker.len()..])
 }
 
 /// `name rest` → `rest` (the guest's line, which may itself be empty).
 fn tagged(rest: &str) -> &str {
     rest.split_once(' ').map_or("", |(_, t)| t)
-}
-
-/// With `BULKHEAD_NESTED_TRANSCRIPT=FILE`, the whole outer console goes to FILE: the quiet
-/// inner runs and a passing run show nothing otherwise.
-fn save_transcript(transcript: &[String]) {
-    if let Some(path) = std::env::var_os("BULKHEAD_NESTED_TRANSCRIPT") {
-        let _ = std::fs::write(path, transcript.join("\n") + "\n");
-    }
 }

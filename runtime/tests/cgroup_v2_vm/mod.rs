@@ -12,7 +12,10 @@
 //! and `switch_root`s there, because pivot_root(2) refuses to leave the initramfs (the rootfs
 //! mount has no parent) and the runtime pivots every container, as it would on a real host.
 //!
-//! Console protocol (written by the script, read by [`run`]): `CG2-READY` once the cgroup2
+//! The boot itself is testkit's once-per-process VM runner ([`TcgVm`]); this module adds what
+//! is this VM's own: its initramfs, its command line, and the console protocol.
+//!
+//! Console protocol (written by the script, read by [`FactReader`]): `CG2-READY` once the cgroup2
 //! hierarchy is mounted; `CG2-FACT <scenario> <key> <value...>` for every observation (the
 //! value is the rest of the line and may be empty; a key may repeat, e.g. one per file line);
 //! `CG2-DONE` before the VM reboots (QEMU `-no-reboot` then exits). The scenario script only
@@ -20,11 +23,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bulkhead_testkit::ConsoleVm;
+use bulkhead_testkit::vm::{ConsoleProtocol, TcgVm, after_marker, no_process_uses};
 
 use bulkhead_images::initramfs::Initramfs;
 use bulkhead_images::{KernelChoice, Options};
@@ -84,13 +85,7 @@ pub fn inputs(runtime: &Path) -> Result<Inputs, String> {
             busybox.display()
         ));
     }
-    let guest = bulkhead_testkit::bin_dir().join("bulkhead-guest");
-    if !guest.is_file() {
-        return Err(format!(
-            "{} not built (`cargo build --workspace` builds it)",
-            guest.display()
-        ));
-    }
+    let guest = bulkhead_testkit::built("bulkhead-guest")?;
     let mut opts = Options::new(guest);
     opts.cache_dir = Some(bulkhead_testkit::test_cache_dir());
     opts.kernel = KernelChoice::Distro;
@@ -147,9 +142,23 @@ impl Facts {
     }
 }
 
+/// Build the initramfs with `bundles` (see [`initramfs`]), boot the VM once, and check that
+/// nothing it started outlived it.
+pub fn boot(inputs: &Inputs, bundles: &[(&str, Value)]) -> Result<Facts, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("bh-cgv2-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let img = dir.path().join("initramfs.cpio");
+    initramfs(inputs, bundles, &img)?;
+    let facts = run(inputs, &img)?;
+    no_process_uses(dir.path())?;
+    Ok(facts)
+}
+
 /// Write the VM's initramfs to `out`: the stage-1 init, busybox, the runtime, the rootfs, and
 /// `bundles` as `/bundles/<name>/config.json` (all over the shared `/rootfs`).
-pub fn initramfs(inputs: &Inputs, bundles: &[(&str, Value)], out: &Path) -> Result<(), String> {
+fn initramfs(inputs: &Inputs, bundles: &[(&str, Value)], out: &Path) -> Result<(), String> {
     let e = |e: bulkhead_images::initramfs::InitramfsError| e.to_string();
     let mut img = Initramfs::new();
     img.file("/init", 0o755, STAGE1_INIT.as_bytes().to_vec())
@@ -169,116 +178,81 @@ pub fn initramfs(inputs: &Inputs, bundles: &[(&str, Value)], out: &Path) -> Resu
     img.write_to_file(out).map_err(e)
 }
 
-/// Boot the VM with `initramfs` and collect the facts until `CG2-DONE` and QEMU's exit.
-pub fn run(inputs: &Inputs, initramfs: &Path) -> Result<Facts, String> {
-    // One vCPU: the scenarios need no parallelism, a single-CPU TCG boot is quicker, and the
-    // host's two cores are shared with builds. 512 MiB holds the tmpfs root (the debug runtime
-    // is the bulk of it) and the OOM scenario's 64 MiB allocation with room to spare, so the
-    // only OOM killer that fires is the container's memory cgroup's.
-    let vm = ConsoleVm::spawn(
-        Command::new(&inputs.qemu)
-            .args(["-M", "microvm", "-accel", "tcg", "-cpu", "max", "-smp", "1"])
-            .args(["-m", "512", "-nographic", "-no-reboot"])
-            .arg("-kernel")
-            .arg(&inputs.bzimage)
-            .arg("-initrd")
-            .arg(initramfs)
-            .args(["-append", CMDLINE]),
-    )
-    .map_err(|e| format!("spawn {}: {e}", inputs.qemu.display()))?;
+/// The console protocol: facts by scenario, until `CG2-DONE` and QEMU's exit.
+#[derive(Default)]
+struct FactReader {
+    facts: Facts,
+    ready: bool,
+    done: bool,
+}
 
-    let start = Instant::now();
-    let mut facts = Facts::default();
-    let (mut ready, mut done) = (false, false);
-    let fail = |why: &str, console: &[String]| {
-        let tail = console[console.len().saturating_sub(60)..].join("\n");
-        format!(
-            "cgroup v2 VM: {why} (after {:.1} s)\nlast console lines:\n{tail}",
-            start.elapsed().as_secs_f64()
-        )
-    };
-    loop {
-        let left = DEADLINE.saturating_sub(start.elapsed());
-        if left.is_zero() {
-            save_transcript(&facts.console);
-            return Err(fail(
-                &format!("no CG2-DONE and no exit within {DEADLINE:?}; QEMU killed"),
-                &facts.console,
-            ));
-        }
-        let line = match vm.recv_timeout(left) {
-            Ok((_, l)) => l,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        facts.console.push(line.clone());
-        // Markers may follow a kernel message on the same line: look for them anywhere.
-        if let Some(rest) = after(&line, "CG2-FACT ") {
+impl ConsoleProtocol for FactReader {
+    /// One deadline for the whole run: the scenarios are not told apart on the console.
+    fn deadline(&self, started: Instant) -> Instant {
+        started + DEADLINE
+    }
+
+    fn missed(&self) -> String {
+        format!("no CG2-DONE and no exit within {DEADLINE:?}; QEMU killed")
+    }
+
+    fn line(&mut self, _at: Instant, line: &str) -> Result<(), String> {
+        if let Some(rest) = after_marker(line, "CG2-FACT ") {
             let mut it = rest.splitn(3, ' ');
             let scenario = it.next().unwrap_or_default().to_string();
             let key = it.next().unwrap_or_default().to_string();
             let value = it.next().unwrap_or_default().to_string();
-            facts
+            self.facts
                 .by_scenario
                 .entry(scenario)
                 .or_default()
                 .push((key, value));
-        } else if let Some(why) = after(&line, "CG2-ERROR ") {
-            save_transcript(&facts.console);
-            return Err(fail(why, &facts.console));
+        } else if let Some(why) = after_marker(line, "CG2-ERROR ") {
+            return Err(why.to_string());
         } else if line.contains("CG2-READY") {
-            ready = true;
+            self.ready = true;
         } else if line.contains("CG2-DONE") {
-            done = true;
+            self.done = true;
         }
+        Ok(())
     }
-    // stdout closed: QEMU is exiting (the guest's reboot, which -no-reboot turns into exit).
-    let qemu_err = vm.finish();
-    save_transcript(&facts.console);
-    facts.elapsed = start.elapsed();
-    if !ready {
-        return Err(fail(
-            &format!("the VM never mounted its cgroup2 hierarchy; QEMU's stderr: {qemu_err}"),
-            &facts.console,
-        ));
-    }
-    if !done {
-        return Err(fail(
-            &format!("QEMU exited before CG2-DONE; its stderr: {qemu_err}"),
-            &facts.console,
-        ));
-    }
-    Ok(facts)
-}
 
-/// No process (a QEMU that outlived [`run`]) still uses the files in `dir`.
-pub fn nothing_left(dir: &Path) -> Result<(), String> {
-    let needle = dir.to_string_lossy();
-    for entry in std::fs::read_dir("/proc")
-        .map_err(|e| e.to_string())?
-        .flatten()
-    {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(needle.as_ref()) {
+    fn exited(&mut self, qemu_stderr: &str) -> Result<(), String> {
+        if !self.ready {
             return Err(format!(
-                "process {} still running: {cmdline}",
-                entry.file_name().to_string_lossy()
+                "the VM never mounted its cgroup2 hierarchy; QEMU's stderr: {qemu_stderr}"
             ));
         }
+        if !self.done {
+            return Err(format!(
+                "QEMU exited before CG2-DONE; its stderr: {qemu_stderr}"
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
-/// The text after `marker` when the line contains it.
-fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
-    line.find(marker).map(|i| &line[i + marker.len()..])
-}
-
-/// With `BULKHEAD_CGV2_TRANSCRIPT=FILE`, the whole console goes to FILE: a passing run shows
-/// nothing otherwise.
-fn save_transcript(console: &[String]) {
-    if let Some(path) = std::env::var_os("BULKHEAD_CGV2_TRANSCRIPT") {
-        let _ = std::fs::write(path, console.join("\n") + "\n");
-    }
+/// Boot the VM with `initramfs` and collect the facts until `CG2-DONE` and QEMU's exit.
+fn run(inputs: &Inputs, initramfs: &Path) -> Result<Facts, String> {
+    // One vCPU: the scenarios need no parallelism, a single-CPU TCG boot is quicker, and the
+    // host's two cores are shared with builds. 512 MiB holds the tmpfs root (the debug runtime
+    // is the bulk of it) and the OOM scenario's 64 MiB allocation with room to spare, so the
+    // only OOM killer that fires is the container's memory cgroup's.
+    let vm = TcgVm {
+        name: "cgroup v2 VM",
+        qemu: &inputs.qemu,
+        kernel: &inputs.bzimage,
+        initrd: initramfs,
+        cmdline: CMDLINE,
+        cpus: 1,
+        memory_mib: 512,
+        // The whole console, as a passing run shows nothing of it.
+        transcript_env: "BULKHEAD_CGV2_TRANSCRIPT",
+    };
+    let mut reader = FactReader::default();
+    let console = vm.run(&mut reader).map_err(|f| f.message)?;
+    let mut facts = reader.facts;
+    facts.console = console.lines;
+    facts.elapsed = console.elapsed;
+    Ok(facts)
 }
