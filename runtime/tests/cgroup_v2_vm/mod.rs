@@ -3,7 +3,7 @@
 //! scenarios ([`SCENARIOS_SH`]), and hand the test the facts the scenarios printed.
 //!
 //! Why a VM: this host (and CI's) mounts cgroups in the hybrid v1 layout, where the v2 driver of
-//! `runtime/src/cgroups.rs` never runs. TCG needs no KVM (this host's is PVM, which cannot run a
+//! `runtime/src/cgroups/` never runs. TCG needs no KVM (this host's is PVM, which cannot run a
 //! Linux guest), and one boot of the cloud kernel with an initramfs takes a few seconds.
 //!
 //! The VM: an initramfs with busybox, the static runtime, the images crate's container rootfs
