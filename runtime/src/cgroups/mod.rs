@@ -1,0 +1,256 @@
+//! Control groups, v1 (and hybrid) and v2 behind one small interface.
+//!
+//! Why not cgroups-rs: its `Cgroup::new` parses mountinfo and creates the group in *every*
+//! hierarchy it finds, and the crate pulls a D-Bus stack (zbus) for systemd. `create` is on the
+//! measured start path, so this module touches only the hierarchies the container needs
+//! (memory and pids always — usage and OOM accounting, and finding every process for
+//! `kill --all`/`delete --force`; cpu, cpuset, devices only when the spec sets them) with a
+//! handful of plain writes.
+//!
+//! Placement (same rules as runc): `linux.cgroupsPath` absolute → that path below each
+//! hierarchy's root; relative → below the caller's own cgroup in that hierarchy (on v2 below
+//! its parent, see `v2::base`); absent → the same with `<id>` as the relative path. The
+//! directories we created are recorded in the state file, so `delete` removes exactly those,
+//! whoever calls it.
+//!
+//! The container's init is added to its groups by the parent while the init is still blocked
+//! on the sync socket, i.e. before any code from the container image runs.
+
+//! The modules: [`hierarchy`] (mode, mount points, placement), [`v1`] and [`v2`] (creating a
+//! group and writing `linux.resources`), [`devices`] (device rules; v2's eBPF filter),
+//! [`freezer`] (pause/resume), [`stats`] (`events`), [`delegation`] (rootless: which groups we
+//! may use). This file creates and removes a container's groups.
+
+mod delegation;
+mod devices;
+mod freezer;
+mod hierarchy;
+mod stats;
+mod v1;
+mod v2;
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::{LinuxResources, Spec};
+
+pub use delegation::{cgroup_delegated, limits_needing, unapplied_warning, warn_unapplied};
+pub use freezer::{is_frozen, set_frozen, thaw_quietly};
+pub use hierarchy::{Mode, mode, procs};
+pub use stats::{container_oom_kills, oom_kills, stats};
+
+use hierarchy::{CGROUP_ROOT, leaf_path, own_cgroup, write};
+
+/// The container's groups: one leaf per hierarchy, plus every directory we had to create.
+#[derive(Debug, Default)]
+pub struct Cgroup {
+    /// Leaf directories (the ones that get the init's pid), memory first when present.
+    pub leaves: Vec<PathBuf>,
+    /// Directories created by us, deepest first: what `delete` removes.
+    pub created: Vec<PathBuf>,
+}
+
+/// Called with every directory that may exist once the next mkdir is done (deepest first, as
+/// [`remove`] wants them), before it is done: see [`Cgroup::create_logged`].
+pub type Intent<'a> = &'a mut dyn FnMut(&[PathBuf]) -> Result<()>;
+
+/// mkdir -p that remembers which directories it created (deepest last), announcing them to
+/// `intent` first.
+fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, intent: &mut Option<Intent>) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut p = dir;
+    while !p.exists() {
+        missing.push(p.to_path_buf());
+        p = p.parent().context("cgroup path has no parent")?;
+    }
+    if let Some(f) = intent
+        && !missing.is_empty()
+    {
+        let mut all: Vec<PathBuf> = created.clone();
+        all.extend(missing.iter().rev().cloned());
+        all.reverse();
+        f(&all)?;
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(&d) {
+            Ok(()) => created.push(d),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating cgroup {}", d.display())),
+        }
+    }
+    // The first hierarchy's group exists, the others not yet.
+    crate::fault::point("create:after-cgroup-mkdir");
+    Ok(())
+}
+
+impl Cgroup {
+    /// Create the container's groups and apply `linux.resources`. On error, everything created
+    /// so far is removed again.
+    pub fn create(spec: &Spec, id: &str) -> Result<Cgroup> {
+        Self::create_skipping(spec, id, None)
+    }
+
+    /// [`Cgroup::create`] for a rootless container (`skipped` is Some): a hierarchy where the
+    /// container's group was not delegated to us is skipped and its controller pushed to
+    /// `skipped` ("" for v2's one hierarchy) instead of failing; see [`delegation`].
+    pub fn create_skipping(
+        spec: &Spec,
+        id: &str,
+        skipped: Option<&mut Vec<&'static str>>,
+    ) -> Result<Cgroup> {
+        Self::create_logged(spec, id, skipped, None)
+    }
+
+    /// [`Cgroup::create_skipping`] that first hands `intent` each list of directories it is
+    /// about to have created (write-ahead): `create` records them in the container's state, so
+    /// that if the runtime is killed between a mkdir and its return, `delete --force` still
+    /// knows every group to remove.
+    pub fn create_logged(
+        spec: &Spec,
+        id: &str,
+        skipped: Option<&mut Vec<&'static str>>,
+        intent: Option<Intent>,
+    ) -> Result<Cgroup> {
+        let mut cg = Cgroup::default();
+        match cg.create_inner(spec, id, skipped, intent) {
+            Ok(()) => Ok(cg),
+            Err(e) => {
+                let _ = remove(&cg.created, false);
+                Err(e)
+            }
+        }
+    }
+
+    fn create_inner(
+        &mut self,
+        spec: &Spec,
+        id: &str,
+        mut skipped: Option<&mut Vec<&'static str>>,
+        mut intent: Option<Intent>,
+    ) -> Result<()> {
+        let linux = spec.linux().as_ref();
+        let res = linux.and_then(|l| l.resources().as_ref());
+        let spec_path = linux.and_then(|l| l.cgroups_path().as_deref());
+        let created_devices = linux.and_then(|l| l.devices().as_ref());
+        let proc_cgroup = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        match mode() {
+            Mode::Legacy => {
+                for ctrl in v1::controllers(res) {
+                    let mount = Path::new(CGROUP_ROOT).join(ctrl);
+                    if !mount.join("cgroup.procs").exists() {
+                        if matches!(ctrl, "memory" | "pids" | "freezer") {
+                            // Accounting and pause only: run without it (`pause` and the
+                            // stats will say that the group is missing).
+                            continue;
+                        }
+                        bail!(
+                            "cgroup v1 controller {ctrl} is not mounted at {}",
+                            mount.display()
+                        );
+                    }
+                    let own = own_cgroup(&proc_cgroup, ctrl);
+                    let leaf = leaf_path(&mount, &own, spec_path, id)?;
+                    if let Some(s) = skipped.as_deref_mut()
+                        && !delegation::cgroup_delegated(&leaf)
+                    {
+                        s.push(ctrl);
+                        continue;
+                    }
+                    let first_new = self.created.len();
+                    mkdir_p(&leaf, &mut self.created, &mut intent)?;
+                    let new_dirs = &self.created[first_new..];
+                    v1::set_up(ctrl, new_dirs, &leaf, res, created_devices)?;
+                    self.leaves.push(leaf);
+                }
+            }
+            Mode::Unified => {
+                let mount = Path::new(CGROUP_ROOT);
+                let own = v2::base(&own_cgroup(&proc_cgroup, ""));
+                let leaf = leaf_path(mount, &own, spec_path, id)?;
+                if let Some(s) = skipped
+                    && !delegation::cgroup_delegated(&leaf)
+                {
+                    s.push("");
+                    return Ok(());
+                }
+                mkdir_p(&leaf, &mut self.created, &mut intent)?;
+                v2::set_up(mount, &leaf, res, created_devices)?;
+                self.leaves.push(leaf);
+            }
+        }
+        self.created.reverse();
+        Ok(())
+    }
+
+    /// Move `pid` into every leaf.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        let s = pid.to_string();
+        for l in &self.leaves {
+            write(l, "cgroup.procs", &s)?;
+        }
+        Ok(())
+    }
+}
+
+/// Remove the directories we created (deepest first). With `kill`, SIGKILL whatever is still
+/// inside first. Waits a little for exiting processes to leave. A created parent that now
+/// holds another container's group is shared, and left alone.
+pub fn remove(created: &[PathBuf], kill: bool) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for d in created {
+        loop {
+            if kill {
+                for pid in procs(d) {
+                    // SAFETY: kill(2) has no memory-safety preconditions.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                // A paused container's processes only die once thawed.
+                thaw_quietly(d);
+            }
+            match fs::remove_dir(d) {
+                Ok(()) => break,
+                Err(e) if e.kind() == ErrorKind::NotFound => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    let has_children = fs::read_dir(d)
+                        .map(|rd| rd.flatten().any(|e| e.path().is_dir()))
+                        .unwrap_or(false);
+                    if has_children {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(e).with_context(|| format!("removing cgroup {}", d.display()));
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("removing cgroup {}", d.display()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every pid in the container's groups, sorted (a process is in one group per hierarchy).
+pub fn pids(leaves: &[PathBuf]) -> Vec<i32> {
+    let mut v: Vec<i32> = leaves.iter().flat_map(|l| procs(l)).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// `update`: apply new `linux.resources` to a running container's groups. Only memory, cpu
+/// (shares, quota, period, cpus, mems) and pids are applied; the caller has rejected the rest.
+pub fn update(leaves: &[PathBuf], r: &LinuxResources) -> Result<()> {
+    match mode() {
+        Mode::Legacy => v1::update(leaves, r),
+        Mode::Unified => v2::update(leaves, r),
+    }
+}
+
+/// Which cgroup versions this build drives (for `features`): both, chosen at run time.
+pub const SUPPORTS_V1: bool = true;
+pub const SUPPORTS_V2: bool = true;
