@@ -32,7 +32,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bulkhead_vm::Setting;
+use bulkhead_vm::config::{self, BootProtocol, Setting};
 use bulkhead_vm::timings::{self, Phase, TIMINGS};
 use clap::{CommandFactory, Parser};
 
@@ -80,7 +80,7 @@ struct Cli {
     /// Kernel entry: pvh (the ELF's PVH note: 32-bit, EBX = hvm_start_info), linux64
     /// (64-bit entry, zero page), or auto: pvh when the kernel has the note, except on PVM.
     #[arg(long, value_name = "auto|pvh|linux64", value_parser = parse_boot_protocol)]
-    boot_protocol: Option<bulkhead_vm::BootProtocol>,
+    boot_protocol: Option<BootProtocol>,
     /// Print one JSON line of phase timestamps to stderr when the VM ends.
     #[arg(long)]
     timings: bool,
@@ -101,11 +101,11 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     timeout_from_secs(secs)
 }
 
-fn parse_boot_protocol(s: &str) -> Result<bulkhead_vm::BootProtocol, String> {
-    bulkhead_vm::BootProtocol::parse(s).ok_or_else(|| {
+fn parse_boot_protocol(s: &str) -> Result<BootProtocol, String> {
+    BootProtocol::parse(s).ok_or_else(|| {
         format!(
             "must be one of {} (got {s:?})",
-            bulkhead_vm::BootProtocol::NAMES.join(", ")
+            BootProtocol::NAMES.join(", ")
         )
     })
 }
@@ -242,7 +242,7 @@ fn load_config(path: &Path) -> Result<FileConfig, CliError> {
 
 /// The settings after merging flags over the file, and where each came from.
 struct Settings {
-    cfg: bulkhead_vm::Config,
+    cfg: config::Config,
     timeout: Option<Duration>,
     /// The config file, and the settings whose value came from it (not overridden by a flag).
     file: Option<(PathBuf, Vec<Setting>)>,
@@ -338,14 +338,14 @@ fn settings(cli: &Cli) -> Result<Settings, CliError> {
         }
     };
     Ok(Settings {
-        cfg: bulkhead_vm::Config {
+        cfg: config::Config {
             kernel,
             initrd: cli.initrd.clone().or(fc.initrd),
             cmdline: cli
                 .cmdline
                 .clone()
                 .or(fc.cmdline)
-                .unwrap_or_else(|| bulkhead_vm::boot::DEFAULT_CMDLINE.to_string()),
+                .unwrap_or_else(|| config::DEFAULT_CMDLINE.to_string()),
             memory_mib: cli.memory.or(fc.memory_mib).unwrap_or(DEFAULT_MEMORY_MIB),
             cpus: cli.cpus.or(fc.cpus).unwrap_or(DEFAULT_CPUS),
             boot_protocol: cli.boot_protocol.or(file_protocol).unwrap_or_default(),
@@ -415,7 +415,7 @@ fn main() {
     if let Some(t) = settings.timeout {
         start_watchdog(t, cli.timings);
     }
-    let code = match bulkhead_vm::run(&settings.cfg) {
+    let code = match bulkhead_vm::builder::run(&settings.cfg) {
         Ok(exit) => {
             let _ = std::io::stdout().flush();
             if exit.is_clean() {
@@ -434,6 +434,6 @@ fn main() {
         TIMINGS.mark(Phase::Shutdown);
     }
     print_timings(cli.timings);
-    // exit() rather than returning: vCPU threads may still be running (see bulkhead_vm::run).
+    // exit() rather than returning: vCPU threads may still be running (see bulkhead_vm::builder::run).
     std::process::exit(i32::from(code));
 }

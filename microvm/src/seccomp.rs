@@ -3,7 +3,7 @@
 //!
 //! Everything that needs a file, a new fd, a new thread or a new KVM object is done before the
 //! filter is installed: /dev/kvm, the VM, memory slots, irqchip, kernel and initrd loading,
-//! the devices and their eventfd, the vCPUs and their threads. [`crate::run`] installs the
+//! the devices and their eventfd, the vCPUs and their threads. [`crate::builder::run`] installs the
 //! filter after the vCPU threads have started and before any of them enters KVM_RUN, so not
 //! one guest instruction runs without it.
 //!
@@ -32,7 +32,7 @@ use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr};
 /// Exit status after a forbidden syscall: 128 + SIGSYS.
 pub const EXIT_BAD_SYSCALL: i32 = 128 + libc::SIGSYS;
 
-/// Test-only hook: when this variable is set, [`crate::run`] makes one call the filter
+/// Test-only hook: when this variable is set, [`crate::builder::run`] makes one call the filter
 /// refuses right after installing it, before the guest runs, to prove the filter is enforced
 /// (see [`TestProbe`] for the values). Each call is harmless if allowed. With the filter the
 /// VMM dies with [`EXIT_BAD_SYSCALL`]; with `--no-seccomp` it says on stderr that the call

@@ -1,6 +1,6 @@
 //! The boot timer, compatible with Firecracker's: the guest writes the single byte 123 at
 //! offset 0 when it considers itself booted, and the VMM records the time
-//! ([`Phase::BootTimer`](crate::timings::Phase::BootTimer)).
+//! ([`Phase::BootTimer`]).
 //!
 //! Firecracker's `BootTimer` ignores writes that are not exactly one byte at offset 0, and
 //! other values; so do we. It lives on the MMIO bus at

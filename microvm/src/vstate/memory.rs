@@ -16,6 +16,7 @@
 use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use crate::arch::x86_64::layout::{EBDA_START, HIMEM_START, MMIO_GAP_END, MMIO_GAP_START};
+use crate::config::Setting;
 
 /// The smallest guest we accept: a kernel is loaded at 1 MiB and needs room above it.
 pub const MIN_MEMORY_MIB: u64 = 2;
@@ -24,7 +25,7 @@ const MIB: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    // Input errors do not name their setting: see crate::Setting.
+    // Input errors do not name their setting: see crate::config::Setting.
     #[error("must be at least {MIN_MEMORY_MIB} MiB (got {0} MiB)")]
     TooSmall(u64),
     #[error("{requested} MiB is more than the host has (MemTotal {host} MiB)")]
@@ -40,9 +41,9 @@ pub enum Error {
 
 impl Error {
     /// The setting whose value is wrong, when the error is about one.
-    pub fn setting(&self) -> Option<crate::Setting> {
+    pub fn setting(&self) -> Option<Setting> {
         match self {
-            Self::TooSmall(_) | Self::MoreThanHost { .. } => Some(crate::Setting::Memory),
+            Self::TooSmall(_) | Self::MoreThanHost { .. } => Some(Setting::Memory),
             Self::MemInfo(_) | Self::Map { .. } => None,
         }
     }
@@ -92,7 +93,7 @@ fn parse_mem_total_kib(meminfo: &str) -> Option<u64> {
 }
 
 /// Maps `mib` MiB of guest RAM. The size is checked before ([`validate_size`], in
-/// `crate::preflight`): reading /proc/meminfo again here would only cost start-up time.
+/// [`crate::builder::preflight`]): reading /proc/meminfo again here would only cost start-up time.
 pub fn create(mib: u64) -> Result<GuestMemoryMmap, Error> {
     GuestMemoryMmap::from_ranges(&ram_ranges(mib * MIB))
         .map_err(|source| Error::Map { mib, source })
@@ -177,7 +178,7 @@ mod tests {
         assert!(validate_size(1024, 1024).is_ok());
         let e = validate_size(1025, 1024).unwrap_err();
         assert!(e.to_string().starts_with("1025 MiB is more"), "{e}");
-        assert_eq!(e.setting(), Some(crate::Setting::Memory));
+        assert_eq!(e.setting(), Some(Setting::Memory));
     }
 
     #[test]

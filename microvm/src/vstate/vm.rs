@@ -6,6 +6,7 @@ use kvm_ioctls::{Kvm, VmFd};
 use vm_memory::{Address, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 use crate::arch::x86_64::layout::TSS_ADDRESS;
+use crate::config::Setting;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -26,16 +27,16 @@ pub enum Error {
         slot: u32,
         source: kvm_ioctls::Error,
     },
-    // An input error: it does not name its setting (see crate::Setting).
+    // An input error: it does not name its setting (see crate::config::Setting).
     #[error("must be between 1 and {max} (got {requested})")]
     VcpuCount { requested: u8, max: usize },
 }
 
 impl Error {
     /// The setting whose value is wrong, when the error is about one.
-    pub fn setting(&self) -> Option<crate::Setting> {
+    pub fn setting(&self) -> Option<Setting> {
         match self {
-            Self::VcpuCount { .. } => Some(crate::Setting::Cpus),
+            Self::VcpuCount { .. } => Some(Setting::Cpus),
             _ => None,
         }
     }

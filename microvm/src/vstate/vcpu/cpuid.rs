@@ -3,13 +3,13 @@
 //! cores in one package, and the hypervisor bit set.
 //!
 //! Leaves we rewrite:
-//! - 0x1: EBX[31:24] initial APIC id, EBX[23:16] logical processors per package, EDX.HTT when
+//! - 0x1: EBX\[31:24\] initial APIC id, EBX\[23:16\] logical processors per package, EDX.HTT when
 //!   there is more than one, ECX.hypervisor (bit 31) so the guest knows it is virtualised;
-//! - 0x4 (Intel caches): EAX[31:26] cores per package - 1, EAX[25:14] threads sharing the
+//! - 0x4 (Intel caches): EAX\[31:26\] cores per package - 1, EAX\[25:14\] threads sharing the
 //!   cache - 1 (1 for L1/L2, all vCPUs for L3);
 //! - 0xb / 0x1f (extended topology): an SMT level of 1 thread and a core level of `cpus`,
 //!   EDX = x2APIC id;
-//! - 0x8000_0008 (AMD): ECX[7:0] number of cores - 1.
+//! - 0x8000_0008 (AMD): ECX\[7:0\] number of cores - 1.
 //!
 //! The host's topology would otherwise leak through, and a guest that sees APIC ids that
 //! do not match its LAPICs (or 64 threads per package with 2 vCPUs) brings up CPUs wrongly.
@@ -108,7 +108,7 @@ pub fn normalize(entries: &mut [kvm_cpuid_entry2], id: u8, cpus: u8) {
 /// The XCR0 to give a vCPU before its first entry: the user state components leaf 0xd
 /// sub-leaf 0 enumerates (EDX:EAX; supervisor components are in sub-leaf 1 and live in
 /// IA32_XSS instead), which is what a Linux guest enables with XSETBV, less MPX (see
-/// [`XCR0_MPX`]). `None` when the CPUID has no XSAVE (leaf 1 ECX.XSAVE clear, or no leaf 0xd):
+/// `XCR0_MPX`). `None` when the CPUID has no XSAVE (leaf 1 ECX.XSAVE clear, or no leaf 0xd):
 /// then XCR0 does not exist for the guest and KVM_SET_XCRS would fail.
 pub fn initial_xcr0(entries: &[kvm_cpuid_entry2]) -> Option<u64> {
     let xsave = entries

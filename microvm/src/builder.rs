@@ -1,0 +1,105 @@
+//! The one builder: assembles a VM from a [`Config`], phase by phase, runs it, and returns how
+//! it ended. The phases and their timestamps are listed in the crate docs.
+
+use std::sync::{Arc, Barrier};
+
+use crate::Error;
+use crate::arch::x86_64::regs::{self, Entry};
+use crate::arch::x86_64::{acpi, mptable};
+use crate::boot::{Boot, ProtocolChoice};
+use crate::config::Config;
+use crate::devices::{self, Devices};
+use crate::exit::{VmExit, exit_channel};
+use crate::seccomp;
+use crate::timings::{Phase, TIMINGS};
+use crate::vstate::vm::{self, Vm};
+use crate::vstate::{memory, vcpu};
+
+/// Checks the input without touching KVM: the memory size, then the kernel, the command line
+/// for this kernel, the initrd and the boot protocol for this kernel (and this KVM). Returns
+/// them open and checked, for [`run`] to load: each file is opened once.
+pub fn preflight(cfg: &Config) -> Result<Boot, Error> {
+    memory::validate_size(cfg.memory_mib, memory::host_mem_total_mib()?)?;
+    Ok(Boot::prepare(cfg, vm::is_pvm())?)
+}
+
+/// Boots the VM described by `cfg` and returns how it ended.
+///
+/// vCPU threads are not stopped: the caller is expected to end the process. Guest memory is
+/// therefore deliberately leaked, never unmapped: a vCPU still inside KVM_RUN would keep
+/// writing through its memory slot into whatever the address got reused for.
+pub fn run(cfg: &Config) -> Result<VmExit, Error> {
+    let boot = preflight(cfg)?;
+
+    let vm = Vm::new()?;
+    vm.check_vcpu_count(cfg.cpus)?;
+    TIMINGS.mark(Phase::KvmReady);
+
+    let mem = memory::create(cfg.memory_mib)?;
+    vm.register_memory(&mem)?;
+    // After the memory slots, which are cheaper to add without it (see vm.rs).
+    vm.create_irqchip()?;
+    TIMINGS.mark(Phase::MemoryReady);
+
+    // Both ways of describing CPUs and the IOAPIC: ACPI for distro kernels (no MPPARSE),
+    // the MP table for small kernels built without ACPI.
+    mptable::write(&mem, cfg.cpus)?;
+    let rsdp = acpi::write(&mem, cfg.cpus)?;
+    let choice = boot.choice();
+    let entry = boot.load(&mem, rsdp)?;
+    regs::write_tables(&mem, entry)?;
+    TIMINGS.mark(Phase::KernelLoaded);
+    if cfg.debug {
+        print_protocol(choice, entry);
+    }
+
+    let (exits_tx, exits) = exit_channel();
+    let devices = Arc::new(Devices::new(vm.fd(), exits_tx.clone())?);
+    let vcpus = vcpu::create(&vm, cfg.cpus, entry)?;
+    // Compiled before the threads start: nothing but the install is left between them and
+    // the guest.
+    let filter = if cfg.seccomp {
+        Some(seccomp::build(devices.serial_irq_fd())?)
+    } else {
+        None
+    };
+    // The vCPU threads wait at the gate twice: once started (so that thread start-up, which
+    // maps stacks and signal stacks, is over), and until the filter is on.
+    let gate = Arc::new(Barrier::new(usize::from(cfg.cpus) + 1));
+    vcpu::start(vcpus, &devices, &exits_tx, &gate)?;
+    let probe = seccomp::TestProbe::from_env();
+    gate.wait();
+    if let Some(filter) = &filter {
+        // On an error the vCPU threads stay parked at the gate; the caller ends the process.
+        seccomp::install(filter)?;
+    }
+    if let Some(probe) = probe {
+        probe.fire(vm.kvm());
+    }
+    gate.wait();
+
+    // We hold a sender ourselves, so recv() can only return a message.
+    let mut exit = exits.recv().expect("a sender is alive");
+    if let (true, Some(line)) = (exit.is_clean(), devices::serial::PANIC_LINE.get()) {
+        exit = VmExit::Panic { line: line.clone() };
+    }
+    TIMINGS.mark(Phase::Shutdown);
+    std::mem::forget(mem);
+    std::mem::forget(vm);
+    Ok(exit)
+}
+
+/// The `--debug` line on the boot protocol. The nested tests read it to know which entry a
+/// guest took.
+fn print_protocol(choice: ProtocolChoice, entry: Entry) {
+    let at = match entry {
+        Entry::Linux64 { rip, zero_page } => format!("rip {rip:#x}, zero page at {zero_page:#x}"),
+        Entry::Pvh { eip, start_info } => {
+            format!("eip {eip:#x}, hvm_start_info at {start_info:#x}")
+        }
+    };
+    eprintln!(
+        "bulkhead-vm: debug: boot protocol {} ({}): {at}",
+        choice.protocol, choice.why
+    );
+}
