@@ -30,7 +30,7 @@ pub mod seccomp;
 pub mod timings;
 pub mod vstate;
 
-use config::Setting;
+use config::{AboutSetting, Setting};
 
 /// What can go wrong assembling and starting a VM: one variant per phase's module.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +51,8 @@ pub enum Error {
     Seccomp(#[from] seccomp::Error),
 }
 
-impl Error {
-    /// The setting whose value is wrong, when the error is about one.
-    pub fn setting(&self) -> Option<Setting> {
+impl AboutSetting for Error {
+    fn setting(&self) -> Option<Setting> {
         match self {
             Self::Vm(e) => e.setting(),
             Self::Memory(e) => e.setting(),
@@ -62,9 +61,8 @@ impl Error {
         }
     }
 
-    /// What is wrong, without naming the setting (the whole message when there is none).
-    pub fn problem(&self) -> &(dyn std::error::Error + 'static) {
-        match self {
+    fn problem(&self) -> String {
+        let problem: &dyn std::error::Error = match self {
             Self::Vm(e) => e,
             Self::Memory(e) => e,
             Self::Boot(e) => e,
@@ -72,7 +70,8 @@ impl Error {
             Self::Devices(e) => e,
             Self::Vcpu(e) => e,
             Self::Seccomp(e) => e,
-        }
+        };
+        problem.to_string()
     }
 }
 
