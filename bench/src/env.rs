@@ -1,69 +1,11 @@
 //! The environment block: what this host is, so every result can say where it was measured.
 //!
-//! Grows into the report's `environment` section; for now `bulkhead bench` prints it. The KVM
-//! kind matters most: a VM number measured under PVM or nested/software virtualisation must be
+//! [`detect`] looks at the host and fills in the report's [`Environment`]. The KVM kind
+//! matters most: a VM number measured under PVM or nested/software virtualisation must be
 //! labelled as such and never silently compared with one measured on hardware.
 
-use serde::{Deserialize, Serialize};
+use crate::model::{Environment, KvmKind, Peer};
 use std::path::PathBuf;
-
-/// Which KVM serves /dev/kvm here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KvmKind {
-    /// kvm_intel with vmx in cpuinfo.
-    HardwareIntel,
-    /// kvm_amd with svm in cpuinfo.
-    HardwareAmd,
-    /// kvm_intel/kvm_amd while cpuinfo says `hypervisor`: nested virtualisation.
-    Nested,
-    /// kvm_pvm: software (paravirtualised) VMs, no hardware virtualisation.
-    Pvm,
-    /// No KVM module loaded or no /dev/kvm.
-    None,
-}
-
-impl KvmKind {
-    /// How the report names it next to every VM number.
-    pub fn label(self) -> &'static str {
-        match self {
-            KvmKind::HardwareIntel => "hardware KVM (Intel VT-x)",
-            KvmKind::HardwareAmd => "hardware KVM (AMD-V)",
-            KvmKind::Nested => "nested KVM",
-            KvmKind::Pvm => "PVM (software KVM)",
-            KvmKind::None => "no KVM",
-        }
-    }
-
-    /// Whether an unmodified Linux guest can boot (PVM cannot run one; see HOST-NOTES).
-    pub fn runs_linux_guests(self) -> bool {
-        matches!(
-            self,
-            KvmKind::HardwareIntel | KvmKind::HardwareAmd | KvmKind::Nested
-        )
-    }
-}
-
-/// A peer runtime or VMM and whether it is installed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Peer {
-    pub name: String,
-    pub path: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Environment {
-    pub kernel_release: String,
-    pub cpu_model: Option<String>,
-    pub cpus: usize,
-    /// The cpuinfo flags relevant to virtualisation (vmx, svm, hypervisor).
-    pub virt_flags: Vec<String>,
-    pub kvm: KvmKind,
-    pub dev_kvm: bool,
-    /// "v1", "v2" or "hybrid".
-    pub cgroup_mode: String,
-    pub peers: Vec<Peer>,
-}
 
 /// The peers the harness knows how to drive.
 pub const PEERS: &[&str] = &[
@@ -131,27 +73,25 @@ fn cgroup_mode() -> String {
     .to_string()
 }
 
-impl Environment {
-    /// Look at this host.
-    pub fn detect() -> Environment {
-        let (cpu_model, virt_flags) = cpuinfo();
-        Environment {
-            kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default(),
-            cpu_model,
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            kvm: kvm_kind(&virt_flags),
-            virt_flags,
-            dev_kvm: std::path::Path::new("/dev/kvm").exists(),
-            cgroup_mode: cgroup_mode(),
-            peers: PEERS
-                .iter()
-                .map(|p| Peer {
-                    name: p.to_string(),
-                    path: on_path(p),
-                })
-                .collect(),
-        }
+/// Look at this host.
+pub fn detect() -> Environment {
+    let (cpu_model, virt_flags) = cpuinfo();
+    Environment {
+        kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        cpu_model,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        kvm: kvm_kind(&virt_flags),
+        virt_flags,
+        dev_kvm: std::path::Path::new("/dev/kvm").exists(),
+        cgroup_mode: cgroup_mode(),
+        peers: PEERS
+            .iter()
+            .map(|p| Peer {
+                name: p.to_string(),
+                path: on_path(p),
+            })
+            .collect(),
     }
 }

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod env;
 pub mod metrics;
+pub mod model;
 pub mod report;
 pub mod run;
 pub mod stats;

@@ -148,7 +148,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             args.out.display()
         );
     }
-    let env = env::Environment::detect();
+    let env = env::detect();
     // The bare guest and the containers need no kernel. qemu-microvm's isolation probe boots
     // the Linux guest (under TCG where KVM cannot run Linux), so a kernel is fetched only when
     // that backend is asked for and can run; failing to get one costs only that probe.

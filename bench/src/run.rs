@@ -4,10 +4,12 @@
 //! A backend that is missing or fails keeps its row: its availability or the error is
 //! recorded as a note, and the other backends still run.
 
-use crate::backend::{self, Availability, Backend, Context, Task};
-use crate::env::Environment;
+use crate::backend::{self, Backend, Context, Task};
 use crate::metrics::{density, isolation, memory, startup, syscalls};
-use crate::report::{self, BackendReport, Images, NoteKind, Report, Settings, Tool};
+use crate::model::{
+    self, Availability, BackendReport, Environment, Images, NoteKind, Report, Settings, Tool,
+};
+use crate::report;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -197,7 +199,7 @@ pub fn run(
     report::compare(&mut rows);
 
     Ok(Report {
-        schema: report::SCHEMA.into(),
+        schema: model::SCHEMA.into(),
         tool: Tool {
             name: "bulkhead".into(),
             version: env!("CARGO_PKG_VERSION").into(),

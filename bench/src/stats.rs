@@ -7,21 +7,7 @@
 //! median, report the 2.5th and 97.5th percentiles of those medians. The generator is seeded,
 //! so a report re-rendered from the same samples shows the same interval.
 
-use serde::{Deserialize, Serialize};
-
-/// What the report shows for one series of samples (all in the samples' unit).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub n: usize,
-    pub min: f64,
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
-    pub mean: f64,
-    /// 95% bootstrap confidence interval of the median: (low, high).
-    pub median_ci95: (f64, f64),
-}
+use crate::model::Summary;
 
 /// Resamples drawn for the bootstrap: enough that the interval's ends are stable to well
 /// under the machine's noise, cheap enough for thousands of samples.

@@ -1,6 +1,7 @@
 //! `bulkhead bench`: bad flags fail before any work; a quick real run writes all three files.
 
-use bulkhead::report::{json, schema};
+use bulkhead::model::schema;
+use bulkhead::report::json;
 use bulkhead_testkit::{bin, is_root, on_path, skip_unless, test_cache_dir};
 use std::process::Command;
 use std::sync::Mutex;
@@ -239,7 +240,7 @@ impl RealRun {
         stdout
     }
 
-    fn report(&self) -> bulkhead::report::Report {
+    fn report(&self) -> bulkhead::model::Report {
         json::read(&self.out_dir.join("report.json")).unwrap()
     }
 
@@ -343,7 +344,7 @@ fn quick_run_of_every_backend_keeps_every_row() {
             );
         }
         // Every VM number carries the KVM kind it was measured under.
-        if b.kind == bulkhead::backend::Kind::Vm {
+        if b.kind == bulkhead::model::Kind::Vm {
             assert_eq!(b.kvm, Some(r.environment.kvm), "{}", b.name);
         } else {
             assert_eq!(b.kvm, None, "{}", b.name);
@@ -354,7 +355,7 @@ fn quick_run_of_every_backend_keeps_every_row() {
         .iter()
         .find(|b| b.name == "bulkhead-vm-linux")
         .unwrap();
-    if r.environment.kvm == bulkhead::env::KvmKind::Pvm {
+    if r.environment.kvm == bulkhead::model::KvmKind::Pvm {
         assert_eq!(
             linux.unavailable_text().as_deref(),
             Some("unavailable: needs hardware KVM — this host has PVM")
@@ -429,7 +430,7 @@ fn quick_vm_run_shows_a_ratio_to_qemu_and_the_vmm_non_guest_rss() {
     let shown = format!("{ratio:.2}× qemu-microvm");
     assert!(stdout.contains(&shown), "{shown} missing:\n{stdout}");
     assert!(
-        stdout.contains(&bulkhead::report::mib(non_guest.p50)),
+        stdout.contains(&bulkhead::model::mib(non_guest.p50)),
         "{stdout}"
     );
     // The idle VMs were stopped and reaped; no scratch directory is left.
@@ -510,7 +511,7 @@ fn scorecard_tells_a_process_a_container_and_a_vm_apart() {
         "tcg"
     };
     assert_eq!(probe_run.accel, accel, "{probe_run:?}");
-    if r.environment.kvm == bulkhead::env::KvmKind::Pvm {
+    if r.environment.kvm == bulkhead::model::KvmKind::Pvm {
         assert!(probe_run.why.contains("this host has PVM"), "{probe_run:?}");
     }
     let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();

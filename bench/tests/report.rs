@@ -1,7 +1,9 @@
 //! Rendering and validating a fixed report.json (checked in under tests/fixtures/), and the
 //! `bulkhead report DIR` re-render, including its bad-input errors.
 
-use bulkhead::report::{self, json, schema};
+use bulkhead::metrics::density;
+use bulkhead::model::{self, schema};
+use bulkhead::report::{self, json};
 use bulkhead_testkit::bin;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,7 +30,7 @@ fn fixture_validates_against_the_schema_file() {
     let errors = schema::validate(&on_disk, &fixture_value());
     assert!(errors.is_empty(), "{errors:#?}");
     let r = json::read(&fixture()).unwrap();
-    assert_eq!(r.schema, report::SCHEMA);
+    assert_eq!(r.schema, model::SCHEMA);
 }
 
 /// Reports written before the probe could connect: no `loopback_listener`, no probe `connect`,
@@ -346,7 +348,7 @@ fn fixture_ratios_are_against_the_peer_of_the_same_run_and_rendered() {
         .unwrap_or_else(|| panic!("no VM memory row:\n{md}"));
     let m = by("bulkhead-vm").memory.as_ref().unwrap();
     let non_guest = m.non_guest_rss_kib.as_ref().unwrap().p50;
-    assert!(row.contains(&report::mib(non_guest)), "{row}");
+    assert!(row.contains(&model::mib(non_guest)), "{row}");
     assert!(m.non_guest_method.as_deref().unwrap().contains("--memory"));
 }
 
@@ -652,9 +654,9 @@ fn reports_from_before_density_still_render_a_derived_one() {
         (a, b) => a == b,
     };
     for (old, new) in r.backends.iter().zip(&stored.backends) {
-        let (Some(o), Some(n)) = (old.density(), new.density.clone()) else {
+        let (Some(o), Some(n)) = (density::of(old), new.density.clone()) else {
             assert!(
-                old.density().is_none() && new.density.is_none(),
+                density::of(old).is_none() && new.density.is_none(),
                 "{}",
                 old.name
             );

@@ -8,8 +8,8 @@
 //! interrupts off, so the VM stays up doing nothing until the harness kills the VMM. Its memory
 //! row is the VMM's own overhead (RSS/PSS, and the RSS outside the guest's RAM).
 
-use super::{Availability, Backend, BareImages, Context, Description, Instance, Kind, Task};
-use crate::env::KvmKind;
+use super::{Backend, BareImages, Context, Description, Instance, Task};
+use crate::model::{Availability, Kind, KvmKind};
 use anyhow::bail;
 use std::path::{Path, PathBuf};
 use std::process::Command;

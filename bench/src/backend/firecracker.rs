@@ -2,8 +2,9 @@
 //! `firecracker` binary is on PATH. It runs the bare ELF; the guest's i8042 reset makes
 //! Firecracker exit (status 0), which is the launcher exit the startup metric times.
 
-use super::{Availability, Backend, BareImages, Context, Description, Instance, Kind, Task};
-use crate::env::{KvmKind, on_path};
+use super::{Backend, BareImages, Context, Description, Instance, Task};
+use crate::env::on_path;
+use crate::model::{Availability, Kind, KvmKind};
 use anyhow::{Context as _, bail};
 use std::path::PathBuf;
 use std::process::Command;

@@ -14,8 +14,7 @@ pub mod oci;
 pub mod process;
 pub mod qemu;
 
-use crate::env::KvmKind;
-use serde::{Deserialize, Serialize};
+use crate::model::{Availability, Kind, KvmKind, ProbeRun};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
@@ -38,30 +37,6 @@ pub const NAMES: &[&str] = &[
     "qemu-microvm",
     "firecracker",
 ];
-
-/// Whether a backend can run here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Availability {
-    Installed,
-    /// The launcher is not on this machine; `how_to_get` tells the reader how to add it.
-    NotInstalled {
-        how_to_get: String,
-    },
-    /// Installed (or ours), but cannot run here, for `reason`.
-    Unavailable {
-        reason: String,
-    },
-}
-
-/// What kind of isolation a backend gives: the report groups and labels rows by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    Process,
-    Container,
-    Vm,
-}
 
 /// What a backend says about itself (no measurement).
 #[derive(Debug, Clone)]
@@ -651,7 +626,7 @@ pub trait Backend {
     }
     /// Where the probe runs when that is not the backend's startup guest (a VM backend whose
     /// startup runs the bare guest boots Linux for the probe), for the report.
-    fn probe_run(&self) -> Option<crate::report::ProbeRun> {
+    fn probe_run(&self) -> Option<ProbeRun> {
         None
     }
     /// Remove whatever `prepare` and the instances left (called once, also after errors).

@@ -13,10 +13,10 @@
 //! fresh for every instance (`bh-<pid>-<n>`): a leftover from a failed run never collides.
 
 use super::{
-    Availability, Backend, Context, Description, Instance, InstanceError, Kind, Task, stderr_tail,
-    version_line,
+    Backend, Context, Description, Instance, InstanceError, Task, stderr_tail, version_line,
 };
 use crate::env::on_path;
+use crate::model::{Availability, Kind};
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,7 +1,8 @@
 //! `process`: the guest run directly on the host, no isolation at all — the floor every other
 //! backend is compared with (the cost of exec'ing a static binary and reading one line).
 
-use super::{Availability, Backend, Context, Description, Instance, Kind, Task};
+use super::{Backend, Context, Description, Instance, Task};
+use crate::model::{Availability, Kind};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;

@@ -11,11 +11,9 @@
 //! and boot_id, no host pids or files) does not depend on the accelerator. The report marks
 //! such a row "TCG". The guest reboots when done; with `-no-reboot` QEMU then exits 0.
 
-use super::{
-    Availability, Backend, BareImages, Context, Description, Instance, Kind, LinuxImages, Task,
-};
-use crate::env::{KvmKind, on_path};
-use crate::report::ProbeRun;
+use super::{Backend, BareImages, Context, Description, Instance, LinuxImages, Task};
+use crate::env::on_path;
+use crate::model::{Availability, Kind, KvmKind, ProbeRun};
 use anyhow::bail;
 use std::path::{Path, PathBuf};
 use std::process::Command;

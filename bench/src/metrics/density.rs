@@ -23,10 +23,8 @@
 //! and its cgroup usage). No neighbour moves that number, but it misses kernel memory charged
 //! to no cgroup; where MemAvailable is within noise, "what fits" uses it, and says so.
 
-use crate::report::{Density, Memory};
+use crate::model::{BackendReport, Density, GIB_KIB, Memory, Summary, mib};
 use crate::stats::trimmed_mean_ci;
-
-pub const GIB_KIB: f64 = 1024.0 * 1024.0;
 
 /// The method as the report states it.
 pub const METHOD: &str = "per instance, the fall of host MemAvailable (/proc/meminfo) across its \
@@ -68,7 +66,7 @@ pub fn from_memory(m: &Memory) -> Density {
         }
     };
     let clear = ci.0 > 0.0;
-    let p50 = |x: &Option<crate::stats::Summary>| x.as_ref().map(|s| s.p50);
+    let p50 = |x: &Option<Summary>| x.as_ref().map(|s| s.p50);
     let accounted = match (p50(&m.pss_kib), p50(&m.cgroup_kib)) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -86,9 +84,9 @@ pub fn from_memory(m: &Memory) -> Density {
         format!(
             "within noise: one instance changed MemAvailable by {} MiB (95% interval {} to {} \
              MiB), which reaches zero; more --instances or a quieter host would resolve it",
-            crate::report::mib(per),
-            crate::report::mib(ci.0),
-            crate::report::mib(ci.1)
+            mib(per),
+            mib(ci.0),
+            mib(ci.1)
         )
     });
     Density {
@@ -106,6 +104,14 @@ pub fn from_memory(m: &Memory) -> Density {
         reason,
         bring_up_ns: m.bring_up_ns,
     }
+}
+
+/// A row's density: as measured, or derived from its memory run for reports from before
+/// density was recorded.
+pub fn of(b: &BackendReport) -> Option<Density> {
+    b.density
+        .clone()
+        .or_else(|| b.memory.as_ref().map(from_memory))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! container's own network namespace, or in a VM, does not count.
 
 use crate::backend::{Backend, Task};
-use crate::report::{Fact, HostFacts, Isolation};
+use crate::model::{Fact, HostFacts, Isolation};
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 use std::io::{Read, Write};

@@ -12,7 +12,7 @@
 //!   costs (see [`NON_GUEST_RULE`]).
 
 use crate::backend::{Backend, Instance, Task};
-use crate::report::{Memory, MemorySample};
+use crate::model::{Kind, Memory, MemorySample};
 use crate::stats::summarize;
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
@@ -230,9 +230,9 @@ pub fn measure(
             measured_process: b
                 .memory_subject()
                 .unwrap_or_else(|| match b.describe().kind {
-                    crate::backend::Kind::Process => "the guest process".into(),
-                    crate::backend::Kind::Container => "the container's init (the guest)".into(),
-                    crate::backend::Kind::Vm => "the VMM process".into(),
+                    Kind::Process => "the guest process".into(),
+                    Kind::Container => "the container's init (the guest)".into(),
+                    Kind::Vm => "the VMM process".into(),
                 }),
             cgroup_method: if own_cgroup {
                 "the container's memory cgroup (v1 memory.usage_in_bytes / v2 memory.current)"

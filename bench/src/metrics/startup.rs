@@ -3,7 +3,7 @@
 //! first-run work) and are discarded.
 
 use crate::backend::{Backend, Task};
-use crate::report::Startup;
+use crate::model::Startup;
 use crate::stats::summarize;
 use anyhow::Context as _;
 use std::time::Duration;

@@ -16,8 +16,8 @@
 //! runtime compile profiles with); the report names its version. A newer host kernel may have a
 //! few syscalls that table does not know yet.
 
-use crate::backend::{Backend, Kind, Task};
-use crate::report::HostSyscalls;
+use crate::backend::{Backend, Task};
+use crate::model::{HostSyscalls, Kind};
 use anyhow::Context as _;
 use libseccomp::{ScmpArch, ScmpSyscall, ScmpVersion};
 use serde_json::Value;

@@ -4,7 +4,8 @@
 //! page says "no data" instead of an empty frame. Text is left to the browser (plotters' SVG
 //! backend emits `<text>`), so no font files are needed at build or run time.
 
-use super::{Report, mib};
+use crate::metrics::density;
+use crate::model::{GIB_KIB, Kind, KvmKind, Report, Startup, mib};
 use plotters::backend::SVGBackend;
 use plotters::coord::ranged1d::SegmentedCoord;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
@@ -41,13 +42,13 @@ fn rows_axis(n: usize) -> SegmentedCoord<RangedCoordi32> {
 /// Startup distribution: every sample of spawn → ready line as a dot, per backend, on a log
 /// axis (the floor is ~1 ms, a VM can be 1000× that), with the median and its 95% interval.
 pub fn startup_svg(report: &Report) -> Option<String> {
-    let rows: Vec<(String, &super::Startup)> = report
+    let rows: Vec<(String, &Startup)> = report
         .backends
         .iter()
         .filter_map(|b| {
             let s = b.startup.as_ref()?;
             let label = match b.kvm {
-                Some(k) if b.kind == crate::backend::Kind::Vm => {
+                Some(k) if b.kind == Kind::Vm => {
                     format!("{} [{}]", b.label(), short_kvm(k))
                 }
                 _ => b.label(),
@@ -236,8 +237,8 @@ fn density_bars(report: &Report) -> Vec<DensityBar> {
         .backends
         .iter()
         .filter_map(|b| {
-            let d = b.density()?;
-            let gib = crate::metrics::density::GIB_KIB;
+            let d = density::of(b)?;
+            let gib = GIB_KIB;
             let (ci_lo, _) = d.per_instance_ci95_kib;
             let hi = (ci_lo > 0.0).then(|| gib / ci_lo);
             // MemAvailable's estimate when it is clear of the noise; else the charged memory's,
@@ -417,8 +418,8 @@ pub fn density_alt(report: &Report) -> String {
         .join("; ")
 }
 
-fn short_kvm(k: crate::env::KvmKind) -> &'static str {
-    use crate::env::KvmKind::*;
+fn short_kvm(k: KvmKind) -> &'static str {
+    use KvmKind::*;
     match k {
         HardwareIntel | HardwareAmd => "hw KVM",
         Nested => "nested",

@@ -1,7 +1,8 @@
 //! report.html: one self-contained page (inline CSS and SVG, no scripts, nothing fetched).
 
+use super::charts;
 use super::tables::{self, Table};
-use super::{Report, charts};
+use crate::model::Report;
 
 /// Escape text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {

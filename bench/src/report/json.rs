@@ -4,7 +4,7 @@
 //! of another version gets a message saying which one), it validates against the schema file,
 //! and it deserialises into [`Report`]. Each error names the file.
 
-use super::{Report, SCHEMA, schema};
+use crate::model::{Report, SCHEMA, schema};
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "report.json";

@@ -1,7 +1,7 @@
 //! report.md: the tables as GitHub-flavoured markdown.
 
-use super::Report;
 use super::tables::{self, Table};
+use crate::model::Report;
 
 /// A cell may not contain `|` or a newline in a markdown table.
 fn cell(s: &str) -> String {

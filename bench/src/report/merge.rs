@@ -7,7 +7,7 @@
 //! never compares across hosts. The top-level environment, settings and images are the first
 //! host's, so that readers unaware of `hosts` still see a valid report.
 
-use super::{Host, Report, SCHEMA, Tool};
+use crate::model::{Host, Report, SCHEMA, Tool};
 use std::path::Path;
 
 /// A host label for the report read from `path`: its directory's name, or the name of the

@@ -1,210 +1,20 @@
-//! The report: one [`Report`] value, written as `report.json` and rendered from it.
+//! The renderers: report.json in, text out. They format only: every number they show is read
+//! from the [`crate::model::Report`] (or derived from it by the metrics), never measured or
+//! computed here.
 //!
-//! The renderers (markdown, html, charts, the terminal summary) read only a `Report` that was
-//! deserialised from report.json, so a report re-rendered later looks the same as the first,
-//! and nothing measured can leak into the output without passing through the file.
-//!
-//! Schema `bulkhead-report/1` ([`SCHEMA`]), described by `bench/schema/report-v1.json`. Units
-//! are in the field names: `_ns` nanoseconds (host CLOCK_MONOTONIC), `_kib` KiB. Fields added
-//! within version 1 (`comparison`, the VMs' `non_guest_rss_kib`, a merged report's `hosts`
-//! and row `host`) are optional, so reports written before them still read and render.
+//! [`json`] writes and reads report.json; [`markdown`], [`html`] (with [`charts`]) and
+//! [`terminal`] draw the same [`tables`]; [`merge`] combines several hosts' reports into one.
 
 pub mod charts;
 pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod merge;
-pub mod schema;
 pub mod tables;
 pub mod terminal;
 
-use crate::backend::{Availability, Kind};
-use crate::env::{Environment, KvmKind};
-use crate::stats::Summary;
-use serde::{Deserialize, Serialize};
-
-/// The `schema` value of this version of the report.
-pub const SCHEMA: &str = "bulkhead-report/1";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    pub schema: String,
-    pub tool: Tool,
-    /// Seconds since the Unix epoch when the run started.
-    pub created_unix_s: u64,
-    pub settings: Settings,
-    pub environment: Environment,
-    pub images: Images,
-    /// Every backend asked for, in order; missing ones carry their availability, never dropped.
-    pub backends: Vec<BackendReport>,
-    /// A merged report (`bulkhead report merge`): every input host with its own environment;
-    /// each row's `host` names one of them. Empty for the report of one run, where the
-    /// top-level environment is the only one.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub hosts: Vec<Host>,
-}
-
-/// One input of a merged report: where and how its rows were measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Host {
-    /// The label its rows carry (unique within the merged report).
-    pub label: String,
-    pub tool: Tool,
-    pub created_unix_s: u64,
-    pub settings: Settings,
-    pub environment: Environment,
-    pub images: Images,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Tool {
-    pub name: String,
-    pub version: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Settings {
-    pub runs: usize,
-    pub warmup: usize,
-    /// Idle instances up at once for the memory measurement.
-    pub instances: usize,
-    pub quick: bool,
-    pub timeout_s: f64,
-    /// `--seccomp FILE`: the profile every container bundle got. Absent when none (the
-    /// default) and in older reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seccomp_profile: Option<String>,
-}
-
-/// What ran inside the instances.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Images {
-    pub guest: String,
-    pub rootfs: String,
-    pub initramfs: String,
-    /// The Linux kernel's version, when one was used.
-    pub kernel: Option<String>,
-    /// The bare guest ELF, or why it was not found.
-    pub bare_guest: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BackendReport {
-    pub name: String,
-    pub kind: Kind,
-    pub guest: String,
-    pub version: Option<String>,
-    pub launcher: Option<String>,
-    pub availability: Availability,
-    /// For VMs: the KVM kind their numbers were measured under.
-    pub kvm: Option<KvmKind>,
-    pub startup: Option<Startup>,
-    pub memory: Option<Memory>,
-    pub isolation: Option<Isolation>,
-    /// Metrics without a number, and why (not measurable here, or an error).
-    pub notes: Vec<Note>,
-    /// This backend's numbers as ratios to its peer's, both measured in this run (see
-    /// [`compare`]). Absent for the process floor, for the peers themselves, and in reports
-    /// written before ratios existed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comparison: Option<Comparison>,
-    /// In a merged report: the label of the host (see `Report::hosts`) this row was measured on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// How many idle instances this host's memory holds, from the memory run (see
-    /// [`crate::metrics::density`]). Absent in reports from before it; renderers then derive it
-    /// from `memory` ([`BackendReport::density`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub density: Option<Density>,
-    /// How many host syscalls the instance's host process may make directly (see
-    /// [`crate::metrics::syscalls`]). Absent in reports from before it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub syscalls: Option<HostSyscalls>,
-}
-
-/// Density: idle instances per GiB of host memory and how many fit in this host's
-/// MemAvailable, from the MemAvailable change while N instances were up.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Density {
-    /// Idle instances that were up at once.
-    pub instances: usize,
-    /// How `per_instance_kib` and its uncertainty were obtained, as the report states it.
-    pub method: String,
-    /// Host memory one idle instance took, KiB (may be ≤ 0 on a noisy host).
-    pub per_instance_kib: f64,
-    /// 95% confidence interval of `per_instance_kib`, KiB (equal ends when only one
-    /// reading was available: reports from before the per-instance falls).
-    pub per_instance_ci95_kib: (f64, f64),
-    /// 1 GiB / `per_instance_kib`; null when the interval reaches 0 (see `reason`).
-    pub instances_per_gib: Option<f64>,
-    /// 1 GiB / the interval's upper end: the density the measurement supports at least;
-    /// null when even that is not positive.
-    pub instances_per_gib_at_least: Option<f64>,
-    /// What one instance is charged for, KiB: the larger of its PSS and its cgroup usage
-    /// (medians). Unlike MemAvailable, no neighbour moves it; it leaves out kernel memory
-    /// charged nowhere (page tables outside a cgroup, namespaces).
-    pub accounted_kib: Option<f64>,
-    /// 1 GiB / `accounted_kib`.
-    pub accounted_instances_per_gib: Option<f64>,
-    /// The host's MemAvailable before the instances came up, KiB.
-    pub mem_available_kib: u64,
-    /// ⌊`mem_available_kib` / per instance⌋: how many would fit right now, per instance by
-    /// MemAvailable when that is clear of the noise, else by the accounted memory
-    /// (`fit_basis` says which).
-    pub fit_in_mem_available: Option<u64>,
-    /// `mem_available` or `accounted`: which per-instance cost `fit_in_mem_available` used.
-    pub fit_basis: Option<String>,
-    /// Why `instances_per_gib` is null; null when it is not.
-    pub reason: Option<String>,
-    /// Sequential bring-up of the N instances: the sum of each one's spawn → ready line.
-    pub bring_up_ns: Option<u64>,
-}
-
-/// How many host syscalls an instance's host process may make directly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HostSyscalls {
-    /// The host process whose syscalls these are ("the container's init (the guest)").
-    pub process: String,
-    /// Its seccomp mode from /proc/PID/status (0 none, 1 strict, 2 filter); null if unread.
-    pub seccomp_mode: Option<u8>,
-    /// How many x86_64 syscalls it may make; null when not determinable (see `method`).
-    pub allowed: Option<u64>,
-    /// Of these, allowed only for some argument values.
-    pub conditional: Option<u64>,
-    /// The x86_64 syscalls there are (the table `method` names).
-    pub total: u64,
-    /// How `allowed` was obtained.
-    pub method: String,
-}
-
-/// A backend next to the peer it is compared with: speed and memory claims are made only as
-/// ratios to a peer measured in the same run, on the same host, so no number stands alone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    /// The peer's backend name (`crun` for containers, `qemu-microvm` for VMs).
-    pub peer: String,
-    /// Startup: this backend's ready p50 / the peer's ready p50.
-    pub startup_ready_p50: Ratio,
-    /// Memory: this backend's PSS p50 / the peer's PSS p50 (per idle instance).
-    pub memory_pss_p50: Ratio,
-    /// Density: this backend's instances per GiB / the peer's, both by MemAvailable when both
-    /// are clear of the noise, else both by charge (`basis` says which). Absent in reports
-    /// from before density.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub density_per_gib: Option<Ratio>,
-}
-
-/// One ratio of medians; `value` is null when either side has no number, and `reason` says
-/// which side and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ratio {
-    pub value: Option<f64>,
-    pub reason: Option<String>,
-    /// For a density ratio: `mem_available` or `accounted`, the cost both sides were taken
-    /// from. Absent for the other ratios.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub basis: Option<String>,
-}
+use crate::metrics::density;
+use crate::model::{BackendReport, Comparison, Ratio};
 
 /// The peer each backend is compared with: the most common tool of its kind that this host
 /// can run. The process floor, the peers themselves, and backends not listed have none.
@@ -265,8 +75,8 @@ fn ratio(
 /// Density against the peer's: by MemAvailable when both rows have it clear of the noise,
 /// else by charge, so the two sides always share a basis.
 fn density_ratio(ours: &BackendReport, peer: Option<&BackendReport>, peer_name: &str) -> Ratio {
-    let by_mem = |b: &BackendReport| b.density().and_then(|d| d.instances_per_gib);
-    let by_charge = |b: &BackendReport| b.density().and_then(|d| d.accounted_instances_per_gib);
+    let by_mem = |b: &BackendReport| density::of(b).and_then(|d| d.instances_per_gib);
+    let by_charge = |b: &BackendReport| density::of(b).and_then(|d| d.accounted_instances_per_gib);
     let both_mem = peer.is_some_and(|p| by_mem(ours).is_some() && by_mem(p).is_some());
     let (pick, basis): (fn(&BackendReport) -> Option<f64>, &str) = if both_mem {
         (by_mem, "mem_available")
@@ -335,190 +145,6 @@ pub fn ratio_cell(b: &BackendReport, pick: fn(&Comparison) -> &Ratio) -> String 
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Note {
-    /// `startup`, `memory`, `isolation` or `backend`.
-    pub metric: String,
-    pub kind: NoteKind,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NoteKind {
-    NotMeasured,
-    Error,
-}
-
-/// Startup: n runs after warm-up, both ends of each interval named.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Startup {
-    /// Where every interval starts.
-    pub from: String,
-    /// Where `ready_ns` intervals end.
-    pub to_ready: String,
-    /// Where `exit_ns` intervals end.
-    pub to_exit: String,
-    pub warmup: usize,
-    pub ready_ns: Vec<u64>,
-    pub exit_ns: Vec<u64>,
-    pub ready: Summary,
-    pub exit: Summary,
-    /// Per measured run, the VMM's own phase timestamps (ns since the VMM process started,
-    /// keys in phase order), for VMMs that report them; `None` for everything else.
-    #[serde(default)]
-    pub vmm_timings: Option<Vec<serde_json::Value>>,
-}
-
-/// One idle instance's memory, by each method.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MemorySample {
-    pub rss_kib: Option<u64>,
-    pub pss_kib: Option<u64>,
-    /// The container's own cgroup usage; `None` where the instance has no cgroup of its own.
-    pub cgroup_kib: Option<u64>,
-    /// VMs: the VMM's RSS outside the guest-RAM mapping (see `Memory::non_guest_method`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub non_guest_rss_kib: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Memory {
-    /// Idle instances up at once.
-    pub instances: usize,
-    /// Which process RSS/PSS were read from.
-    pub measured_process: String,
-    /// Which cgroup usage was read, or why none.
-    pub cgroup_method: String,
-    pub samples: Vec<MemorySample>,
-    pub rss_kib: Option<Summary>,
-    pub pss_kib: Option<Summary>,
-    pub cgroup_kib: Option<Summary>,
-    /// VMs: the VMM's own cost, its RSS without the guest's RAM. Absent for non-VMs and in
-    /// reports from before it was measured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub non_guest_rss_kib: Option<Summary>,
-    /// How `non_guest_rss_kib` was found (which mapping counted as guest RAM).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub non_guest_method: Option<String>,
-    pub mem_available_before_kib: u64,
-    pub mem_available_after_kib: u64,
-    /// (before − after) / instances; noisy on a busy host, and may be negative.
-    pub mem_available_drop_per_instance_kib: f64,
-    /// Per instance, KiB: MemAvailable's fall across its start (read just before it, and
-    /// after it was up and settled). Absent in older reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mem_available_falls_kib: Option<Vec<i64>>,
-    /// Per instance, KiB: MemAvailable's fall across an equally long pause right after its
-    /// start, nothing started: the host's own drift, subtracted pairwise (see
-    /// `crate::metrics::density`). Absent in older reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mem_available_idle_falls_kib: Option<Vec<i64>>,
-    /// Sequential bring-up: the sum over the N instances, started one after the other, of
-    /// spawn → ready line (host monotonic ns). Absent in older reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bring_up_ns: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Isolation {
-    /// The guest's probe object as printed (new probe keys pass through untouched).
-    pub probe: serde_json::Value,
-    /// What the host looked like, to compare against.
-    pub host: HostFacts,
-    pub scorecard: Vec<Fact>,
-    /// Where the probe ran when that differs from the backend's startup guest (a VM backend
-    /// whose startup runs the bare guest boots Linux for the probe): guest and accelerator.
-    /// Absent when the probe ran as the backend's own guest, and in older reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<ProbeRun>,
-}
-
-/// How a VM backend ran the probe: which guest, under which accelerator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeRun {
-    /// e.g. "Linux 6.1.0-56-cloud-amd64 + bulkhead-guest as init (initramfs)".
-    pub guest: String,
-    /// `kvm` or `tcg` (QEMU's software emulation: no KVM involved, so its numbers say nothing
-    /// about a KVM VM's speed; what the guest sees is the same).
-    pub accel: String,
-    /// Why this accelerator (e.g. "this host has PVM, which cannot boot Linux").
-    pub why: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HostFacts {
-    pub boot_id: Option<String>,
-    pub visible_pids: Option<u64>,
-    pub cap_eff: Option<String>,
-    pub canary_path: String,
-    /// The loopback listener the probe was asked to reach (`127.0.0.1:PORT`). Absent in
-    /// reports written before the probe could connect; their `reaches_host_loopback` is null.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loopback_listener: Option<String>,
-}
-
-/// One row of the isolation scorecard.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fact {
-    /// Stable key: `shares_host_kernel`, `sees_host_pids`, `sees_host_canary`,
-    /// `reaches_host_loopback`, `host_capabilities`, `seccomp_filter`, `user_namespace`.
-    pub key: String,
-    /// The question, as the report shows it.
-    pub label: String,
-    /// `None` = not measured (see `detail`).
-    pub value: Option<bool>,
-    pub detail: String,
-}
-
-impl BackendReport {
-    pub fn note(&mut self, metric: &str, kind: NoteKind, message: impl Into<String>) {
-        self.notes.push(Note {
-            metric: metric.into(),
-            kind,
-            message: message.into(),
-        });
-    }
-
-    /// The row's name in tables: the backend, and in a merged report its host ("runc @ a").
-    pub fn label(&self) -> String {
-        match &self.host {
-            Some(h) => format!("{} @ {h}", self.name),
-            None => self.name.clone(),
-        }
-    }
-
-    /// The note for `metric`, if any (renderers show it in place of a number).
-    pub fn note_for(&self, metric: &str) -> Option<&Note> {
-        self.notes.iter().find(|n| n.metric == metric)
-    }
-
-    /// "not installed: …" / "unavailable: …", or `None` when the backend ran.
-    pub fn unavailable_text(&self) -> Option<String> {
-        match &self.availability {
-            Availability::Installed => None,
-            Availability::NotInstalled { how_to_get } => {
-                Some(format!("not installed: {how_to_get}"))
-            }
-            Availability::Unavailable { reason } => Some(format!("unavailable: {reason}")),
-        }
-    }
-
-    /// The row's density: as measured, or derived from `memory` for reports from before it.
-    pub fn density(&self) -> Option<Density> {
-        self.density.clone().or_else(|| {
-            self.memory
-                .as_ref()
-                .map(crate::metrics::density::from_memory)
-        })
-    }
-
-    /// The label a VM number carries: "(PVM (software KVM))"; empty for non-VMs.
-    pub fn kvm_label(&self) -> String {
-        self.kvm.map(|k| k.label().to_string()).unwrap_or_default()
-    }
-}
-
 /// Nanoseconds as milliseconds with a precision that suits the value.
 pub fn ms(ns: f64) -> String {
     let ms = ns / 1e6;
@@ -529,11 +155,6 @@ pub fn ms(ns: f64) -> String {
     } else {
         format!("{ms:.2}")
     }
-}
-
-/// KiB as MiB with one decimal.
-pub fn mib(kib: f64) -> String {
-    format!("{:.1}", kib / 1024.0)
 }
 
 /// A scorecard value as a word.

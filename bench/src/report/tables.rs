@@ -1,7 +1,12 @@
 //! The report's tables as plain cells: markdown, HTML and the terminal format the same rows, so
 //! the three never disagree about what a number is or which backend is missing.
 
-use super::{BackendReport, Report, mib, ms, ratio_cell, yes_no};
+use super::{is_peer, ms, ratio_cell, ratio_text, yes_no};
+use crate::metrics::density;
+use crate::model::{
+    BackendReport, Density, Environment, GIB_KIB, HostSyscalls, Images, NoteKind, Report, Settings,
+    Summary, mib,
+};
 
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -31,8 +36,8 @@ fn shorten(msg: String) -> String {
 fn missing_row(b: &BackendReport, width: usize, metric: &str) -> Option<Vec<String>> {
     let why = b.unavailable_text().or_else(|| {
         b.note_for(metric).map(|n| match n.kind {
-            super::NoteKind::NotMeasured => format!("not measured: {}", n.message),
-            super::NoteKind::Error => format!("error: {}", n.message),
+            NoteKind::NotMeasured => format!("not measured: {}", n.message),
+            NoteKind::Error => format!("error: {}", n.message),
         })
     })?;
     let mut row = vec![b.label(), shorten(why)];
@@ -42,9 +47,9 @@ fn missing_row(b: &BackendReport, width: usize, metric: &str) -> Option<Vec<Stri
 
 /// One host's environment as (what, value) pairs, in table order.
 fn environment_column(
-    e: &crate::env::Environment,
-    settings: &super::Settings,
-    images: &super::Images,
+    e: &Environment,
+    settings: &Settings,
+    images: &Images,
 ) -> Vec<(String, String)> {
     let installed: Vec<&str> = e
         .peers
@@ -231,7 +236,7 @@ pub fn memory(r: &Report) -> Table {
     .map(|h| s(h))
     .collect();
     let w = headers.len();
-    let p50 = |x: &Option<crate::stats::Summary>| x.as_ref().map_or(s("–"), |q| mib(q.p50));
+    let p50 = |x: &Option<Summary>| x.as_ref().map_or(s("–"), |q| mib(q.p50));
     let rows = r
         .backends
         .iter()
@@ -278,7 +283,7 @@ pub fn count(x: f64) -> String {
 }
 
 /// A density cell: "1024", or "≥ 512 (within noise)", or "– (within noise)".
-pub fn per_gib_cell(d: &super::Density) -> String {
+pub fn per_gib_cell(d: &Density) -> String {
     match (d.instances_per_gib, d.instances_per_gib_at_least) {
         (Some(v), _) => count(v),
         (None, Some(lo)) => format!("≥ {} (within noise)", count(lo)),
@@ -288,7 +293,7 @@ pub fn per_gib_cell(d: &super::Density) -> String {
 
 /// The one density number of a row: by MemAvailable when clear of the noise, else by the
 /// accounted memory, saying so ("4380 (PSS/cgroup)").
-pub fn best_density_cell(d: &super::Density) -> String {
+pub fn best_density_cell(d: &Density) -> String {
     match (d.instances_per_gib, d.accounted_instances_per_gib) {
         (Some(v), _) => count(v),
         (None, Some(a)) => format!("{} (PSS/cgroup)", count(a)),
@@ -316,7 +321,7 @@ pub fn density(r: &Report) -> Table {
     let rows = r
         .backends
         .iter()
-        .map(|b| match b.density() {
+        .map(|b| match density::of(b) {
             Some(d) => vec![
                 b.label(),
                 d.instances.to_string(),
@@ -359,8 +364,8 @@ pub fn density(r: &Report) -> Table {
     let method = r
         .backends
         .iter()
-        .find_map(|b| b.density())
-        .map_or_else(|| s(crate::metrics::density::METHOD), |d| d.method);
+        .find_map(density::of)
+        .map_or_else(|| s(density::METHOD), |d| d.method);
     Table {
         title: s("Density"),
         caption: format!(
@@ -386,15 +391,15 @@ fn density_ratio_cell(b: &BackendReport) -> String {
         Some(c) => c
             .density_per_gib
             .as_ref()
-            .map_or(s("–"), |r| super::ratio_text(r, &c.peer)),
-        None if super::is_peer(&b.name) => s("peer"),
+            .map_or(s("–"), |r| ratio_text(r, &c.peer)),
+        None if is_peer(&b.name) => s("peer"),
         None => s("–"),
     }
 }
 
 /// KiB as GiB with one decimal.
 fn gib(kib: f64) -> String {
-    format!("{:.1}", kib / crate::metrics::density::GIB_KIB)
+    format!("{:.1}", kib / GIB_KIB)
 }
 
 /// The scorecard's keys in column order, with short headers.
@@ -410,7 +415,7 @@ pub const SCORECARD: &[(&str, &str)] = &[
 
 /// The host-syscalls cell: "all 373 (no filter)", "312 of 373 (5 conditional)", "filter,
 /// not counted".
-pub fn syscalls_cell(h: &super::HostSyscalls) -> String {
+pub fn syscalls_cell(h: &HostSyscalls) -> String {
     match (h.allowed, h.seccomp_mode) {
         (Some(n), Some(0)) => format!("all {n} (no filter)"),
         (Some(n), _) => match h.conditional.filter(|&c| c > 0) {
@@ -557,8 +562,8 @@ pub fn notes(r: &Report) -> Vec<String> {
                     b.label(),
                     n.metric,
                     match n.kind {
-                        super::NoteKind::NotMeasured => "not measured: ",
-                        super::NoteKind::Error => "error: ",
+                        NoteKind::NotMeasured => "not measured: ",
+                        NoteKind::Error => "error: ",
                     },
                     n.message
                 )

@@ -1,6 +1,8 @@
 //! The summary printed at the end of `bulkhead bench`: one line per backend.
 
-use super::{Report, mib, ms, ratio_cell, yes_no};
+use super::{ms, ratio_cell, yes_no};
+use crate::metrics::density;
+use crate::model::{Report, mib};
 
 pub fn render(r: &Report) -> String {
     let mut rows: Vec<Vec<String>> = vec![
@@ -49,9 +51,7 @@ pub fn render(r: &Report) -> String {
             .as_ref()
             .and_then(|m| m.non_guest_rss_kib.as_ref())
             .map_or("–".into(), |s| mib(s.p50));
-        let density = b
-            .density()
-            .map_or("–".into(), |d| super::tables::best_density_cell(&d));
+        let density = density::of(b).map_or("–".into(), |d| super::tables::best_density_cell(&d));
         let fact = |key: &str| {
             b.isolation
                 .as_ref()
