@@ -1,31 +1,27 @@
-//! Rootless containers: what changes when the runtime runs without privileges (runc's
-//! "rootless" mode, which podman uses by default for non-root users).
+//! What remains of rootless.rs, and it is going away: the identity helpers [`euid`],
+//! [`egid`], [`in_user_namespace`], [`resolve`] (the `--rootless` flag) and [`default_root`],
+//! which `create`, `main` and `namespaces` call, until they move to the modules that use them.
+//! The rest has moved where it belongs, and is re-exported here only so that old paths keep
+//! working meanwhile:
+//! - which cgroups were delegated to a rootless caller, and the warning about the limits that
+//!   could not be applied: `cgroups::delegation` ([`warn_unapplied`]);
+//! - `spec --rootless`'s rewrite of the default config: `spec::rootless` ([`to_rootless`]).
 //!
-//! - The container needs a user namespace whose maps the caller may write: its own uid/gid
-//!   (written directly, `setgroups` denied first as the kernel demands) or, for more ids, the
-//!   ranges /etc/subuid and /etc/subgid give it, written by the setuid helpers `newuidmap` /
-//!   `newgidmap` (package `uidmap`). See [`crate::namespaces::write_id_maps`].
-//! - The state root defaults to `$XDG_RUNTIME_DIR/bulkhead-runtime` ([`default_root`]), as
-//!   runc's is `$XDG_RUNTIME_DIR/runc`.
-//! - Cgroups are used only where they were delegated to the caller (the group's directory is
-//!   writable by it, as systemd's `Delegate=yes` or a chown by the admin makes it). Elsewhere
-//!   the limits of `linux.resources` cannot be applied: `create` says which, once
-//!   ([`warn_unapplied`]), instead of failing, as runc does in rootless mode. That code is in
-//!   `cgroups::delegation`.
-//! - Device nodes cannot be created in a user namespace: the host's nodes are bind-mounted
-//!   (see [`crate::rootfs`]), and a fresh sysfs needs a network namespace owned by the user
-//!   namespace: without one, /sys is a bind of the host's.
-//!
-//! `--rootless auto|true|false` decides only the cgroup behaviour, as in runc: `auto` (the
-//! default) means rootless when the caller is not root or runs inside a user namespace.
+//! Rootless containers, briefly (runc's "rootless" mode, which podman uses by default for
+//! non-root users): the container needs a user namespace whose maps the caller may write (its
+//! own uid/gid, or the /etc/subuid and /etc/subgid ranges written by `newuidmap`/`newgidmap`;
+//! see `namespaces`); the state root defaults to `$XDG_RUNTIME_DIR/bulkhead-runtime`
+//! ([`default_root`]); cgroups are used only where delegated; device nodes are bind-mounted
+//! from the host (see `rootfs`). `--rootless auto|true|false` decides only the cgroup
+//! behaviour, as in runc: `auto` (the default) means rootless when the caller is not root or
+//! runs inside a user namespace.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
-use oci_spec::runtime::Spec;
 
-/// Kept here so that `create` still finds it: the code lives with the cgroups it is about.
 pub use crate::cgroups::warn_unapplied;
+pub use crate::spec::to_rootless;
 
 /// The effective uid of this process.
 pub fn euid() -> u32 {
@@ -73,77 +69,6 @@ pub fn default_root() -> PathBuf {
     PathBuf::from(crate::state::DEFAULT_ROOT)
 }
 
-/// Turn a default spec into a rootless one, as `runc spec --rootless` does: no network
-/// namespace (a rootless user cannot configure one usefully) and a new user namespace mapping
-/// the caller's uid and gid to 0; /sys bind-mounted (sysfs needs a network namespace owned by
-/// the user namespace); no `uid=`/`gid=` mount options (ids that are not mapped); no
-/// `linux.resources` (no cgroups unless delegated).
-pub fn to_rootless(spec: &mut Spec, uid: u32, gid: u32) -> Result<()> {
-    use oci_spec::runtime::{
-        LinuxIdMappingBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, MountBuilder,
-    };
-    let mut linux = spec.linux().clone().unwrap_or_default();
-    let mut nss: Vec<_> = linux
-        .namespaces()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| {
-            !matches!(
-                n.typ(),
-                LinuxNamespaceType::Network | LinuxNamespaceType::User
-            )
-        })
-        .collect();
-    nss.push(
-        LinuxNamespaceBuilder::default()
-            .typ(LinuxNamespaceType::User)
-            .build()?,
-    );
-    linux.set_namespaces(Some(nss));
-    let map = |id| {
-        LinuxIdMappingBuilder::default()
-            .container_id(0u32)
-            .host_id(id)
-            .size(1u32)
-            .build()
-    };
-    linux.set_uid_mappings(Some(vec![map(uid)?]));
-    linux.set_gid_mappings(Some(vec![map(gid)?]));
-    linux.set_resources(None);
-    spec.set_linux(Some(linux));
-
-    let mut mounts = Vec::new();
-    for m in spec.mounts().clone().unwrap_or_default() {
-        if m.destination() == Path::new("/sys") {
-            mounts.push(
-                MountBuilder::default()
-                    .destination("/sys")
-                    .typ("none")
-                    .source("/sys")
-                    .options(
-                        ["rbind", "nosuid", "noexec", "nodev", "ro"]
-                            .map(String::from)
-                            .to_vec(),
-                    )
-                    .build()?,
-            );
-            continue;
-        }
-        let mut m = m;
-        if let Some(o) = m.options().clone() {
-            let kept = o
-                .into_iter()
-                .filter(|o| !o.starts_with("uid=") && !o.starts_with("gid="))
-                .collect();
-            m.set_options(Some(kept));
-        }
-        mounts.push(m);
-    }
-    spec.set_mounts(Some(mounts));
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,34 +83,5 @@ mod tests {
                 .to_string()
                 .contains("--rootless")
         );
-    }
-
-    #[test]
-    fn rootless_spec_shape() {
-        let mut spec: Spec = serde_json::from_str(&crate::spec::default_json().unwrap()).unwrap();
-        to_rootless(&mut spec, 1000, 1001).unwrap();
-        let v = serde_json::to_value(&spec).unwrap();
-        let nss: Vec<&str> = v["linux"]["namespaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["type"].as_str().unwrap())
-            .collect();
-        assert!(
-            nss.contains(&"user") && !nss.contains(&"network"),
-            "{nss:?}"
-        );
-        assert_eq!(v["linux"]["uidMappings"][0]["hostID"], 1000);
-        assert_eq!(v["linux"]["gidMappings"][0]["hostID"], 1001);
-        assert!(v["linux"].get("resources").is_none());
-        let sys = v["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["destination"] == "/sys")
-            .unwrap();
-        assert_eq!(sys["type"], "none");
-        assert!(sys["options"].as_array().unwrap().contains(&"rbind".into()));
-        assert!(!v["mounts"].to_string().contains("gid="));
     }
 }

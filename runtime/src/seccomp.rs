@@ -12,6 +12,10 @@
 //!   libseccomp's bad-architecture action (kill), as under runc;
 //! - many rules switch on libseccomp's binary-tree layout, as runc does.
 //!
+//! The profile's fields were checked by `spec` (pass 1 of validation, which names the field
+//! of an unknown action, operator, architecture or flag); errors here are strings naming the
+//! field, which `spec` wraps. This module does not depend on `spec`.
+//!
 //! Like runc and crun, we let libseccomp generate the program but load it ourselves: the parent
 //! compiles it while validating the bundle (so a bad profile is one error naming the field,
 //! before anything exists), and the init, after fork, makes a single seccomp(2) call with no
@@ -29,9 +33,6 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
     LinuxSeccompOperator,
 };
-use serde_json::Value;
-
-use crate::spec::SpecError;
 
 // seccomp(2) flags (linux/seccomp.h); the libc crate does not define them.
 const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
@@ -51,80 +52,6 @@ const BINARY_TREE_OVER: usize = 256;
 pub struct Program {
     pub filter: Vec<libc::sock_filter>,
     pub flags: libc::c_ulong,
-}
-
-fn spec_err(field: impl Into<String>, msg: impl Into<String>) -> SpecError {
-    SpecError {
-        field: field.into(),
-        msg: msg.into(),
-    }
-}
-
-/// Check one enumerated string field by letting oci-spec parse just that value: serde would
-/// report an unknown variant without saying where it is.
-fn check_enum<T: serde::de::DeserializeOwned>(
-    v: Option<&Value>,
-    field: &str,
-    what: &str,
-    required: bool,
-) -> Result<(), SpecError> {
-    match v {
-        None | Some(Value::Null) if required => Err(spec_err(field, "missing")),
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) => serde_json::from_value::<T>(Value::String(s.clone()))
-            .map(drop)
-            .map_err(|_| spec_err(field, format!("unknown {what} {s:?}"))),
-        Some(_) => Err(spec_err(field, "must be a string")),
-    }
-}
-
-fn array<'a>(v: Option<&'a Value>, field: &str) -> Result<&'a [Value], SpecError> {
-    match v {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a),
-        Some(_) => Err(spec_err(field, "must be an array")),
-    }
-}
-
-/// Pass 1 of validation (see [`crate::spec`]) for `linux.seccomp`, on the raw JSON: the
-/// fields whose values come from a fixed set (actions, operators, architectures, flags).
-pub fn check_tree(v: &Value) -> Result<(), SpecError> {
-    let s = match v {
-        Value::Null => return Ok(()),
-        Value::Object(m) => m,
-        _ => return Err(spec_err("linux.seccomp", "must be an object")),
-    };
-    check_enum::<LinuxSeccompAction>(
-        s.get("defaultAction"),
-        "linux.seccomp.defaultAction",
-        "action",
-        true,
-    )?;
-    let f = "linux.seccomp.architectures";
-    for (i, a) in array(s.get("architectures"), f)?.iter().enumerate() {
-        check_enum::<Arch>(Some(a), &format!("{f}[{i}]"), "architecture", true)?;
-    }
-    let f = "linux.seccomp.flags";
-    for (i, a) in array(s.get("flags"), f)?.iter().enumerate() {
-        check_enum::<LinuxSeccompFilterFlag>(Some(a), &format!("{f}[{i}]"), "flag", true)?;
-    }
-    let f = "linux.seccomp.syscalls";
-    for (i, sc) in array(s.get("syscalls"), f)?.iter().enumerate() {
-        let f = format!("{f}[{i}]");
-        let Value::Object(sc) = sc else {
-            return Err(spec_err(f, "must be an object"));
-        };
-        check_enum::<LinuxSeccompAction>(sc.get("action"), &format!("{f}.action"), "action", true)?;
-        let fa = format!("{f}.args");
-        for (j, a) in array(sc.get("args"), &fa)?.iter().enumerate() {
-            let fa = format!("{fa}[{j}]");
-            let Value::Object(a) = a else {
-                return Err(spec_err(fa, "must be an object"));
-            };
-            check_enum::<LinuxSeccompOperator>(a.get("op"), &format!("{fa}.op"), "op", true)?;
-        }
-    }
-    Ok(())
 }
 
 /// The libseccomp action for an OCI action. `errno` is the rule's `errnoRet` (EPERM when
@@ -356,6 +283,8 @@ pub fn load(p: &Program) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     const RET_K: u16 = 0x06;
@@ -461,46 +390,5 @@ mod tests {
         ] {
             scmp_arch(a).unwrap();
         }
-    }
-
-    #[test]
-    fn unknown_enum_values_name_the_field() {
-        let cases = [
-            (
-                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
-                    "syscalls": [{"names": ["a"], "action": "SCMP_ACT_ALLOW"},
-                                 {"names": ["b"], "action": "X"}]}),
-                "linux.seccomp.syscalls[1].action: unknown action \"X\"",
-            ),
-            (
-                serde_json::json!({"defaultAction": "SCMP_ACT_NOPE"}),
-                "linux.seccomp.defaultAction: unknown action \"SCMP_ACT_NOPE\"",
-            ),
-            (
-                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
-                    "syscalls": [{"names": ["a"], "action": "SCMP_ACT_ERRNO",
-                                  "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ABOUT"}]}]}),
-                "linux.seccomp.syscalls[0].args[0].op: unknown op \"SCMP_CMP_ABOUT\"",
-            ),
-            (
-                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
-                    "flags": ["SECCOMP_FILTER_FLAG_FOO"]}),
-                "linux.seccomp.flags[0]: unknown flag \"SECCOMP_FILTER_FLAG_FOO\"",
-            ),
-            (
-                serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
-                    "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_VAX"]}),
-                "linux.seccomp.architectures[1]: unknown architecture \"SCMP_ARCH_VAX\"",
-            ),
-        ];
-        for (v, want) in cases {
-            let e = check_tree(&v).unwrap_err();
-            assert_eq!(format!("{}: {}", e.field, e.msg), want);
-        }
-        check_tree(&serde_json::json!({"defaultAction": "SCMP_ACT_KILL",
-            "architectures": ["SCMP_ARCH_X86"], "flags": ["SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
-            "syscalls": [{"names": ["a"], "action": "SCMP_ACT_LOG",
-                          "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_MASKED_EQ"}]}]}))
-        .unwrap();
     }
 }
