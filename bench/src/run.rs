@@ -5,7 +5,7 @@
 //! recorded as a note, and the other backends still run.
 
 use crate::backend::{self, Backend, Context, Task};
-use crate::metrics::{density, isolation, memory, startup, syscalls};
+use crate::metrics::{compare, density, isolation, memory, startup, syscalls};
 use crate::model::{
     self, Availability, BackendReport, Environment, Images, NoteKind, Report, Settings, Tool,
 };
@@ -196,7 +196,7 @@ pub fn run(
         anyhow::bail!(Interrupted);
     }
     // Ratios only once every row is in: each is taken against a peer from this same run.
-    report::compare(&mut rows);
+    compare::against_peers(&mut rows);
 
     Ok(Report {
         schema: model::SCHEMA.into(),

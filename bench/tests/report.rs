@@ -1,7 +1,7 @@
 //! Rendering and validating a fixed report.json (checked in under tests/fixtures/), and the
 //! `bulkhead report DIR` re-render, including its bad-input errors.
 
-use bulkhead::metrics::density;
+use bulkhead::metrics::{compare, density};
 use bulkhead::model::{self, schema};
 use bulkhead::report::{self, json};
 use bulkhead_testkit::bin;
@@ -276,9 +276,9 @@ fn fixture_ratios_are_against_the_peer_of_the_same_run_and_rendered() {
     let r = json::read(&fixture()).unwrap();
     let by = |n: &str| r.backends.iter().find(|b| b.name == n).unwrap();
     let p50 = |n: &str| by(n).startup.as_ref().unwrap().ready.p50;
-    // The stored ratios are what compare() computes from the rows themselves.
+    // The stored ratios are what against_peers() computes from the rows themselves.
     let mut again = r.backends.clone();
-    report::compare(&mut again);
+    compare::against_peers(&mut again);
     for (stored, computed) in r.backends.iter().zip(&again) {
         assert_eq!(stored.comparison, computed.comparison, "{}", stored.name);
     }
@@ -403,7 +403,7 @@ fn a_peer_missing_from_the_run_gives_a_null_ratio_with_the_reason() {
         .into_iter()
         .filter(|b| b.name != "crun")
         .collect();
-    report::compare(&mut rows);
+    compare::against_peers(&mut rows);
     let runc = rows.iter().find(|b| b.name == "runc").unwrap();
     let c = runc.comparison.as_ref().unwrap();
     assert_eq!(c.startup_ready_p50.value, None);
@@ -469,7 +469,7 @@ fn report_merge_keeps_each_host_and_labels_its_rows() {
         assert_eq!(row.comparison, src.comparison, "{}", row.label());
     }
     let mut again = m.backends.clone();
-    report::compare(&mut again);
+    compare::against_peers(&mut again);
     assert!(
         again
             .iter()

@@ -106,6 +106,20 @@ pub fn from_memory(m: &Memory) -> Density {
     }
 }
 
+/// The density the measurement allows at most: 1 GiB / the interval's lower end; `None` when
+/// that end is not positive (no upper bound).
+pub fn instances_per_gib_at_most(d: &Density) -> Option<f64> {
+    let (lo, _) = d.per_instance_ci95_kib;
+    (lo > 0.0).then(|| GIB_KIB / lo)
+}
+
+/// Sequential bring-up per instance, ns: the sum of spawn → ready line over the instances
+/// that were up, divided by their number.
+pub fn bring_up_per_instance_ns(d: &Density) -> Option<f64> {
+    d.bring_up_ns
+        .map(|ns| ns as f64 / d.instances.max(1) as f64)
+}
+
 /// A row's density: as measured, or derived from its memory run for reports from before
 /// density was recorded.
 pub fn of(b: &BackendReport) -> Option<Density> {

@@ -12,6 +12,28 @@ pub const FROM: &str = "spawn of the launcher process";
 pub const TO_READY: &str = "the host reading the guest's BULKHEAD-READY line";
 pub const TO_EXIT: &str = "the launcher's exit";
 
+/// The VMM's own phase timestamps over the measured runs (`Startup::vmm_timings`): per phase,
+/// the median in ns since the VMM process started, in time order (which is phase order).
+/// `process_start` is the VMM's absolute clock reading, the origin of the others, so it is
+/// left out.
+pub fn vmm_phase_medians(runs: &[serde_json::Value]) -> Vec<(String, f64)> {
+    let keys: std::collections::BTreeSet<&String> = runs
+        .iter()
+        .filter_map(|t| t.as_object())
+        .flat_map(|o| o.keys())
+        .filter(|k| *k != "process_start")
+        .collect();
+    let mut phases: Vec<(String, f64)> = keys
+        .into_iter()
+        .filter_map(|k| {
+            let v: Vec<f64> = runs.iter().filter_map(|t| t.get(k)?.as_f64()).collect();
+            Some((k.clone(), summarize(&v)?.p50))
+        })
+        .collect();
+    phases.sort_by(|a, b| a.1.total_cmp(&b.1));
+    phases
+}
+
 /// One run: (spawn → ready, spawn → exit) in ns.
 pub fn once(b: &mut dyn Backend, timeout: Duration) -> anyhow::Result<(u64, u64)> {
     // A failed earlier run must not lend its timings to this one.

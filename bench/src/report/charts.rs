@@ -5,7 +5,7 @@
 //! backend emits `<text>`), so no font files are needed at build or run time.
 
 use crate::metrics::density;
-use crate::model::{GIB_KIB, Kind, KvmKind, Report, Startup, mib};
+use crate::model::{Kind, KvmKind, Report, Startup, mib};
 use plotters::backend::SVGBackend;
 use plotters::coord::ranged1d::SegmentedCoord;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
@@ -238,9 +238,7 @@ fn density_bars(report: &Report) -> Vec<DensityBar> {
         .iter()
         .filter_map(|b| {
             let d = density::of(b)?;
-            let gib = GIB_KIB;
-            let (ci_lo, _) = d.per_instance_ci95_kib;
-            let hi = (ci_lo > 0.0).then(|| gib / ci_lo);
+            let hi = density::instances_per_gib_at_most(&d);
             // MemAvailable's estimate when it is clear of the noise; else the charged memory's,
             // pale, with what MemAvailable does say.
             let (value, text) = match (d.instances_per_gib, d.accounted_instances_per_gib) {

@@ -1,8 +1,8 @@
 //! The report's tables as plain cells: markdown, HTML and the terminal format the same rows, so
 //! the three never disagree about what a number is or which backend is missing.
 
-use super::{is_peer, ms, ratio_cell, ratio_text, yes_no};
-use crate::metrics::density;
+use super::{ms, optional_ratio_cell, ratio_cell, yes_no};
+use crate::metrics::{density, startup};
 use crate::model::{
     BackendReport, Density, Environment, GIB_KIB, HostSyscalls, Images, NoteKind, Report, Settings,
     Summary, mib,
@@ -338,7 +338,7 @@ pub fn density(r: &Report) -> Table {
                 per_gib_cell(&d),
                 d.accounted_kib.map_or(s("–"), mib),
                 d.accounted_instances_per_gib.map_or(s("–"), count),
-                density_ratio_cell(b),
+                optional_ratio_cell(b, |c| c.density_per_gib.as_ref()),
                 d.fit_in_mem_available.map_or(s("–"), |n| {
                     format!(
                         "{n} in {} GiB{}",
@@ -351,8 +351,7 @@ pub fn density(r: &Report) -> Table {
                     )
                 }),
                 d.bring_up_ns.map_or(s("–"), |ns| ms(ns as f64)),
-                d.bring_up_ns
-                    .map_or(s("–"), |ns| ms(ns as f64 / d.instances.max(1) as f64)),
+                density::bring_up_per_instance_ns(&d).map_or(s("–"), ms),
             ],
             None => missing_row(b, w, "memory").unwrap_or_else(|| {
                 let mut r = vec![b.label(), s("no data")];
@@ -382,18 +381,6 @@ pub fn density(r: &Report) -> Table {
         ),
         headers,
         rows,
-    }
-}
-
-/// The density ratio cell: "1.02× crun (by charge)", "peer", or "–".
-fn density_ratio_cell(b: &BackendReport) -> String {
-    match &b.comparison {
-        Some(c) => c
-            .density_per_gib
-            .as_ref()
-            .map_or(s("–"), |r| ratio_text(r, &c.peer)),
-        None if is_peer(&b.name) => s("peer"),
-        None => s("–"),
     }
 }
 
@@ -574,29 +561,14 @@ pub fn notes(r: &Report) -> Vec<String> {
 }
 
 /// The VMMs' own phase timestamps: per backend and phase, the median over the runs in ms since
-/// the VMM process started, in time order (which is phase order). `process_start` is the
-/// VMM's absolute clock reading, the origin of the others, so it is left out.
+/// the VMM process started, in phase order (see [`startup::vmm_phase_medians`]).
 pub fn vmm_phases(r: &Report) -> Option<Table> {
     let mut rows = Vec::new();
     for b in &r.backends {
         let Some(runs) = b.startup.as_ref().and_then(|s| s.vmm_timings.as_ref()) else {
             continue;
         };
-        let mut phases: Vec<(String, f64)> = Vec::new();
-        let keys: std::collections::BTreeSet<&String> = runs
-            .iter()
-            .filter_map(|t| t.as_object())
-            .flat_map(|o| o.keys())
-            .filter(|k| *k != "process_start")
-            .collect();
-        for k in keys {
-            let v: Vec<f64> = runs.iter().filter_map(|t| t.get(k)?.as_f64()).collect();
-            if let Some(s) = crate::stats::summarize(&v) {
-                phases.push((k.clone(), s.p50));
-            }
-        }
-        phases.sort_by(|a, b| a.1.total_cmp(&b.1));
-        for (k, p50) in phases {
+        for (k, p50) in startup::vmm_phase_medians(runs) {
             rows.push(vec![b.label(), b.kvm_label(), k, ms(p50)]);
         }
     }
