@@ -170,7 +170,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     } else {
         (bulkhead_images::build(&opts)?, None)
     };
-    bulkhead::backend::install_interrupt_handler();
+    bulkhead::backend::interrupt::install_handler();
     let report = run::run(&plan, &built, no_kernel.as_deref(), env, &exe_dir()?)?;
     let (report, written) = run::write_all(&args.out, &report)?;
     print!("{}", bulkhead::report::terminal::render(&report));

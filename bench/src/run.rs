@@ -4,6 +4,7 @@
 //! A backend that is missing or fails keeps its row: its availability or the error is
 //! recorded as a note, and the other backends still run.
 
+use crate::backend::interrupt::interrupted;
 use crate::backend::{self, Backend, Context, Task};
 use crate::metrics::{compare, density, isolation, memory, startup, syscalls};
 use crate::model::{
@@ -164,7 +165,7 @@ pub fn run(
 
     let mut rows = Vec::new();
     for (b, desc) in backends.iter_mut().zip(descriptions) {
-        if backend::interrupted() {
+        if interrupted() {
             break;
         }
         bar.set_message(desc.name.clone());
@@ -192,7 +193,7 @@ pub fn run(
         rows.push(row);
     }
     bar.finish_and_clear();
-    if backend::interrupted() {
+    if interrupted() {
         anyhow::bail!(Interrupted);
     }
     // Ratios only once every row is in: each is taken against a peer from this same run.
@@ -260,7 +261,7 @@ fn measure_backend(
         },
         Err(why) => row.note("memory", NoteKind::NotMeasured, why),
     }
-    if backend::interrupted() {
+    if interrupted() {
         return;
     }
     // Only to ask whether the backend runs probes; measure() builds the real task with the
@@ -277,7 +278,7 @@ fn measure_backend(
         Err(why) => row.note("isolation", NoteKind::NotMeasured, why),
     }
     bar.inc(1);
-    if backend::interrupted() {
+    if interrupted() {
         return;
     }
     let (table, libseccomp) = syscall_table;

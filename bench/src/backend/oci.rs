@@ -12,9 +12,8 @@
 //! users' containers, and [`Backend::cleanup`] can force-delete everything left in it. Ids are
 //! fresh for every instance (`bh-<pid>-<n>`): a leftover from a failed run never collides.
 
-use super::{
-    Backend, Context, Description, Instance, InstanceError, Task, stderr_tail, version_line,
-};
+use super::instance::{show, stderr_tail};
+use super::{Backend, Context, Description, Instance, InstanceError, Task, version_line};
 use crate::env::on_path;
 use crate::model::{Availability, Kind};
 use anyhow::{Context as _, bail};
@@ -90,7 +89,7 @@ impl Oci {
     /// Run a management command (start, kill, delete) to completion; an error names it.
     fn call(&self, args: &[&str]) -> anyhow::Result<()> {
         let mut cmd = self.rt(args)?;
-        let shown = super::show(&cmd);
+        let shown = show(&cmd);
         let out = cmd
             .stdin(Stdio::null())
             .output()

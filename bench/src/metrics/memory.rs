@@ -11,6 +11,7 @@
 //! - VMs: the VMM's non-guest RSS — its RSS without the guest's RAM, i.e. what the VMM itself
 //!   costs (see [`NON_GUEST_RULE`]).
 
+use crate::backend::interrupt::stop_if_interrupted;
 use crate::backend::{Backend, Instance, Task};
 use crate::model::{Kind, Memory, MemorySample};
 use crate::stats::summarize;
@@ -174,7 +175,7 @@ pub fn measure(
     let mut idle_falls = Vec::with_capacity(n);
     let result = (|| -> anyhow::Result<Memory> {
         for i in 0..n {
-            super::startup::stop_if_interrupted()?;
+            stop_if_interrupted()?;
             let step = std::time::Instant::now();
             let r0 = mem_available_kib()?;
             let mut inst = b

@@ -2,6 +2,7 @@
 //! and to the launcher's exit. Warm-up runs first (page cache, dentries, the runtime's own
 //! first-run work) and are discarded.
 
+use crate::backend::interrupt::stop_if_interrupted;
 use crate::backend::{Backend, Task};
 use crate::model::Startup;
 use crate::stats::summarize;
@@ -45,14 +46,6 @@ pub fn once(b: &mut dyn Backend, timeout: Duration) -> anyhow::Result<(u64, u64)
     let ready = ready?;
     let exit = stopped?.context("the backend reported no exit time")?;
     Ok((ready.at_ns - spawned, exit.saturating_sub(spawned)))
-}
-
-/// Between instances (never during one: see [`crate::backend::interrupted`]).
-pub fn stop_if_interrupted() -> anyhow::Result<()> {
-    if crate::backend::interrupted() {
-        anyhow::bail!("interrupted");
-    }
-    Ok(())
 }
 
 /// `warmup` discarded runs, then `runs` measured ones; `tick` after each (progress).
