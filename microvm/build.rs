@@ -7,7 +7,8 @@
 //! build id, no symbols, no timestamps (`ld -s --build-id=none`); a given binutils version
 //! gives byte-identical images.
 //!
-//! Outputs land in OUT_DIR and are embedded in the library (`bulkhead_vm::guests`).
+//! Outputs land in OUT_DIR: the library embeds the ones the benchmark uses
+//! (`bulkhead_vm::guests`), the tests the rest (tests/common/guests.rs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

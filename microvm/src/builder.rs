@@ -67,12 +67,14 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
     // maps stacks and signal stacks, is over), and until the filter is on.
     let gate = Arc::new(Barrier::new(usize::from(cfg.cpus) + 1));
     vcpu::start(vcpus, &devices, &exits_tx, &gate)?;
-    let probe = seccomp::TestProbe::from_env();
+    #[cfg(feature = "test-hooks")]
+    let probe = crate::test_hooks::ForbiddenSyscall::from_env();
     gate.wait();
     if let Some(filter) = &filter {
         // On an error the vCPU threads stay parked at the gate; the caller ends the process.
         seccomp::install(filter)?;
     }
+    #[cfg(feature = "test-hooks")]
     if let Some(probe) = probe {
         probe.fire(vm.kvm());
     }

@@ -1,6 +1,10 @@
-//! The bare guests built from guests/bare/ by build.rs, embedded so that tests and the
-//! benchmark harness need no toolchain or files of their own: write the bytes to a file
-//! and pass it as `--kernel` (ELF guests) or to QEMU as `-bios` (the firmware image).
+//! The bare guests built from guests/bare/ by build.rs that the benchmark harness uses,
+//! embedded so that it needs no toolchain or files of its own: write the bytes to a file and
+//! pass it as `--kernel` (ELF guests) or to QEMU as `-bios` (the firmware image).
+//!
+//! build.rs builds the hostile guests (triple fault, MMIO storm, serial flood, panic,
+//! power-off, memory hog) and the PVH variant too; they are not part of the library: the
+//! tests embed them from OUT_DIR themselves (tests/common/guests.rs).
 
 macro_rules! guest {
     ($file:literal) => {
@@ -8,41 +12,20 @@ macro_rules! guest {
     };
 }
 
-/// Prints `BULKHEAD-READY <tsc> bare`, writes 123 to the boot timer (MMIO 0xd000_0000) and
-/// resets through the i8042 (0xFE to port 0x64). Boots under bulkhead-vm and Firecracker.
+/// Prints `BULKHEAD-READY <tsc> bare`, writes 123 to the boot timer (at
+/// [`BOOT_TIMER_MMIO`](crate::arch::x86_64::layout::BOOT_TIMER_MMIO)) and resets through the
+/// i8042 (0xFE to port 0x64). Boots under bulkhead-vm and Firecracker.
 pub const BARE: &[u8] = guest!("bare.elf");
 
 /// The QEMU equivalent of [`BARE`]: a 64 KiB `-bios` image that prints the same line and
 /// leaves through `-device isa-debug-exit,iobase=0xf4,iosize=1` (QEMU exit status 1).
 pub const BARE_BIOS: &[u8] = guest!("bios.bin");
 
-/// Hostile: loads an empty IDT and executes `ud2`, which escalates to a triple fault.
-pub const TRIPLE_FAULT: &[u8] = guest!("triple-fault.elf");
-
-/// Hostile: touches unmapped MMIO, prints `BULKHEAD-READY <tsc> mmio`, then writes to
-/// unmapped MMIO forever.
-pub const MMIO: &[u8] = guest!("mmio.elf");
-
-/// Hostile: writes `A` to the serial port forever, without a newline.
-pub const SERIAL_FLOOD: &[u8] = guest!("serial-flood.elf");
-
-/// Prints `BULKHEAD-READY <tsc> hostile`, then halts with interrupts off forever.
+/// Prints `BULKHEAD-READY <tsc> hostile`, then halts with interrupts off forever: an idle
+/// guest whose VMM stays up until killed.
 pub const HALT: &[u8] = guest!("halt.elf");
 
-/// Prints `BULKHEAD-READY <tsc> hostile`, then Linux's `Kernel panic - not syncing: ...` line,
-/// then resets: the VMM must report a panic (exit 3), not a clean reboot.
-pub const PANIC: &[u8] = guest!("panic.elf");
-
-/// The bare guest with a PVH entry as well (an ELF note, like a PVH-capable vmlinux): entered
-/// at its 64-bit entry it prints `BULKHEAD-READY <tsc> linux64`, through PVH (after checking
-/// EBX points at an hvm_start_info) `BULKHEAD-READY 0 pvh`; then boot timer and i8042 reset.
-pub const PVH: &[u8] = guest!("pvh.elf");
-
-/// Prints `BULKHEAD-READY <tsc> hostile`, then Linux's `reboot: Power down` line, then halts
-/// with interrupts off: the VMM must end the VM as a clean power-off.
-pub const POWER_OFF: &[u8] = guest!("poweroff.elf");
-
-/// Hostile: writes to every 4 KiB page from 2 MiB to 32 MiB, RAM or not, then prints
-/// `BULKHEAD-READY <tsc> hog` and halts with interrupts off: however much it touches, the
-/// VMM's memory must stay within the guest RAM it was given.
-pub const HOG: &[u8] = guest!("hog.elf");
+/// The bare guest with a PVH entry as well, for the boot module's unit tests (see
+/// tests/common/guests.rs).
+#[cfg(test)]
+pub(crate) const PVH: &[u8] = guest!("pvh.elf");

@@ -17,7 +17,9 @@
 //! 6. [`seccomp`]: the VMM's filter on every thread, then the vCPUs enter → `first_vcpu_entry`
 //! 7. wait for the first [`exit::VmExit`]                                → `shutdown`
 //!
-//! Every guest-physical address is in [`arch::x86_64::layout`].
+//! Every guest-physical address is in [`arch::x86_64::layout`]. The bare guests the benchmark
+//! runs are embedded in [`guests`]. The cargo feature `test-hooks` adds `test_hooks`, the
+//! seccomp test's forbidden-syscall probe; without it (release builds) no such code exists.
 
 pub mod arch;
 pub mod boot;
@@ -27,6 +29,8 @@ pub mod devices;
 pub mod exit;
 pub mod guests;
 pub mod seccomp;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 pub mod timings;
 pub mod vstate;
 

@@ -88,7 +88,7 @@ fn debug_line_names_the_boot_protocol() {
 fn pvh_guest_is_entered_the_way_the_protocol_says() {
     skip_unless!(have_kvm(), "/dev/kvm is not available");
     let dir = tempfile::tempdir().unwrap();
-    let kernel = write_file(dir.path(), "pvh.elf", bulkhead_vm::guests::PVH);
+    let kernel = write_file(dir.path(), "pvh.elf", guests::PVH);
     let k = kernel.to_str().unwrap();
     let pvm = bulkhead_vm::vstate::vm::is_pvm();
     let auto = if pvm { "linux64" } else { "pvh" };

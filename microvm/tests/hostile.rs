@@ -40,11 +40,7 @@ fn assert_timed_out(out: &Outcome) {
 #[test]
 fn triple_fault_is_a_crash() {
     skip_unless!(have_kvm(), "/dev/kvm is not available");
-    let out = hostile(
-        "triple.elf",
-        bulkhead_vm::guests::TRIPLE_FAULT,
-        &["--timeout", "20"],
-    );
+    let out = hostile("triple.elf", guests::TRIPLE_FAULT, &["--timeout", "20"]);
     assert_eq!(out.code(), Some(3), "{out:?}");
     assert!(out.stderr.contains("triple fault"), "{}", out.stderr);
 }
@@ -53,7 +49,7 @@ fn triple_fault_is_a_crash() {
 fn unmapped_mmio_is_survived_and_the_timeout_still_holds() {
     skip_unless!(have_kvm(), "/dev/kvm is not available");
     let t = TIMEOUT_S.to_string();
-    let out = hostile("mmio.elf", bulkhead_vm::guests::MMIO, &["--timeout", &t]);
+    let out = hostile("mmio.elf", guests::MMIO, &["--timeout", &t]);
     // It got past its first unmapped access and printed; then it loops on MMIO writes.
     assert!(out.stdout_str().starts_with("BULKHEAD-READY "), "{out:?}");
     assert!(out.stdout_str().contains(" mmio"), "{out:?}");
@@ -66,11 +62,7 @@ fn unmapped_mmio_is_survived_and_the_timeout_still_holds() {
 fn serial_flood_keeps_memory_bounded_and_times_out() {
     skip_unless!(have_kvm(), "/dev/kvm is not available");
     let t = TIMEOUT_S.to_string();
-    let out = hostile(
-        "flood.elf",
-        bulkhead_vm::guests::SERIAL_FLOOD,
-        &["--timeout", &t],
-    );
+    let out = hostile("flood.elf", guests::SERIAL_FLOOD, &["--timeout", &t]);
     assert_timed_out(&out);
     assert!(
         out.stdout.len() > 1000,
@@ -110,11 +102,7 @@ fn a_guest_halted_forever_is_killed_at_the_timeout() {
 #[test]
 fn a_reset_after_a_kernel_panic_line_is_a_panic() {
     skip_unless!(have_kvm(), "/dev/kvm is not available");
-    let out = hostile(
-        "panic.elf",
-        bulkhead_vm::guests::PANIC,
-        &["--timeout", "20"],
-    );
+    let out = hostile("panic.elf", guests::PANIC, &["--timeout", "20"]);
     assert_eq!(out.code(), Some(3), "{out:?}");
     assert!(
         out.stderr.contains("guest kernel panicked"),
@@ -127,11 +115,7 @@ fn a_reset_after_a_kernel_panic_line_is_a_panic() {
 #[test]
 fn the_power_down_line_ends_a_halted_guest_cleanly() {
     skip_unless!(have_kvm(), "/dev/kvm is not available");
-    let out = hostile(
-        "poweroff.elf",
-        bulkhead_vm::guests::POWER_OFF,
-        &["--timeout", "20"],
-    );
+    let out = hostile("poweroff.elf", guests::POWER_OFF, &["--timeout", "20"]);
     assert_eq!(out.code(), Some(0), "{out:?}");
     assert!(out.stdout_str().contains("reboot: Power down"), "{out:?}");
     assert!(
@@ -149,11 +133,7 @@ fn hog_rss_kib(mib: u32) -> u64 {
     const HOG_TIMEOUT_S: f64 = 3.0;
     let t = HOG_TIMEOUT_S.to_string();
     let m = mib.to_string();
-    let out = hostile(
-        "hog.elf",
-        bulkhead_vm::guests::HOG,
-        &["--memory", &m, "--timeout", &t],
-    );
+    let out = hostile("hog.elf", guests::HOG, &["--memory", &m, "--timeout", &t]);
     // It got through all 30 MiB of writes (the ready line comes after them) and survived.
     assert!(out.stdout_str().starts_with("BULKHEAD-READY "), "{out:?}");
     assert!(out.stdout_str().contains(" hog"), "{out:?}");
