@@ -131,7 +131,7 @@ pub fn run(
         rootfs: built.rootfs.clone(),
         exe_dir: exe_dir.to_path_buf(),
         workdir: workdir.path().to_path_buf(),
-        bare: backend::bulkhead_vm::write_bare(workdir.path()),
+        bare: backend::vm::write_bare(workdir.path()),
         linux: linux_images(built, no_kernel),
         kvm: env.kvm,
         dev_kvm: env.dev_kvm,

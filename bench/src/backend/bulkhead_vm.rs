@@ -1,4 +1,4 @@
-//! `bulkhead-vm` (our KVM VMM, beside our own executable) and where the bare guest comes from.
+//! `bulkhead-vm`: our KVM VMM, beside our own executable.
 //!
 //! Two rows: `bulkhead-vm` runs the freestanding bare guest (boots even under PVM), and
 //! `bulkhead-vm-linux` the Linux kernel + initramfs with bulkhead-guest as init, which needs
@@ -8,31 +8,12 @@
 //! interrupts off, so the VM stays up doing nothing until the harness kills the VMM. Its memory
 //! row is the VMM's own overhead (RSS/PSS, and the RSS outside the guest's RAM).
 
+use super::vm::{self, Launcher, bare_only_reason};
 use super::{Backend, BareImages, Context, Description, Instance, Task};
-use crate::model::{Availability, Kind, KvmKind};
-use anyhow::bail;
-use std::path::{Path, PathBuf};
+use crate::model::KvmKind;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
-
-/// The bare guests ship inside the bulkhead-vm library (assembled from microvm/guests/bare by
-/// its build.rs): write them into the run's scratch directory for the launchers to read, so
-/// the harness needs no toolchain and never picks up a stale build output.
-pub fn write_bare(workdir: &Path) -> Result<BareImages, String> {
-    let images = BareImages {
-        elf: workdir.join("bare.elf"),
-        bios: workdir.join("bare-bios.bin"),
-        halt: workdir.join("bare-halt.elf"),
-    };
-    for (path, bytes) in [
-        (&images.elf, bulkhead_vm::guests::BARE),
-        (&images.bios, bulkhead_vm::guests::BARE_BIOS),
-        (&images.halt, bulkhead_vm::guests::HALT),
-    ] {
-        std::fs::write(path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
-    }
-    Ok(images)
-}
 
 /// Guest RAM of an idle bare instance, MiB. The HALT guest touches a few pages only; a small
 /// size keeps N idle VMs cheap to map, while staying far larger than any other read-write
@@ -46,10 +27,8 @@ const IDLE_TIMEOUT_S: &str = "120";
 
 pub struct BulkheadVm {
     linux: bool,
-    binary: PathBuf,
+    launcher: Launcher,
     bare: Result<BareImages, String>,
-    kvm: KvmKind,
-    dev_kvm: bool,
     stderr: PathBuf,
     timings: Option<serde_json::Value>,
 }
@@ -66,10 +45,14 @@ impl BulkheadVm {
     fn new(ctx: &Context, linux: bool) -> BulkheadVm {
         BulkheadVm {
             linux,
-            binary: ctx.exe_dir.join("bulkhead-vm"),
+            // Ours lives beside our own executable (the same cargo target directory).
+            launcher: Launcher {
+                path: Some(ctx.exe_dir.join("bulkhead-vm")),
+                how_to_get: "build it: cargo build -p bulkhead-vm",
+                kvm: ctx.kvm,
+                dev_kvm: ctx.dev_kvm,
+            },
             bare: ctx.bare.clone(),
-            kvm: ctx.kvm,
-            dev_kvm: ctx.dev_kvm,
             stderr: ctx.workdir.join(if linux {
                 "bulkhead-vm-linux.stderr"
             } else {
@@ -79,25 +62,21 @@ impl BulkheadVm {
         }
     }
 
-    fn availability(&self) -> Availability {
-        let guest = if !self.linux {
-            self.bare.as_ref().map(|_| ()).map_err(Clone::clone)
-        } else if self.kvm == KvmKind::Pvm {
+    /// Whether this row's guest can run here (`Err(why)` when not).
+    fn guest_ok(&self) -> Result<(), String> {
+        let kvm = self.launcher.kvm;
+        if !self.linux {
+            vm::usable(&self.bare)
+        } else if kvm == KvmKind::Pvm {
             Err("needs hardware KVM — this host has PVM".into())
-        } else if !self.kvm.runs_linux_guests() {
+        } else if !kvm.runs_linux_guests() {
             Err(format!(
                 "needs hardware KVM — this host has {}",
-                self.kvm.label()
+                kvm.label()
             ))
         } else {
             Err("the Linux guest is not wired into the harness yet".into())
-        };
-        super::vm_availability(
-            self.binary.is_file(),
-            "build it: cargo build -p bulkhead-vm",
-            self.dev_kvm,
-            guest,
-        )
+        }
     }
 }
 
@@ -111,23 +90,12 @@ impl Backend for BulkheadVm {
     }
 
     fn describe(&self) -> Description {
-        Description {
-            name: self.name().into(),
-            kind: Kind::Vm,
-            version: self
-                .binary
-                .is_file()
-                .then(|| super::version_line(&self.binary, "--version"))
-                .flatten(),
-            availability: self.availability(),
-            guest: if self.linux {
-                "linux + bulkhead-guest".into()
-            } else {
-                "bare".into()
-            },
-            launcher: Some(self.binary.clone()),
-            kvm: Some(self.kvm),
-        }
+        let guest = if self.linux {
+            "linux + bulkhead-guest"
+        } else {
+            "bare"
+        };
+        self.launcher.describe(self.name(), guest, self.guest_ok())
     }
 
     fn supports(&self, task: &Task) -> Result<(), String> {
@@ -153,17 +121,12 @@ impl Backend for BulkheadVm {
     }
 
     fn prepare(&mut self) -> anyhow::Result<()> {
-        if let Availability::Unavailable { reason }
-        | Availability::NotInstalled { how_to_get: reason } = self.availability()
-        {
-            bail!("{}: {reason}", self.name());
-        }
-        Ok(())
+        self.launcher.check(self.name(), self.guest_ok())
     }
 
     fn start(&mut self, task: &Task) -> anyhow::Result<Instance> {
         let images = self.bare.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = Command::new(self.launcher.executable(self.name())?);
         // --timeout: the VMM itself ends a guest that hangs, so nothing outlives a failed run.
         // --timings: one JSON line of phase timestamps on stderr when the VM ends.
         if *task == Task::Idle {
@@ -242,13 +205,4 @@ impl Backend for BulkheadVm {
     fn take_vmm_timings(&mut self) -> Option<serde_json::Value> {
         self.timings.take()
     }
-}
-
-/// Why a bare-guest backend has no number for `task`.
-pub fn bare_only_reason(task: &Task) -> String {
-    format!(
-        "the bare guest only prints its ready line and powers off: `{}` needs the Linux guest \
-         (hardware KVM)",
-        task.name()
-    )
 }

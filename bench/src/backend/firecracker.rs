@@ -2,10 +2,10 @@
 //! `firecracker` binary is on PATH. It runs the bare ELF; the guest's i8042 reset makes
 //! Firecracker exit (status 0), which is the launcher exit the startup metric times.
 
+use super::vm::{self, Launcher, bare_only_reason};
 use super::{Backend, BareImages, Context, Description, Instance, Task};
 use crate::env::on_path;
-use crate::model::{Availability, Kind, KvmKind};
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -14,10 +14,8 @@ pub const HOW_TO_GET: &str = "download a release from github.com/firecracker-mic
      and put its `firecracker` binary on PATH";
 
 pub struct Firecracker {
-    binary: Option<PathBuf>,
+    launcher: Launcher,
     bare: Result<BareImages, String>,
-    kvm: KvmKind,
-    dev_kvm: bool,
     config: PathBuf,
     stderr: PathBuf,
 }
@@ -25,22 +23,16 @@ pub struct Firecracker {
 impl Firecracker {
     pub fn new(ctx: &Context) -> Firecracker {
         Firecracker {
-            binary: on_path("firecracker"),
+            launcher: Launcher {
+                path: on_path("firecracker"),
+                how_to_get: HOW_TO_GET,
+                kvm: ctx.kvm,
+                dev_kvm: ctx.dev_kvm,
+            },
             bare: ctx.bare.clone(),
-            kvm: ctx.kvm,
-            dev_kvm: ctx.dev_kvm,
             config: ctx.workdir.join("firecracker.json"),
             stderr: ctx.workdir.join("firecracker.stderr"),
         }
-    }
-
-    fn availability(&self) -> Availability {
-        super::vm_availability(
-            self.binary.is_some(),
-            HOW_TO_GET,
-            self.dev_kvm,
-            self.bare.as_ref().map(|_| ()).map_err(Clone::clone),
-        )
     }
 }
 
@@ -50,34 +42,24 @@ impl Backend for Firecracker {
     }
 
     fn describe(&self) -> Description {
-        Description {
-            name: "firecracker".into(),
-            kind: Kind::Vm,
-            version: self
-                .binary
-                .as_deref()
-                .and_then(|b| super::version_line(b, "--version")),
-            availability: self.availability(),
-            guest: "bare".into(),
-            launcher: self.binary.clone(),
-            kvm: Some(self.kvm),
-        }
+        self.launcher
+            .describe("firecracker", "bare", vm::usable(&self.bare))
     }
 
     fn supports(&self, task: &Task) -> Result<(), String> {
         match task {
             Task::Ready => Ok(()),
-            _ => Err(super::bulkhead_vm::bare_only_reason(task)),
+            _ => Err(bare_only_reason(task)),
         }
     }
 
     fn prepare(&mut self) -> anyhow::Result<()> {
-        let images = match (self.availability(), &self.bare) {
-            (Availability::Installed, Ok(images)) => images,
-            (Availability::NotInstalled { how_to_get: r }, _)
-            | (Availability::Unavailable { reason: r }, _) => bail!("firecracker: {r}"),
-            (_, Err(r)) => bail!("firecracker: {r}"),
-        };
+        self.launcher.check("firecracker", vm::usable(&self.bare))?;
+        // Available means the bare guest is there.
+        let images = self
+            .bare
+            .as_ref()
+            .map_err(|r| anyhow::anyhow!("firecracker: {r}"))?;
         let config = serde_json::json!({
             "boot-source": {
                 "kernel_image_path": images.elf,
@@ -92,10 +74,7 @@ impl Backend for Firecracker {
     }
 
     fn start(&mut self, task: &Task) -> anyhow::Result<Instance> {
-        let Some(fc) = &self.binary else {
-            bail!("firecracker is not installed ({HOW_TO_GET})");
-        };
-        let mut cmd = Command::new(fc);
+        let mut cmd = Command::new(self.launcher.executable("firecracker")?);
         cmd.args(["--no-api", "--config-file"]).arg(&self.config);
         Ok(Instance::spawn(cmd, task, &self.stderr)?)
     }

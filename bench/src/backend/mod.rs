@@ -7,8 +7,9 @@
 //!
 //! Here: the trait, what every backend is given ([`Context`]) and says ([`Description`]), and
 //! the registry ([`NAMES`], [`create`]). One file per backend ([`process`], [`oci`],
-//! [`bulkhead_vm`], [`qemu`], [`firecracker`]); the launcher process each instance runs is
-//! supervised by [`instance`], and Ctrl-C is handled by [`interrupt`].
+//! [`bulkhead_vm`], [`qemu`], [`firecracker`]), and what the three VM backends share in
+//! [`vm`]; the launcher process each instance runs is supervised by [`instance`], and Ctrl-C
+//! is handled by [`interrupt`].
 
 pub mod bulkhead_vm;
 pub mod firecracker;
@@ -17,6 +18,7 @@ pub mod interrupt;
 pub mod oci;
 pub mod process;
 pub mod qemu;
+pub mod vm;
 
 pub use instance::{Instance, InstanceError, Ready, Task};
 
@@ -65,7 +67,7 @@ pub struct Context {
     pub exe_dir: PathBuf,
     /// Scratch space for this run (bundles, state dirs, logs); removed by the caller.
     pub workdir: PathBuf,
-    /// The bare guest images, written out for this run (see [`bulkhead_vm::write_bare`]).
+    /// The bare guest images, written out for this run (see [`vm::write_bare`]).
     pub bare: Result<BareImages, String>,
     /// The Linux guest (kernel + the initramfs whose /init is bulkhead-guest), or why there is
     /// none in this run.
@@ -96,30 +98,6 @@ pub struct BareImages {
     /// The idle bare guest: prints its ready line, then halts with interrupts off until the
     /// VMM is killed (bulkhead_vm::guests::HALT).
     pub halt: PathBuf,
-}
-
-/// Availability of a VM backend, in the order a user fixes things: the launcher, then
-/// /dev/kvm, then whether its guest can run here (`guest`: `Err(reason)` when not).
-pub fn vm_availability(
-    launcher_installed: bool,
-    how_to_get: &str,
-    dev_kvm: bool,
-    guest: Result<(), String>,
-) -> Availability {
-    if !launcher_installed {
-        return Availability::NotInstalled {
-            how_to_get: how_to_get.into(),
-        };
-    }
-    if !dev_kvm {
-        return Availability::Unavailable {
-            reason: "no /dev/kvm on this host".into(),
-        };
-    }
-    match guest {
-        Ok(()) => Availability::Installed,
-        Err(reason) => Availability::Unavailable { reason },
-    }
 }
 
 /// One way of running the guest. See the module docs; the metrics use nothing else.

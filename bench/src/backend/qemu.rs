@@ -11,9 +11,10 @@
 //! and boot_id, no host pids or files) does not depend on the accelerator. The report marks
 //! such a row "TCG". The guest reboots when done; with `-no-reboot` QEMU then exits 0.
 
+use super::vm::{self, Launcher};
 use super::{Backend, BareImages, Context, Description, Instance, LinuxImages, Task};
 use crate::env::on_path;
-use crate::model::{Availability, Kind, KvmKind, ProbeRun};
+use crate::model::{KvmKind, ProbeRun};
 use anyhow::bail;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,31 +28,33 @@ const LINUX_MEMORY_MIB: &str = "256";
 const TCG_PROBE_TIMEOUT: Duration = Duration::from_secs(180);
 
 pub struct Qemu {
-    binary: Option<PathBuf>,
+    launcher: Launcher,
     bare: Result<BareImages, String>,
     linux: Result<LinuxImages, String>,
-    kvm: KvmKind,
-    dev_kvm: bool,
     stderr: PathBuf,
 }
 
 impl Qemu {
     pub fn new(ctx: &Context) -> Qemu {
         Qemu {
-            binary: on_path("qemu-system-x86_64"),
+            launcher: Launcher {
+                path: on_path("qemu-system-x86_64"),
+                how_to_get: "apt-get install qemu-system-x86",
+                kvm: ctx.kvm,
+                dev_kvm: ctx.dev_kvm,
+            },
             bare: ctx.bare.clone(),
             linux: ctx.linux.clone(),
-            kvm: ctx.kvm,
-            dev_kvm: ctx.dev_kvm,
             stderr: ctx.workdir.join("qemu.stderr"),
         }
     }
 
     /// The accelerator for the Linux guest, and why.
     fn linux_accel(&self) -> (&'static str, String) {
-        if self.dev_kvm && self.kvm.runs_linux_guests() {
-            ("kvm", format!("{} runs Linux guests", self.kvm.label()))
-        } else if self.kvm == KvmKind::Pvm {
+        let kvm = self.launcher.kvm;
+        if self.launcher.dev_kvm && kvm.runs_linux_guests() {
+            ("kvm", format!("{} runs Linux guests", kvm.label()))
+        } else if kvm == KvmKind::Pvm {
             (
                 "tcg",
                 "needs hardware KVM for a Linux guest — this host has PVM; TCG emulates the \
@@ -63,7 +66,7 @@ impl Qemu {
                 "tcg",
                 format!(
                     "this host has {}, which runs no Linux guest; TCG emulates the CPU in software",
-                    self.kvm.label()
+                    kvm.label()
                 ),
             )
         }
@@ -99,15 +102,6 @@ impl Qemu {
             .args(["-append", &append]);
         Ok(cmd)
     }
-
-    fn availability(&self) -> Availability {
-        super::vm_availability(
-            self.binary.is_some(),
-            "apt-get install qemu-system-x86",
-            self.dev_kvm,
-            self.bare.as_ref().map(|_| ()).map_err(Clone::clone),
-        )
-    }
 }
 
 impl Backend for Qemu {
@@ -116,18 +110,8 @@ impl Backend for Qemu {
     }
 
     fn describe(&self) -> Description {
-        Description {
-            name: "qemu-microvm".into(),
-            kind: Kind::Vm,
-            version: self
-                .binary
-                .as_deref()
-                .and_then(|b| super::version_line(b, "--version")),
-            availability: self.availability(),
-            guest: "bare".into(),
-            launcher: self.binary.clone(),
-            kvm: Some(self.kvm),
-        }
+        self.launcher
+            .describe("qemu-microvm", "bare", vm::usable(&self.bare))
     }
 
     fn supports(&self, task: &Task) -> Result<(), String> {
@@ -172,17 +156,11 @@ impl Backend for Qemu {
     }
 
     fn prepare(&mut self) -> anyhow::Result<()> {
-        match self.availability() {
-            Availability::Installed => Ok(()),
-            Availability::NotInstalled { how_to_get: r }
-            | Availability::Unavailable { reason: r } => {
-                bail!("qemu-microvm: {r}")
-            }
-        }
+        self.launcher.check("qemu-microvm", vm::usable(&self.bare))
     }
 
     fn start(&mut self, task: &Task) -> anyhow::Result<Instance> {
-        let (Some(qemu), Ok(images)) = (&self.binary, &self.bare) else {
+        let (Some(qemu), Ok(images)) = (&self.launcher.path, &self.bare) else {
             bail!("qemu-microvm is not available here");
         };
         if let Task::Probe { .. } = task {
@@ -217,15 +195,18 @@ mod tests {
 
     fn qemu(kvm: KvmKind) -> Qemu {
         Qemu {
-            binary: Some("/usr/bin/qemu-system-x86_64".into()),
+            launcher: Launcher {
+                path: Some("/usr/bin/qemu-system-x86_64".into()),
+                how_to_get: "unused",
+                kvm,
+                dev_kvm: true,
+            },
             bare: Err("unused".into()),
             linux: Ok(LinuxImages {
                 kernel: "/c/bzImage".into(),
                 initramfs: "/c/initramfs.cpio".into(),
                 version: "6.1.0-56-cloud-amd64".into(),
             }),
-            kvm,
-            dev_kvm: true,
             stderr: "/tmp/x".into(),
         }
     }
