@@ -1,0 +1,85 @@
+//! The container's file system view, built inside its new mount namespace (runs in the
+//! child, before pivot_root).
+//!
+//! Order: make our copy of the mount tree a slave (nothing we mount leaks to the host), bind
+//! the rootfs onto itself (pivot_root needs a mount point), mount the spec's mounts, create
+//! devices and the /dev symlinks, pivot_root (or, with `--no-pivot`, move + chroot), then
+//! sysctls, masked and readonly paths, readonly root.
+//!
+//! Mount destinations are resolved *inside* the rootfs: symlinks in the image are followed as
+//! if the rootfs were `/`, so a hostile image cannot point `/proc` at the host's `/etc`.
+//!
+//! The modules: [`options`] (what a mount option means), [`resolve`] (paths inside the
+//! rootfs), [`mounts`] (the spec's mounts), [`devices`] (/dev's nodes and symlinks), [`pivot`]
+//! (the switch into the new root, and what is done from inside it). This file runs them in order.
+
+mod devices;
+mod mounts;
+mod options;
+mod pivot;
+mod resolve;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use oci_spec::runtime::Spec;
+
+pub use mounts::mount;
+pub use options::{MOUNT_OPTIONS, Opt, parse_option};
+pub use pivot::finish;
+
+use resolve::InRoot;
+
+/// Everything the child needs to build the root file system.
+#[derive(Debug)]
+pub struct RootfsPlan<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub no_pivot: bool,
+    /// In a new user namespace mknod is refused: bind the host's device nodes instead.
+    pub in_userns: bool,
+}
+
+/// Make the mount tree private to us, then mount the spec's mounts into the rootfs and create
+/// devices. Runs in the child's new mount namespace.
+pub fn prepare(p: &RootfsPlan) -> Result<()> {
+    let linux = p.spec.linux().as_ref();
+    // Default like runc: rslave, so host mounts still appear but ours never leak out.
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_SLAVE | libc::MS_REC,
+        None,
+    )
+    .context("making / rslave")?;
+    mount(
+        Some(p.rootfs),
+        p.rootfs,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .context("bind-mounting the rootfs onto itself")?;
+
+    // Every destination is resolved against this descriptor by the kernel (see `InRoot`).
+    let root = InRoot::open(p.rootfs)?;
+    let mut dev_is_tmpfs = false;
+    for (i, m) in p.spec.mounts().iter().flatten().enumerate() {
+        mounts::mount_one(&root, p.rootfs, p.bundle, p.in_userns, m)
+            .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
+        if m.destination() == Path::new("/dev") {
+            dev_is_tmpfs = true;
+        }
+    }
+    let devs = linux.and_then(|l| l.devices().as_deref());
+    devices::create_devices(p.rootfs, p.in_userns, devs, dev_is_tmpfs)?;
+    Ok(())
+}
+
+/// Switch to the new root (pivot_root, or with `no_pivot` move + chroot). Runs in the child
+/// after [`prepare`] and the prestart/createRuntime hooks.
+pub fn enter(p: &RootfsPlan) -> Result<()> {
+    pivot::switch_root(p.rootfs, p.no_pivot)
+}
