@@ -162,6 +162,7 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: Entry) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arch::x86_64::layout::PVH_INFO_START;
 
     #[test]
     fn sregs_enter_long_mode_with_paging() {
@@ -193,9 +194,12 @@ mod tests {
         assert_eq!((s.cr3, s.cr4, s.efer & (EFER_LME | EFER_LMA)), (0, 0, 0));
         let r = boot_regs(Entry::Pvh {
             eip: 0x100_0000,
-            start_info: 0x6000,
+            start_info: PVH_INFO_START,
         });
-        assert_eq!((r.rip, r.rbx, r.rsi, r.rflags), (0x100_0000, 0x6000, 0, 2));
+        assert_eq!(
+            (r.rip, r.rbx, r.rsi, r.rflags),
+            (0x100_0000, PVH_INFO_START, 0, 2)
+        );
     }
 
     #[test]
