@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-pub const HOW_TO_GET: &str = "download a release from github.com/firecracker-microvm/firecracker/releases \
+const HOW_TO_GET: &str = "download a release from github.com/firecracker-microvm/firecracker/releases \
      and put its `firecracker` binary on PATH";
 
 pub struct Firecracker {

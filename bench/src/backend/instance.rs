@@ -253,11 +253,6 @@ impl Instance {
         }
     }
 
-    /// Whether the launcher has already been seen to exit.
-    pub fn has_exited(&self) -> bool {
-        self.exited.is_some()
-    }
-
     /// Wait for the launcher to exit: (host monotonic ns of the exit, status).
     ///
     /// Uses a pidfd so the timestamp is taken when the kernel reports the exit, not at the next

@@ -5,7 +5,7 @@
 //! backend emits `<text>`), so no font files are needed at build or run time.
 
 use crate::metrics::density;
-use crate::model::{Kind, KvmKind, Report, Startup, mib};
+use crate::model::{Kind, KvmKind, Report, Startup};
 use plotters::backend::SVGBackend;
 use plotters::coord::ranged1d::SegmentedCoord;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
@@ -407,15 +407,6 @@ where
     Some(())
 }
 
-/// Density rows as text, for tests and an accessible description.
-pub fn density_alt(report: &Report) -> String {
-    density_bars(report)
-        .iter()
-        .map(|b| format!("{}: {}", b.label, b.text))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 fn short_kvm(k: KvmKind) -> &'static str {
     use KvmKind::*;
     match k {
@@ -424,21 +415,4 @@ fn short_kvm(k: KvmKind) -> &'static str {
         Pvm => "PVM",
         None => "no KVM",
     }
-}
-
-/// Memory rows as text, for the chart's accessible description.
-pub fn memory_alt(report: &Report) -> String {
-    report
-        .backends
-        .iter()
-        .filter_map(|b| {
-            let m = b.memory.as_ref()?;
-            Some(format!(
-                "{}: PSS {} MiB",
-                b.label(),
-                m.pss_kib.as_ref().map_or("-".into(), |s| mib(s.p50))
-            ))
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
 }
