@@ -7,6 +7,9 @@
 //! when the kernel reports it on a pidfd. Every error names the command it ran
 //! ([`InstanceError`]); a dropped instance kills and reaps its launcher.
 
+// CLOCK_MONOTONIC in ns, the clock of every host timestamp in the report: the workspace has
+// one reader of it, bulkhead-vm's (its --timings use it too).
+use bulkhead_vm::timings::monotonic_ns;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
@@ -126,17 +129,6 @@ impl std::fmt::Debug for Instance {
             .field("container_id", &self.container_id)
             .finish_non_exhaustive()
     }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of every host timestamp in the report.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes only into the timespec we pass; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// `cmd` as one line, for messages.
