@@ -7,6 +7,7 @@
 use crate::metrics::density;
 use crate::model::{Kind, KvmKind, Report, Startup};
 use plotters::backend::SVGBackend;
+use plotters::coord::Shift;
 use plotters::coord::ranged1d::SegmentedCoord;
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::{RangedCoordf64, RangedCoordi32};
@@ -37,6 +38,40 @@ fn row_label(names: &[String], v: &SegmentValue<i32>) -> String {
 /// One segment per row: an integer range is inclusive once segmented, so `0..n-1` gives n.
 fn rows_axis(n: usize) -> SegmentedCoord<RangedCoordi32> {
     (0..n.saturating_sub(1) as i32).into_segmented()
+}
+
+/// A chart with `x` across and one labelled row per name down the left: the frame every chart
+/// here draws in. `whole_x_labels`: the x axis' numbers without decimals.
+fn rows_chart<'a, 'b, X>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    x: X,
+    names: &[String],
+    x_desc: &str,
+    whole_x_labels: bool,
+) -> Option<ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, SegmentedCoord<RangedCoordi32>>>>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(200)
+        .build_cartesian_2d(x, rows_axis(names.len()))
+        .ok()?;
+    let label = |v: &SegmentValue<i32>| row_label(names, v);
+    let whole = |v: &f64| format!("{v:.0}");
+    let mut mesh = chart.configure_mesh();
+    mesh.disable_y_mesh()
+        .y_labels(names.len())
+        .y_label_formatter(&label)
+        .light_line_style(TRANSPARENT);
+    if whole_x_labels {
+        mesh.x_label_formatter(&whole);
+    }
+    mesh.x_desc(x_desc).label_style((FONT, 13)).draw().ok()?;
+    Some(chart)
 }
 
 /// Startup distribution: every sample of spawn → ready line as a dot, per backend, on a log
@@ -71,27 +106,15 @@ pub fn startup_svg(report: &Report) -> Option<String> {
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).ok()?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Startup: launcher spawn → guest ready line (ms, log scale)",
-                (FONT, 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(200)
-            .build_cartesian_2d((lo..hi).log_scale(), rows_axis(rows.len()))
-            .ok()?;
-        let label = |v: &SegmentValue<i32>| row_label(&names, v);
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(rows.len())
-            .y_label_formatter(&label)
-            .light_line_style(TRANSPARENT)
-            .x_desc("milliseconds")
-            .label_style((FONT, 13))
-            .draw()
-            .ok()?;
+        let axis: LogCoord<f64> = (lo..hi).log_scale().into();
+        let mut chart = rows_chart(
+            &root,
+            "Startup: launcher spawn → guest ready line (ms, log scale)",
+            axis,
+            &names,
+            "milliseconds",
+            false,
+        )?;
         for (i, (_, s)) in rows.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let y = SegmentValue::CenterOf(i as i32);
@@ -161,24 +184,15 @@ pub fn memory_svg(report: &Report) -> Option<String> {
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
         root.fill(&WHITE).ok()?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Memory per idle instance (MiB, median)", (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(200)
-            .build_cartesian_2d(0.0..max * 1.45, rows_axis(rows.len()))
-            .ok()?;
-        let label = |v: &SegmentValue<i32>| row_label(&names, v);
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(rows.len())
-            .y_label_formatter(&label)
-            .light_line_style(TRANSPARENT)
-            .x_desc("MiB")
-            .label_style((FONT, 13))
-            .draw()
-            .ok()?;
+        let axis: RangedCoordf64 = (0.0..max * 1.45).into();
+        let mut chart = rows_chart(
+            &root,
+            "Memory per idle instance (MiB, median)",
+            axis,
+            &names,
+            "MiB",
+            false,
+        )?;
         // Split each backend's band into one bar per series, in pixels.
         let band = chart.plotting_area().dim_in_pixel().1 as i32 / rows.len() as i32;
         let bar = ((band - 12) / 3).max(2);
@@ -315,7 +329,7 @@ pub fn density_svg(report: &Report) -> Option<String> {
 const LOG_SPREAD: f64 = 20.0;
 
 fn draw_density<X>(
-    root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    root: &DrawingArea<SVGBackend<'_>, Shift>,
     axis: X,
     (x_lo, x_hi): (f64, f64),
     text_factor: f64,
@@ -328,34 +342,19 @@ where
     let names: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
     // Bars start at the axis' left end: 0 on a linear axis, the lowest value shown on a log one.
     let origin = x_lo;
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!(
-                "Density: idle instances per GiB of host memory{}",
-                if log { " (log scale)" } else { "" }
-            ),
-            (FONT, 18),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(200)
-        .build_cartesian_2d(axis, rows_axis(bars.len()))
-        .ok()?;
-    let label = |v: &SegmentValue<i32>| row_label(&names, v);
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(bars.len())
-        .y_label_formatter(&label)
-        .light_line_style(TRANSPARENT)
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .x_desc(
-            "instances per GiB of host memory (bar: by MemAvailable; line: its 95% range; \
-             pale bar: by charge (PSS/cgroup), MemAvailable within noise)",
-        )
-        .label_style((FONT, 13))
-        .draw()
-        .ok()?;
+    let caption = format!(
+        "Density: idle instances per GiB of host memory{}",
+        if log { " (log scale)" } else { "" }
+    );
+    let mut chart = rows_chart(
+        root,
+        &caption,
+        axis,
+        &names,
+        "instances per GiB of host memory (bar: by MemAvailable; line: its 95% range; \
+         pale bar: by charge (PSS/cgroup), MemAvailable within noise)",
+        true,
+    )?;
     let color = PALETTE[0];
     for (i, b) in bars.iter().enumerate() {
         let fill = if b.pale {
