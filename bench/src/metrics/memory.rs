@@ -13,7 +13,7 @@
 
 use crate::backend::interrupt::stop_if_interrupted;
 use crate::backend::{Backend, Instance, Task};
-use crate::model::{Kind, Memory, MemorySample};
+use crate::model::{Memory, MemorySample};
 use crate::stats::summarize;
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
@@ -230,11 +230,7 @@ pub fn measure(
             instances: n,
             measured_process: b
                 .memory_subject()
-                .unwrap_or_else(|| match b.describe().kind {
-                    Kind::Process => "the guest process".into(),
-                    Kind::Container => "the container's init (the guest)".into(),
-                    Kind::Vm => "the VMM process".into(),
-                }),
+                .unwrap_or_else(|| b.describe().kind.host_process().into()),
             cgroup_method: if own_cgroup {
                 "the container's memory cgroup (v1 memory.usage_in_bytes / v2 memory.current)"
                     .into()

@@ -206,9 +206,8 @@ pub fn assess(
 /// Which host process makes an instance's syscalls, by kind.
 fn subject(kind: Kind, name: &str) -> String {
     match kind {
-        Kind::Process => "the guest process".into(),
-        Kind::Container => "the container's init (the guest)".into(),
-        Kind::Vm => format!("the VMM process ({name})"),
+        Kind::Vm => format!("{} ({name})", kind.host_process()),
+        _ => kind.host_process().into(),
     }
 }
 

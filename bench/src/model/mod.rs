@@ -400,6 +400,18 @@ pub enum Kind {
     Vm,
 }
 
+impl Kind {
+    /// The host process of an instance of this kind, as the report names it: the process its
+    /// memory and its host syscalls are read from.
+    pub fn host_process(self) -> &'static str {
+        match self {
+            Kind::Process => "the guest process",
+            Kind::Container => "the container's init (the guest)",
+            Kind::Vm => "the VMM process",
+        }
+    }
+}
+
 /// What the report shows for one series of samples (all in the samples' unit); computed by
 /// `stats::summarize`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,8 +4,8 @@
 use super::{ms, optional_ratio_cell, ratio_cell, yes_no};
 use crate::metrics::{density, startup};
 use crate::model::{
-    BackendReport, Density, Environment, GIB_KIB, HostSyscalls, Images, NoteKind, Report, Settings,
-    Summary, mib,
+    BackendReport, Density, Environment, GIB_KIB, HostSyscalls, Images, Note, NoteKind, Report,
+    Settings, Summary, mib,
 };
 
 #[derive(Debug, Clone)]
@@ -32,17 +32,24 @@ fn shorten(msg: String) -> String {
     format!("{cut}… (see the notes)")
 }
 
-/// A row for a backend without numbers: its name, then why, then blanks.
-fn missing_row(b: &BackendReport, width: usize, metric: &str) -> Option<Vec<String>> {
-    let why = b.unavailable_text().or_else(|| {
-        b.note_for(metric).map(|n| match n.kind {
-            NoteKind::NotMeasured => format!("not measured: {}", n.message),
-            NoteKind::Error => format!("error: {}", n.message),
-        })
-    })?;
+/// A note as the report words it: "not measured: …" or "error: …".
+fn note_text(n: &Note) -> String {
+    match n.kind {
+        NoteKind::NotMeasured => format!("not measured: {}", n.message),
+        NoteKind::Error => format!("error: {}", n.message),
+    }
+}
+
+/// A row for a backend without numbers for `metric`: its name, then why (its availability,
+/// its note, or "no data"), then blanks.
+fn missing_row(b: &BackendReport, width: usize, metric: &str) -> Vec<String> {
+    let why = b
+        .unavailable_text()
+        .or_else(|| b.note_for(metric).map(note_text))
+        .unwrap_or_else(|| s("no data"));
     let mut row = vec![b.label(), shorten(why)];
     row.resize(width, String::new());
-    Some(row)
+    row
 }
 
 /// One host's environment as (what, value) pairs, in table order.
@@ -205,11 +212,7 @@ pub fn startup(r: &Report) -> Table {
                     ms(st.exit.p50),
                 ]
             }
-            None => missing_row(b, w, "startup").unwrap_or_else(|| {
-                let mut r = vec![b.label(), s("no data")];
-                r.resize(w, String::new());
-                r
-            }),
+            None => missing_row(b, w, "startup"),
         })
         .collect();
     Table {
@@ -252,11 +255,7 @@ pub fn memory(r: &Report) -> Table {
                 mib(m.mem_available_drop_per_instance_kib),
                 m.measured_process.clone(),
             ],
-            None => missing_row(b, w, "memory").unwrap_or_else(|| {
-                let mut r = vec![b.label(), s("no data")];
-                r.resize(w, String::new());
-                r
-            }),
+            None => missing_row(b, w, "memory"),
         })
         .collect();
     Table {
@@ -353,11 +352,7 @@ pub fn density(r: &Report) -> Table {
                 d.bring_up_ns.map_or(s("–"), |ns| ms(ns as f64)),
                 density::bring_up_per_instance_ns(&d).map_or(s("–"), ms),
             ],
-            None => missing_row(b, w, "memory").unwrap_or_else(|| {
-                let mut r = vec![b.label(), s("no data")];
-                r.resize(w, String::new());
-                r
-            }),
+            None => missing_row(b, w, "memory"),
         })
         .collect();
     let method = r
@@ -449,11 +444,7 @@ pub fn isolation(r: &Report) -> Table {
                 row
             }
             None => {
-                let mut row = missing_row(b, w, "isolation").unwrap_or_else(|| {
-                    let mut r = vec![b.label(), s("no data")];
-                    r.resize(w, String::new());
-                    r
-                });
+                let mut row = missing_row(b, w, "isolation");
                 // The VMM's filter is known even where the guest could not run the probe.
                 if let Some(h) = &b.syscalls {
                     row[w - 1] = syscalls_cell(h);
@@ -543,18 +534,9 @@ pub fn notes(r: &Report) -> Vec<String> {
     r.backends
         .iter()
         .flat_map(|b| {
-            b.notes.iter().map(move |n| {
-                format!(
-                    "{} / {}: {}{}",
-                    b.label(),
-                    n.metric,
-                    match n.kind {
-                        NoteKind::NotMeasured => "not measured: ",
-                        NoteKind::Error => "error: ",
-                    },
-                    n.message
-                )
-            })
+            b.notes
+                .iter()
+                .map(move |n| format!("{} / {}: {}", b.label(), n.metric, note_text(n)))
         })
         .chain(ratio_notes(r))
         .collect()
