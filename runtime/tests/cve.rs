@@ -12,8 +12,9 @@
 //!   Protection: the cwd must be inside the container after chdir; every descriptor but stdio
 //!   and --preserve-fds is closed at execve.
 //! - CVE-2021-30465: a mount destination that is a symlink out of the rootfs. Protection:
-//!   destinations are resolved inside the root (`secure_join`, then openat2 RESOLVE_IN_ROOT
-//!   and a mount on /proc/self/fd/N).
+//!   destinations are resolved inside the root by the kernel (`rootfs/resolve.rs`: openat2
+//!   RESOLVE_IN_ROOT, and a mount on /proc/self/fd/N). Device nodes go the same way: see
+//!   `rootfs_resolver.rs`.
 //! - CVE-2022-29162: inheritable/ambient capabilities the spec did not grant. Protection: the
 //!   inheritable and ambient sets are always set from the spec (empty when it has none), and
 //!   `exec --cap` never adds inheritable ones.

@@ -1,16 +1,22 @@
-//! Device nodes in the container's /dev, and /dev's symlinks.
+//! Device nodes in the container's /dev, and /dev's symlinks. Every one of them is made
+//! through the in-root resolver ([`super::resolve`]): the directory a node goes into is opened
+//! inside the rootfs, the node is made there with mknodat(2) and its mode and owner are set on
+//! the node itself, so a rootfs whose `/dev` is a symlink to a host directory (or one swapped
+//! in while we work) gets nothing created outside it.
 
+use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use super::mounts::mount;
-use super::resolve::{cstr, secure_join};
+use super::resolve::InRoot;
 
-const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
+/// The devices every container gets (runc's), as (path, major, minor) of character devices.
+const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
     ("/dev/null", 1, 3),
     ("/dev/zero", 1, 5),
     ("/dev/full", 1, 7),
@@ -19,129 +25,138 @@ const DEFAULT_DEVICES: &[(&str, u64, u64)] = &[
     ("/dev/tty", 5, 0),
 ];
 
-/// Create the default devices and `linux.devices` (`spec_devs`) in the rootfs at `rootfs`
-/// (binding the host's nodes with `in_userns`), and, when the spec mounts /dev
+/// One device node to make.
+struct Node<'a> {
+    /// Where, as the spec says it (and, in a user namespace, the host node to bind there).
+    path: &'a Path,
+    /// S_IFCHR, S_IFBLK or S_IFIFO.
+    typ: libc::mode_t,
+    rdev: libc::dev_t,
+    /// Permission bits.
+    mode: libc::mode_t,
+    uid: u32,
+    gid: u32,
+}
+
+impl<'a> Node<'a> {
+    fn default_device(&(path, major, minor): &'a (&str, u32, u32)) -> Node<'a> {
+        Node {
+            path: Path::new(path),
+            typ: libc::S_IFCHR,
+            rdev: libc::makedev(major, minor),
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn from_spec(d: &'a LinuxDevice) -> Node<'a> {
+        Node {
+            path: d.path(),
+            typ: match d.typ() {
+                LinuxDeviceType::B => libc::S_IFBLK,
+                LinuxDeviceType::P => libc::S_IFIFO,
+                _ => libc::S_IFCHR,
+            },
+            rdev: libc::makedev(d.major() as u32, d.minor() as u32),
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        }
+    }
+}
+
+/// Create the default devices and `linux.devices` (`spec_devs`) in the rootfs opened as
+/// `root` (binding the host's nodes with `in_userns`), and, when the spec mounts /dev
 /// (`dev_mounted`), /dev's symlinks.
 pub(super) fn create_devices(
-    rootfs: &Path,
+    root: &InRoot,
     in_userns: bool,
     spec_devs: Option<&[LinuxDevice]>,
     dev_mounted: bool,
 ) -> Result<()> {
-    let dev = secure_join(rootfs, Path::new("/dev"))?;
-    fs::create_dir_all(&dev)?;
+    let dev = root.resolve(Path::new("/dev"))?;
+    root.create(&dev, false)?;
+    let spec_devs = spec_devs.unwrap_or_default();
+    let defaults = DEFAULT_DEVICES
+        .iter()
+        .filter(|(path, ..)| !spec_devs.iter().any(|d| d.path() == Path::new(path)))
+        .map(Node::default_device);
+    let nodes: Vec<Node> = defaults
+        .chain(spec_devs.iter().map(Node::from_spec))
+        .collect();
     // SAFETY: umask has no preconditions; device modes must come out exactly as asked.
     let old = unsafe { libc::umask(0) };
-    let r = (|| -> Result<()> {
-        for &(path, major, minor) in DEFAULT_DEVICES {
-            if spec_devs.is_some_and(|d| d.iter().any(|d| d.path() == Path::new(path))) {
-                continue;
-            }
-            make_device(
-                rootfs,
-                in_userns,
-                Path::new(path),
-                'c',
-                major,
-                minor,
-                0o666,
-                0,
-                0,
-            )?;
-        }
-        for d in spec_devs.unwrap_or_default() {
-            let kind = match d.typ() {
-                LinuxDeviceType::B => 'b',
-                LinuxDeviceType::P => 'p',
-                _ => 'c',
-            };
-            make_device(
-                rootfs,
-                in_userns,
-                d.path(),
-                kind,
-                d.major() as u64,
-                d.minor() as u64,
-                d.file_mode().unwrap_or(0o666),
-                d.uid().unwrap_or(0),
-                d.gid().unwrap_or(0),
-            )
-            .with_context(|| format!("device {}", d.path().display()))?;
-        }
-        Ok(())
-    })();
+    let r = nodes.iter().try_for_each(|n| {
+        make_device(root, in_userns, n).with_context(|| format!("device {}", n.path.display()))
+    });
     // SAFETY: restores the previous umask.
     unsafe { libc::umask(old) };
     r?;
     if dev_mounted {
-        for (link, target) in [
-            ("fd", "/proc/self/fd"),
-            ("stdin", "/proc/self/fd/0"),
-            ("stdout", "/proc/self/fd/1"),
-            ("stderr", "/proc/self/fd/2"),
-        ] {
-            let l = dev.join(link);
-            if fs::symlink_metadata(&l).is_err() {
-                symlink(target, &l)?;
-            }
-        }
-        if Path::new("/proc/kcore").exists() && fs::symlink_metadata(dev.join("core")).is_err() {
-            symlink("/proc/kcore", dev.join("core"))?;
-        }
-        if dev.join("pts/ptmx").exists() {
-            let ptmx = dev.join("ptmx");
-            let _ = fs::remove_file(&ptmx);
-            symlink("pts/ptmx", &ptmx)?;
-        }
+        dev_symlinks(root, &dev).context("/dev's symlinks")?;
     }
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn make_device(
-    rootfs: &Path,
-    in_userns: bool,
-    path: &Path,
-    kind: char,
-    major: u64,
-    minor: u64,
-    mode: u32,
-    uid: u32,
-    gid: u32,
-) -> Result<()> {
-    let dest = secure_join(rootfs, path)?;
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    if in_userns {
-        // mknod is refused in a user namespace: bind the host's node over an empty file.
-        if !dest.exists() {
-            fs::File::create(&dest)?;
-        }
-        return mount(Some(path), &dest, None, libc::MS_BIND, None);
-    }
-    let rdev = libc::makedev(major as u32, minor as u32);
-    let fmt = match kind {
-        'b' => libc::S_IFBLK,
-        'p' => libc::S_IFIFO,
-        _ => libc::S_IFCHR,
+/// Make the node `n` inside the root, or in a user namespace (where mknod is refused) bind
+/// the host's node at the same path over an empty file.
+fn make_device(root: &InRoot, in_userns: bool, n: &Node) -> Result<()> {
+    let rel = root.resolve(n.path)?;
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        bail!("not a file inside the rootfs");
     };
-    if let Ok(m) = fs::symlink_metadata(&dest) {
-        use std::os::unix::fs::MetadataExt;
-        if m.rdev() == rdev && m.mode() & libc::S_IFMT == fmt {
+    root.create(parent, false)?;
+    if in_userns {
+        root.create(&rel, true)?;
+        let target = root.target(&rel, "")?;
+        return mount(Some(n.path), &target.path, None, libc::MS_BIND, None);
+    }
+    let dir = root.dir(parent)?;
+    if let Ok(st) = dir.stat(name) {
+        if st.st_rdev == n.rdev && st.st_mode & libc::S_IFMT == n.typ {
             return Ok(()); // already there (a rootfs without a /dev mount keeps its nodes)
         }
-        fs::remove_file(&dest)?;
+        dir.unlink(name).context("removing what is in its place")?;
     }
-    let c = cstr(&dest)?;
-    // SAFETY: `c` is a valid C string; mknod has no other memory preconditions.
-    if unsafe { libc::mknod(c.as_ptr(), fmt | (mode & 0o7777), rdev) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("mknod");
+    dir.mknod(name, n.typ | n.mode, n.rdev).context("mknod")?;
+    // The node just made, opened without following anything: mode and owner are set on
+    // exactly it, and if something else took its place meanwhile we stop.
+    let node = dir.open(name).context("opening the new node")?;
+    let st = node.stat()?;
+    if st.st_rdev != n.rdev || st.st_mode & libc::S_IFMT != n.typ {
+        bail!("replaced by something else while it was being made");
     }
-    fs::set_permissions(&dest, fs::Permissions::from_mode(mode & 0o7777))?;
-    // SAFETY: `c` is a valid C string.
-    if unsafe { libc::chown(c.as_ptr(), uid, gid) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("chown");
+    fs::set_permissions(&node.path, fs::Permissions::from_mode(n.mode)).context("chmod")?;
+    node.chown(n.uid, n.gid).context("chown")?;
+    Ok(())
+}
+
+/// /dev/fd, /dev/std{in,out,err}, /dev/core and /dev/ptmx (to the devpts instance), in the
+/// directory `dev` (relative to the root), each made as a symlink in that directory.
+fn dev_symlinks(root: &InRoot, dev: &Path) -> Result<()> {
+    let dir = root.dir(dev)?;
+    let mut links = vec![
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ];
+    // The host's /proc: whether this kernel has kcore at all.
+    if Path::new("/proc/kcore").exists() {
+        links.push(("core", "/proc/kcore"));
+    }
+    for (link, target) in links {
+        let link = OsStr::new(link);
+        if dir.stat(link).is_err() {
+            dir.symlink(Path::new(target), link)
+                .with_context(|| format!("{}", dev.join(link).display()))?;
+        }
+    }
+    if root.exists(&dev.join("pts/ptmx")) {
+        let ptmx = OsStr::new("ptmx");
+        let _ = dir.unlink(ptmx);
+        dir.symlink(Path::new("pts/ptmx"), ptmx).context("ptmx")?;
     }
     Ok(())
 }

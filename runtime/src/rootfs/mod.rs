@@ -6,8 +6,12 @@
 //! devices and the /dev symlinks, pivot_root (or, with `--no-pivot`, move + chroot), then
 //! sysctls, masked and readonly paths, readonly root.
 //!
-//! Mount destinations are resolved *inside* the rootfs: symlinks in the image are followed as
-//! if the rootfs were `/`, so a hostile image cannot point `/proc` at the host's `/etc`.
+//! Every path inside the rootfs (mount destinations, device nodes, /dev's symlinks) is
+//! resolved *inside* it, by the kernel ([`resolve`]): symlinks in the image are followed as if
+//! the rootfs were `/`, so a hostile image cannot point `/proc` at the host's `/etc`, nor
+//! `/dev` at a host directory to get device nodes made there. What is done after the switch
+//! (masked and readonly paths, sysctls) is done from inside the new root, where `/` is the
+//! rootfs anyway.
 //!
 //! The modules: [`options`] (what a mount option means), [`resolve`] (paths inside the
 //! rootfs), [`mounts`] (the spec's mounts), [`devices`] (/dev's nodes and symlinks), [`pivot`]
@@ -67,14 +71,14 @@ pub fn prepare(p: &RootfsPlan) -> Result<()> {
     let root = InRoot::open(p.rootfs)?;
     let mut dev_is_tmpfs = false;
     for (i, m) in p.spec.mounts().iter().flatten().enumerate() {
-        mounts::mount_one(&root, p.rootfs, p.bundle, p.in_userns, m)
+        mounts::mount_one(&root, p.bundle, p.in_userns, m)
             .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
         if m.destination() == Path::new("/dev") {
             dev_is_tmpfs = true;
         }
     }
     let devs = linux.and_then(|l| l.devices().as_deref());
-    devices::create_devices(p.rootfs, p.in_userns, devs, dev_is_tmpfs)?;
+    devices::create_devices(&root, p.in_userns, devs, dev_is_tmpfs)?;
     Ok(())
 }
 

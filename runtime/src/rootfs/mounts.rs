@@ -2,14 +2,13 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use oci_spec::runtime::Mount;
 
 use super::options::mount_flags;
-use super::resolve::{InRoot, Target, cstr, secure_join};
+use super::resolve::{InRoot, Target, cstr};
 
 /// mount(2) with Option arguments.
 pub fn mount(
@@ -49,21 +48,11 @@ pub fn mount(
 }
 
 /// Mount `m` (a spec mount; a relative bind source is relative to `bundle`) inside the rootfs
-/// at `rootfs`, opened as `root`. `in_userns`: the container has a new user namespace.
-pub(super) fn mount_one(
-    root: &InRoot,
-    rootfs: &Path,
-    bundle: &Path,
-    in_userns: bool,
-    m: &Mount,
-) -> Result<()> {
-    // Resolved in user space first only to know where inside the root the destination is
-    // meant to be (symlinks in the image followed as if the rootfs were /), so that missing
-    // directories can be created there; the mount itself goes through `root`.
-    let rel = secure_join(rootfs, m.destination())?
-        .strip_prefix(rootfs)
-        .map(Path::to_path_buf)
-        .context("destination outside the rootfs")?;
+/// opened as `root`. `in_userns`: the container has a new user namespace.
+pub(super) fn mount_one(root: &InRoot, bundle: &Path, in_userns: bool, m: &Mount) -> Result<()> {
+    // Where inside the root the destination is meant to be (symlinks in the image followed as
+    // if the rootfs were /), so that missing directories can be created there.
+    let rel = root.resolve(m.destination())?;
     // The destination, opened inside the root (it must exist: create it first). Resolved
     // again after mounting: a descriptor opened before names the directory *under* the mount.
     let resolve = |what: &str| root.target(&rel, what);
@@ -193,33 +182,44 @@ fn mount_cgroup_v1_or_v2(
         (flags & !libc::MS_RDONLY) | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         Some("mode=755"),
     )?;
-    // The tmpfs just mounted (`dest` names the directory under it).
+    // The tmpfs just mounted (`dest` names the directory under it): each hierarchy's entry
+    // is made in it with an *at call, and mounted on through its own descriptor.
     let top = mounted()?;
-    let dest = top.path.as_path();
-    let host = Path::new("/sys/fs/cgroup");
-    for e in fs::read_dir(host)?.flatten() {
+    let dir = top.dir().context("opening the cgroup tmpfs")?;
+    for e in fs::read_dir("/sys/fs/cgroup")?.flatten() {
         let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
+        let Some(name_str) = name.to_str() else {
+            continue;
+        };
         let ft = e.file_type()?;
-        let d = dest.join(name);
         if ft.is_symlink() {
-            symlink(fs::read_link(e.path())?, &d)?;
+            dir.symlink(&fs::read_link(e.path())?, &name)?;
             continue;
         }
         if !ft.is_dir() {
             continue;
         }
-        let data = match name {
+        let data = match name_str {
             "unified" => None,
             "systemd" => Some("none,name=systemd".to_string()),
             n => Some(n.to_string()),
         };
-        fs::create_dir_all(&d)?;
+        match dir.mkdir(&name) {
+            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e.into()),
+            _ => {}
+        }
+        let d = dir.open(&name)?;
         let r = match data {
-            None => mount(Some(Path::new("cgroup2")), &d, Some("cgroup2"), flags, None),
+            None => mount(
+                Some(Path::new("cgroup2")),
+                &d.path,
+                Some("cgroup2"),
+                flags,
+                None,
+            ),
             Some(data) => mount(
                 Some(Path::new("cgroup")),
-                &d,
+                &d.path,
                 Some("cgroup"),
                 flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                 Some(&data),
@@ -231,7 +231,7 @@ fn mount_cgroup_v1_or_v2(
         }
     }
     if ro != 0 {
-        remount_bind(dest, libc::MS_RDONLY)?;
+        remount_bind(&top.path, libc::MS_RDONLY)?;
     }
     Ok(())
 }

@@ -1,71 +1,83 @@
-//! Paths inside the rootfs, resolved as if the rootfs were `/`.
+//! Paths inside the rootfs, resolved by the kernel as if the rootfs were `/`.
+//!
+//! Every file the runtime creates, mounts on or changes inside the rootfs before the switch
+//! into it goes through here: mount destinations, /dev and its device nodes (mknod, chmod,
+//! chown, or a bind of the host's node in a user namespace), /dev's symlinks. Nothing joins
+//! the rootfs path and a path from the image into a string that the kernel would then
+//! resolve from the host's `/`.
+//!
+//! Why (CVE-2021-30465, and the same race for device nodes): runc resolved a destination in
+//! user space and then passed the path string to mount(2), which followed a symlink raced
+//! into place in between and mounted over a host directory. Here [`InRoot`] holds the rootfs
+//! open and every lookup is `openat2(RESOLVE_IN_ROOT)` on it: the kernel treats the
+//! descriptor as `/` for every `..` and every symlink, also ones swapped in while we work.
+//! What is then done to the file is done through the descriptor the lookup returned: a mount
+//! on `/proc/self/fd/N` of an `O_PATH` descriptor ([`Target`]) lands on exactly that inode,
+//! whatever the path has become since; a new entry is made with an `*at` call in a directory
+//! opened that way ([`Dir`]), which never follows a symlink in the new name.
 
-use std::ffi::CString;
-use std::fs;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+/// A path as a C string for a system call.
 pub(super) fn cstr(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes()).context("path contains a NUL byte")
 }
 
-/// Resolve `unsafe_path` inside `root` as if `root` were `/`: `..` stops at the root and
-/// symlinks are followed relative to the root. The result may not exist yet.
-pub(super) fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
-    let mut todo: Vec<PathBuf> = unsafe_path
-        .components()
-        .rev()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(PathBuf::from(n)),
-            Component::ParentDir => Some(PathBuf::from("..")),
-            _ => None,
-        })
-        .collect();
-    let mut cur = PathBuf::new(); // relative to root
-    let mut links = 0;
-    while let Some(c) = todo.pop() {
-        if c.as_os_str() == ".." {
-            cur.pop();
-            continue;
-        }
-        let next = cur.join(&c);
-        let full = root.join(&next);
-        match fs::symlink_metadata(&full) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 255 {
-                    bail!("too many symlinks resolving {}", unsafe_path.display());
-                }
-                let target = fs::read_link(&full)?;
-                if target.is_absolute() {
-                    cur = PathBuf::new();
-                }
-                for tc in target.components().rev() {
-                    match tc {
-                        Component::Normal(n) => todo.push(PathBuf::from(n)),
-                        Component::ParentDir => todo.push(PathBuf::from("..")),
-                        _ => {}
-                    }
-                }
-            }
-            _ => cur = next,
-        }
+/// A single name (no `/`) as a C string, for the `*at` calls of [`Dir`].
+fn name_cstr(name: &OsStr) -> std::io::Result<CString> {
+    if name.as_bytes().contains(&b'/') {
+        return Err(std::io::ErrorKind::InvalidInput.into());
     }
-    Ok(root.join(cur))
+    CString::new(name.as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput.into())
 }
 
-/// The rootfs, opened once, against which mount destinations are resolved *by the kernel*:
-/// `openat2(RESOLVE_IN_ROOT)` treats the descriptor as `/` for every `..` and every symlink,
-/// also ones swapped in while we work (CVE-2021-30465: runc resolved a destination in user
-/// space and then passed the path string to mount(2), which followed a symlink raced into
-/// place in between and mounted over a host directory). We mount on `/proc/self/fd/N` of the
-/// resolved `O_PATH` descriptor: the kernel mounts on exactly that inode, whatever the path
-/// has become since.
+/// The result of a system call that returns 0 or -1 with errno.
+fn check(rc: libc::c_int) -> std::io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The descriptor a system call returned (or -1 with errno), now owned.
+///
+/// # Safety
+/// `fd` is the return value of a call that creates a descriptor, taken right after it: a
+/// descriptor nobody else owns, or -1.
+unsafe fn owned(fd: libc::c_int) -> std::io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the caller's promise.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// fstatat(2) on `dir` and `name` ("" with AT_EMPTY_PATH: the descriptor itself), never
+/// following a symlink.
+fn stat_at(dir: RawFd, name: &CString, flags: libc::c_int) -> std::io::Result<libc::stat> {
+    // SAFETY: stat is plain integers; all-zero is a valid value for fstatat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: the C string and `st` outlive the call; fstatat writes only `st`.
+    check(unsafe {
+        libc::fstatat(
+            dir,
+            name.as_ptr(),
+            &mut st,
+            flags | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(st)
+}
+
+/// The rootfs, opened once; see the module documentation.
 pub(super) struct InRoot {
-    fd: std::os::fd::OwnedFd,
+    fd: OwnedFd,
 }
 
 impl InRoot {
@@ -78,17 +90,14 @@ impl InRoot {
                 libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
             )
         };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error()).context("opening the rootfs");
-        }
-        // SAFETY: fd was just returned by open and is owned by nobody else.
-        let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: open's return value, just taken.
+        let fd = unsafe { owned(fd) }.context("opening the rootfs")?;
         Ok(InRoot { fd })
     }
 
     /// Open `rel` (relative to the root) inside the root, `O_PATH` plus `flags`. Magic links
     /// (/proc/*/fd, /proc/*/root …) are refused: they would jump out of the root.
-    fn open_at(&self, rel: &Path, flags: libc::c_int) -> std::io::Result<std::os::fd::OwnedFd> {
+    fn open_at(&self, rel: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
         let rel = if rel.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -111,80 +120,261 @@ impl InRoot {
                     std::mem::size_of::<libc::open_how>(),
                 )
             };
-            if fd >= 0 {
-                // SAFETY: a new descriptor owned by nobody else.
-                return Ok(unsafe {
-                    <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd)
-                });
-            }
-            let e = std::io::Error::last_os_error();
-            // EAGAIN: a rename raced the lookup (RESOLVE_IN_ROOT's check); just try again.
-            if e.raw_os_error() != Some(libc::EAGAIN) {
-                return Err(e);
+            // SAFETY: openat2's return value, just taken.
+            match unsafe { owned(fd as RawFd) } {
+                // EAGAIN: a rename raced the lookup (RESOLVE_IN_ROOT's check); try again.
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+                r => return r,
             }
         }
+    }
+
+    /// Where `path` (a path from the spec, absolute or not) is inside the root, as a path
+    /// relative to it: symlinks in the image followed as if the root were `/`, `..` stopping
+    /// at the root. The result may not exist yet; it tells [`InRoot::create`] which
+    /// directories to make (the kernel's lookup alone fails on a symlink whose target is
+    /// missing). Each symlink is read through a descriptor opened inside the root, never
+    /// through a host path. The lookups that follow resolve the answer inside the root again,
+    /// so a symlink swapped in after this can only redirect them elsewhere *in* the root.
+    pub(super) fn resolve(&self, path: &Path) -> Result<PathBuf> {
+        fn push_reversed(todo: &mut Vec<OsString>, p: &Path) {
+            for c in p.components().rev() {
+                match c {
+                    Component::Normal(n) => todo.push(n.to_os_string()),
+                    Component::ParentDir => todo.push("..".into()),
+                    _ => {}
+                }
+            }
+        }
+        let mut todo = Vec::new();
+        push_reversed(&mut todo, path);
+        let mut cur = PathBuf::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                cur.pop();
+                continue;
+            }
+            let next = cur.join(&c);
+            // Absent (or not reachable): a name still to be created.
+            let Ok(fd) = self.open_at(&next, libc::O_NOFOLLOW) else {
+                cur = next;
+                continue;
+            };
+            let st = stat_at(fd.as_raw_fd(), &CString::default(), libc::AT_EMPTY_PATH)?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+                cur = next;
+                continue;
+            }
+            links += 1;
+            if links > 255 {
+                bail!("too many symlinks resolving {}", path.display());
+            }
+            let target = read_link(&fd)
+                .with_context(|| format!("reading the symlink {}", next.display()))?;
+            if target.is_absolute() {
+                cur = PathBuf::new();
+            }
+            push_reversed(&mut todo, &target);
+        }
+        Ok(cur)
+    }
+
+    /// Whether `rel` exists inside the root (symlinks followed inside it).
+    pub(super) fn exists(&self, rel: &Path) -> bool {
+        self.open_at(rel, 0).is_ok()
+    }
+
+    /// The directory `rel` inside the root, for single-name operations in it.
+    pub(super) fn dir(&self, rel: &Path) -> Result<Dir> {
+        let fd = self
+            .open_at(rel, libc::O_DIRECTORY)
+            .with_context(|| format!("opening /{} in the rootfs", rel.display()))?;
+        Ok(Dir { fd })
     }
 
     /// Create `rel` and its missing parents inside the root: each component is made with
     /// mkdirat() in its parent, which was itself opened inside the root, so a symlink
     /// swapped into the path can at worst redirect us elsewhere *in* the root. The last
-    /// component becomes a directory, or (`file`) an empty file for a file bind mount.
+    /// component becomes a directory, or (`file`) an empty file (for a file bind mount, or a
+    /// host device node bound in a user namespace). Existing entries are left as they are.
     pub(super) fn create(&self, rel: &Path, file: bool) -> Result<()> {
         let names: Vec<_> = rel.components().collect();
         let mut cur = PathBuf::new();
         for (i, c) in names.iter().enumerate() {
             let Component::Normal(name) = c else { continue };
-            let parent = self
-                .open_at(&cur, libc::O_DIRECTORY)
-                .with_context(|| format!("opening {} in the rootfs", cur.display()))?;
-            let cname = CString::new(name.as_bytes())?;
-            let last = i + 1 == names.len();
-            // SAFETY: valid descriptor and C string for both calls.
-            let rc = unsafe {
-                if last && file {
-                    // O_EXCL never follows a symlink; an existing entry is checked below.
-                    let fd = libc::openat(
-                        parent.as_raw_fd(),
-                        cname.as_ptr(),
-                        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
-                        0o644,
-                    );
-                    if fd >= 0 {
-                        libc::close(fd);
-                    }
-                    fd.min(0)
-                } else {
-                    libc::mkdirat(parent.as_raw_fd(), cname.as_ptr(), 0o755)
-                }
+            let parent = self.dir(&cur)?;
+            let made = if file && i + 1 == names.len() {
+                parent.create_file(name)
+            } else {
+                parent.mkdir(name)
             };
-            if rc != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EEXIST) {
+            match made {
+                Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
                     return Err(e)
-                        .with_context(|| format!("creating {}", cur.join(name).display()));
+                        .with_context(|| format!("creating /{}", cur.join(name).display()));
                 }
+                _ => {}
             }
             cur.push(name);
         }
         Ok(())
     }
-}
 
-/// A mount destination opened inside the root, and the `/proc/self/fd/N` path naming it:
-/// mount(2) and friends follow that path to exactly the descriptor's file. The path is only
-/// valid while the descriptor is open, so both live together.
-pub(super) struct Target {
-    _fd: std::os::fd::OwnedFd,
-    pub(super) path: PathBuf,
-}
-
-impl InRoot {
+    /// `rel` opened inside the root, as a target for mount(2): see [`Target`].
     pub(super) fn target(&self, rel: &Path, what: &str) -> Result<Target> {
         let fd = self
             .open_at(rel, 0)
             .with_context(|| format!("resolving the destination {what} inside the rootfs"))?;
+        Ok(Target::new(fd))
+    }
+}
+
+/// The text of the symlink opened (`O_PATH|O_NOFOLLOW`) as `fd`.
+fn read_link(fd: &OwnedFd) -> std::io::Result<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: valid descriptor, empty C string (the descriptor itself) and buffer with its
+    // length; readlinkat writes at most that many bytes.
+    let n = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
+/// A file opened inside the root, and the `/proc/self/fd/N` path naming it: mount(2),
+/// chmod(2) and friends follow that path to exactly the descriptor's file. The path is only
+/// valid while the descriptor is open, so both live together.
+pub(super) struct Target {
+    fd: OwnedFd,
+    pub(super) path: PathBuf,
+}
+
+impl Target {
+    fn new(fd: OwnedFd) -> Target {
         let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        Ok(Target { _fd: fd, path })
+        Target { fd, path }
+    }
+
+    /// The file's type and numbers (`S_IFMT` bits, `st_rdev`, ...).
+    pub(super) fn stat(&self) -> std::io::Result<libc::stat> {
+        stat_at(
+            self.fd.as_raw_fd(),
+            &CString::default(),
+            libc::AT_EMPTY_PATH,
+        )
+    }
+
+    /// chown(2) the file itself (AT_EMPTY_PATH: no path is looked up).
+    pub(super) fn chown(&self, uid: u32, gid: u32) -> std::io::Result<()> {
+        // SAFETY: valid descriptor and empty C string.
+        check(unsafe {
+            libc::fchownat(
+                self.fd.as_raw_fd(),
+                c"".as_ptr(),
+                uid,
+                gid,
+                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })
+    }
+
+    /// The directory this target is (a tmpfs just mounted, say), for single-name operations
+    /// in it: a descriptor of its own, so the target's path stays valid too.
+    pub(super) fn dir(&self) -> std::io::Result<Dir> {
+        // SAFETY: valid descriptor and C string; the new descriptor is owned right below.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c".".as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        // SAFETY: openat's return value, just taken.
+        let fd = unsafe { owned(fd) }?;
+        Ok(Dir { fd })
+    }
+}
+
+/// A directory opened inside the root ([`InRoot::dir`]), and the operations on one name in it:
+/// `*at` system calls relative to the descriptor, none of which follows a symlink in that
+/// name. What device nodes and /dev's symlinks are made with.
+pub(super) struct Dir {
+    fd: OwnedFd,
+}
+
+impl Dir {
+    /// The entry `name` itself (a symlink is not followed); Err(ENOENT) when absent.
+    pub(super) fn stat(&self, name: &OsStr) -> std::io::Result<libc::stat> {
+        stat_at(self.fd.as_raw_fd(), &name_cstr(name)?, 0)
+    }
+
+    pub(super) fn mkdir(&self, name: &OsStr) -> std::io::Result<()> {
+        let c = name_cstr(name)?;
+        // SAFETY: valid descriptor and C string.
+        check(unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o755) })
+    }
+
+    /// An empty file; Err(EEXIST) if `name` exists (O_EXCL never follows a symlink).
+    pub(super) fn create_file(&self, name: &OsStr) -> std::io::Result<()> {
+        let c = name_cstr(name)?;
+        // SAFETY: valid descriptor and C string; the new descriptor is closed right away.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        // SAFETY: openat's return value, just taken (and closed right away).
+        unsafe { owned(fd) }.map(drop)
+    }
+
+    pub(super) fn symlink(&self, target: &Path, name: &OsStr) -> std::io::Result<()> {
+        let (t, c) = (
+            CString::new(target.as_os_str().as_bytes())?,
+            name_cstr(name)?,
+        );
+        // SAFETY: valid descriptor and C strings.
+        check(unsafe { libc::symlinkat(t.as_ptr(), self.fd.as_raw_fd(), c.as_ptr()) })
+    }
+
+    /// Remove a non-directory entry (a symlink itself, not what it points to).
+    pub(super) fn unlink(&self, name: &OsStr) -> std::io::Result<()> {
+        let c = name_cstr(name)?;
+        // SAFETY: valid descriptor and C string.
+        check(unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) })
+    }
+
+    /// mknodat(2): `mode` holds the file type (S_IFCHR, S_IFBLK, S_IFIFO) and permissions.
+    pub(super) fn mknod(&self, name: &OsStr, mode: u32, rdev: u64) -> std::io::Result<()> {
+        let c = name_cstr(name)?;
+        // SAFETY: valid descriptor and C string.
+        check(unsafe { libc::mknodat(self.fd.as_raw_fd(), c.as_ptr(), mode, rdev) })
+    }
+
+    /// `name` opened `O_PATH` without following it: the entry itself, as a [`Target`].
+    pub(super) fn open(&self, name: &OsStr) -> std::io::Result<Target> {
+        let c = name_cstr(name)?;
+        // SAFETY: valid descriptor and C string; the descriptor is owned right below.
+        let fd = unsafe {
+            libc::openat(
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        // SAFETY: openat's return value, just taken.
+        unsafe { owned(fd) }.map(Target::new)
     }
 }
 
@@ -195,17 +385,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secure_join_stays_inside() {
+    fn resolve_stays_inside() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        fs::create_dir_all(r.join("a/b")).unwrap();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
         symlink("/etc", r.join("a/abs")).unwrap();
         symlink("../../../..", r.join("a/b/up")).unwrap();
+        symlink("a/abs", r.join("rel")).unwrap();
+        let root = InRoot::open(r).unwrap();
         assert_eq!(
-            secure_join(r, Path::new("/a/abs/x")).unwrap(),
-            r.join("etc/x")
+            root.resolve(Path::new("/a/abs/x")).unwrap(),
+            Path::new("etc/x")
         );
-        assert_eq!(secure_join(r, Path::new("/a/b/up/y")).unwrap(), r.join("y"));
-        assert_eq!(secure_join(r, Path::new("/../../z")).unwrap(), r.join("z"));
+        assert_eq!(
+            root.resolve(Path::new("/a/b/up/y")).unwrap(),
+            Path::new("y")
+        );
+        assert_eq!(root.resolve(Path::new("/../../z")).unwrap(), Path::new("z"));
+        assert_eq!(
+            root.resolve(Path::new("rel/w")).unwrap(),
+            Path::new("etc/w")
+        );
+        assert_eq!(root.resolve(Path::new("/")).unwrap(), Path::new(""));
+    }
+
+    #[test]
+    fn created_entries_stay_inside() {
+        let d = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let r = d.path();
+        symlink(host.path(), r.join("dev")).unwrap();
+        let root = InRoot::open(r).unwrap();
+        let rel = root.resolve(Path::new("/dev/net/x")).unwrap();
+        root.create(&rel, true).unwrap();
+        let inside = r.join(host.path().strip_prefix("/").unwrap());
+        assert!(inside.join("net/x").is_file());
+        // The symlink itself, made through the directory descriptor, not followed.
+        let dev = root.dir(Path::new("")).unwrap();
+        dev.symlink(Path::new("/proc/self/fd"), OsStr::new("fd"))
+            .unwrap();
+        assert_eq!(
+            dev.stat(OsStr::new("fd")).unwrap().st_mode & libc::S_IFMT,
+            libc::S_IFLNK
+        );
+        assert!(
+            dev.symlink(Path::new("x"), OsStr::new("a/b")).is_err(),
+            "one name only"
+        );
+        assert_eq!(std::fs::read_dir(host.path()).unwrap().count(), 0);
     }
 }
