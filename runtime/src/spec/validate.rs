@@ -461,7 +461,7 @@ pub(super) mod tests {
     use super::*;
 
     /// The smallest config that passes pass 1.
-    pub(in crate::spec) fn base() -> Value {
+    pub(crate) fn base() -> Value {
         serde_json::json!({
             "ociVersion": "1.0.2",
             "root": {"path": "rootfs"},
