@@ -142,7 +142,7 @@ fn answer(mut stream: TcpStream, reply: &[u8]) {
 }
 
 impl Drop for LoopbackListener {
-    /// Stop serving: the thread notices within [`ACCEPT_POLL`], and the socket closes with it.
+    /// Stop serving: the thread notices within `ACCEPT_POLL`, and the socket closes with it.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {

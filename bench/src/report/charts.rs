@@ -285,7 +285,7 @@ fn density_bars(report: &Report) -> Vec<DensityBar> {
 }
 
 /// Density: idle instances per GiB of host memory, one bar per backend; log scale when the
-/// values span more than [`LOG_SPREAD`]×. A line marks the estimate's range; a pale bar is a
+/// values span more than `LOG_SPREAD`×. A line marks the estimate's range; a pale bar is a
 /// lower bound only (the MemAvailable change was within the host's noise).
 pub fn density_svg(report: &Report) -> Option<String> {
     let bars = density_bars(report);
