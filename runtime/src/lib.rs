@@ -12,21 +12,20 @@
 
 pub mod cgroups;
 pub mod console;
-pub mod create;
-pub mod events;
-pub mod exec;
+pub mod container;
 pub mod fault;
-pub mod features;
 pub mod hooks;
 pub mod namespaces;
-pub mod ps;
 pub mod rootfs;
 pub mod rootless;
 pub mod seccomp;
 pub mod security;
 pub mod spec;
 pub mod state;
-pub mod update;
+
+// The verbs' files moved to container/ (one file per verb); their old paths stay until the
+// rest of the crate follows.
+pub use container::{create, events, exec, features, ps, update};
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -34,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-pub use create::{CreateOpts, create};
+pub use container::create::{CreateOpts, create};
 use state::{Root, Status};
 
 /// The OCI runtime spec version we implement and report.
