@@ -41,12 +41,20 @@ pub fn from_spec(h: &Option<Vec<oci_spec::runtime::Hook>>) -> Vec<HookSpec> {
     h.iter().flatten().map(HookSpec::from).collect()
 }
 
-/// Run `hooks` in order with `state` (JSON) on stdin.
+/// Run `hooks` in order with `state` (the JSON of `state::OciState`) on stdin.
 pub fn run(kind: &str, hooks: &[HookSpec], state: &[u8]) -> Result<()> {
     for (i, h) in hooks.iter().enumerate() {
         run_one(h, state).with_context(|| format!("hooks.{kind}[{i}] ({})", h.path.display()))?;
     }
     Ok(())
+}
+
+/// poststart and poststop: a failing hook is a warning on stderr, not an error (runc's rule:
+/// the container has already started, or is already gone).
+pub fn run_warn_only(kind: &str, hooks: &[HookSpec], state: &[u8]) {
+    if let Err(e) = run(kind, hooks, state) {
+        eprintln!("bulkhead-runtime: warning: {e:#}");
+    }
 }
 
 fn run_one(h: &HookSpec, state: &[u8]) -> Result<()> {

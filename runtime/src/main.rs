@@ -1,7 +1,8 @@
-//! bulkhead-runtime's command line: runc's global flags and commands. Parsing, calling the
-//! library, and turning errors into an exit code, a line on stderr and, with `--log`, a log
-//! line (`--log-format json` → `{"level":"error","msg":…,"time":…}`, which containerd's shim
-//! and conmon read back).
+//! bulkhead-runtime's command line: runc's global flags and commands. Parsing, calling one
+//! verb of the library (`bulkhead_runtime::container::*`), printing what it returns, and
+//! turning errors into an exit code, a line on stderr and, with `--log`, a log line
+//! (`--log-format json` → `{"level":"error","msg":…,"time":…}`, which containerd's shim and
+//! conmon read back).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,8 +11,12 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use bulkhead_runtime::state::{self, Root};
-use bulkhead_runtime::{CreateOpts, events, exec, ps, spec, update};
+use bulkhead_runtime::container::create::{CreateOpts, create};
+use bulkhead_runtime::container::{
+    delete, events, exec, features, kill, list, pause_resume, ps, run, spec, start, state, update,
+};
+use bulkhead_runtime::rootless;
+use bulkhead_runtime::state::{Root, rfc3339_now};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -240,7 +245,8 @@ struct CreateArgs {
 }
 
 impl CreateArgs {
-    fn opts(&self, wait: bool, rootless: bool) -> CreateOpts {
+    /// `run` decides for itself whether its init waits for `start`.
+    fn opts(&self, rootless: bool) -> CreateOpts {
         CreateOpts {
             id: self.id.clone(),
             bundle: self.bundle.clone(),
@@ -249,7 +255,7 @@ impl CreateArgs {
             preserve_fds: self.preserve_fds,
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
-            wait_for_start: wait,
+            wait_for_start: true,
             rootless,
         }
     }
@@ -257,7 +263,7 @@ impl CreateArgs {
 
 fn log_line(cli: &Cli, level: &str, msg: &str) {
     let Some(path) = &cli.log else { return };
-    let time = state::rfc3339_now(false);
+    let time = rfc3339_now(false);
     let line = match cli.log_format {
         LogFormat::Json => {
             serde_json::json!({"level": level, "msg": msg, "time": time}).to_string() + "\n"
@@ -291,94 +297,36 @@ fn run(cli: &Cli) -> Result<i32> {
     if cli.debug {
         log_line(cli, "debug", &format!("{cmd:?}"));
     }
-    let root = Root::new(
-        cli.root
-            .clone()
-            .unwrap_or_else(bulkhead_runtime::rootless::default_root),
-    );
-    let rootless = bulkhead_runtime::rootless::resolve(cli.rootless.as_deref())?;
+    let root = Root::new(cli.root.clone().unwrap_or_else(rootless::default_root));
+    let rootless = rootless::resolve(cli.rootless.as_deref())?;
     match cmd {
         Cmd::Create(a) => {
-            bulkhead_runtime::create(&root, &a.opts(true, rootless))?;
+            create(&root, &a.opts(rootless))?;
         }
-        Cmd::Start { id } => bulkhead_runtime::start(&root, id)?,
+        Cmd::Start { id } => start::start(&root, id)?,
         Cmd::Run { create, detach } => {
-            if *detach {
-                bulkhead_runtime::create(&root, &create.opts(true, rootless))?;
-                bulkhead_runtime::start(&root, &create.id)?;
-            } else {
-                let out = bulkhead_runtime::run(&root, &create.opts(false, rootless))?;
-                if out.oom_kills > 0 {
-                    let msg = format!(
-                        "container {} was OOM-killed ({} OOM kill(s) in its memory cgroup)",
-                        create.id, out.oom_kills
-                    );
-                    eprintln!("bulkhead-runtime: {msg}");
-                    log_line(cli, "warning", &msg);
-                }
-                return Ok(out.code);
+            let out = run::run(&root, &create.opts(rootless), *detach)?;
+            if out.oom_kills > 0 {
+                let msg = format!(
+                    "container {} was OOM-killed ({} OOM kill(s) in its memory cgroup)",
+                    create.id, out.oom_kills
+                );
+                eprintln!("bulkhead-runtime: {msg}");
+                log_line(cli, "warning", &msg);
             }
+            return Ok(out.code);
         }
         Cmd::State { id } => {
-            let saved = root.load(id)?;
-            let st = root.oci_state(&saved);
-            println!("{}", serde_json::to_string_pretty(&st)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&state::state(&root, id)?)?
+            );
         }
-        Cmd::Kill { all, id, signal } => {
-            let sig = bulkhead_runtime::parse_signal(signal)?;
-            bulkhead_runtime::kill(&root, id, sig, *all)?;
-        }
-        Cmd::Delete { force, id } => bulkhead_runtime::delete(&root, id, *force)?,
-        Cmd::List { format, quiet } => {
-            let ids = root.list()?;
-            let states: Vec<_> = ids
-                .iter()
-                .filter_map(|id| root.load(id).ok())
-                .map(|s| root.oci_state(&s))
-                .collect();
-            if *quiet {
-                for s in &states {
-                    println!("{}", s.id);
-                }
-            } else if format == "json" {
-                println!("{}", serde_json::to_string(&states)?);
-            } else {
-                println!(
-                    "{:<12}{:<12}{:<12}{:<40}{:<32}OWNER",
-                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
-                );
-                for s in &states {
-                    println!(
-                        "{:<12}{:<12}{:<12}{:<40}{:<32}{}",
-                        s.id,
-                        s.pid,
-                        s.status,
-                        s.bundle.display(),
-                        s.created,
-                        s.owner
-                    );
-                }
-            }
-        }
-        Cmd::Spec { bundle, rootless } => {
-            let path = bundle.join("config.json");
-            if path.exists() {
-                bail!("File {} exists. Remove it first", path.display());
-            }
-            let json = if *rootless {
-                use bulkhead_runtime::rootless as rl;
-                let mut s: oci_spec::runtime::Spec = serde_json::from_str(&spec::default_json()?)?;
-                rl::to_rootless(&mut s, rl::euid(), rl::egid())?;
-                serde_json::to_string_pretty(&s)?
-            } else {
-                spec::default_json()?
-            };
-            std::fs::write(&path, json)?;
-        }
+        Cmd::Kill { all, id, signal } => kill::kill(&root, id, signal, *all)?,
+        Cmd::Delete { force, id } => delete::delete(&root, id, *force)?,
+        Cmd::List { format, quiet } => print!("{}", list::list(&root, format, *quiet)?),
+        Cmd::Spec { bundle, rootless } => spec::spec(bundle, *rootless)?,
         Cmd::Exec(a) => {
-            if !a.cgroup.is_empty() {
-                bail!("--cgroup: running in a sub-cgroup is not supported by bulkhead-runtime");
-            }
             let o = exec::ExecOpts {
                 id: a.id.clone(),
                 process: a.process.clone(),
@@ -395,6 +343,7 @@ fn run(cli: &Cli) -> Result<i32> {
                 no_new_privs: a.no_new_privs,
                 preserve_fds: a.preserve_fds,
                 ignore_paused: a.ignore_paused,
+                cgroup: a.cgroup.clone(),
             };
             return exec::exec(&root, &o);
         }
@@ -403,8 +352,8 @@ fn run(cli: &Cli) -> Result<i32> {
             id,
             ps_args,
         } => print!("{}", ps::ps(&root, id, format, ps_args)?),
-        Cmd::Pause { id } => bulkhead_runtime::pause(&root, id)?,
-        Cmd::Resume { id } => bulkhead_runtime::resume(&root, id)?,
+        Cmd::Pause { id } => pause_resume::pause(&root, id)?,
+        Cmd::Resume { id } => pause_resume::resume(&root, id)?,
         Cmd::Update(a) => {
             let o = update::UpdateOpts {
                 id: a.id.clone(),
@@ -430,10 +379,7 @@ fn run(cli: &Cli) -> Result<i32> {
             events::events(&root, id, *stats, interval, &mut std::io::stdout().lock())?;
         }
         Cmd::Features => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&bulkhead_runtime::features::features())?
-            );
+            println!("{}", serde_json::to_string_pretty(&features::features())?);
         }
         Cmd::Checkpoint { .. } => {
             bail!("checkpoint is not supported by bulkhead-runtime (no CRIU support)")
@@ -446,6 +392,7 @@ fn run(cli: &Cli) -> Result<i32> {
 }
 
 fn main() -> ExitCode {
+    // Only with the `test-hooks` feature: read the fault injection's variables.
     bulkhead_runtime::fault::arm();
     let cli = Cli::parse();
     match run(&cli) {

@@ -13,7 +13,7 @@
 //!   A new time namespace takes effect for the child at `execve()`.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -158,15 +158,21 @@ pub fn loopback_up() -> Result<()> {
     Ok(())
 }
 
-/// setns() into the namespace at `path` of kind `nstype` (a CLONE_NEW* flag).
-pub fn join(nstype: libc::c_int, path: &std::path::Path) -> Result<()> {
-    let f = File::open(path).with_context(|| format!("opening namespace {}", path.display()))?;
-    // SAFETY: setns on a descriptor we own; no memory is passed.
-    if unsafe { libc::setns(f.as_raw_fd(), nstype) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("joining namespace {}", path.display()));
+/// setns() into the namespace `ns` (an open `/proc/<pid>/ns/*` file or a bind mount of one)
+/// of kind `nstype` (a CLONE_NEW* flag); `what` names it in the error ("joining {what}").
+/// Joining a pid namespace only decides where this process's children are born.
+pub fn setns(ns: impl AsFd, nstype: libc::c_int, what: impl std::fmt::Display) -> Result<()> {
+    // SAFETY: setns on a descriptor we borrow; no memory is passed.
+    if unsafe { libc::setns(ns.as_fd().as_raw_fd(), nstype) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("joining {what}"));
     }
     Ok(())
+}
+
+/// setns() into the namespace at `path` (`linux.namespaces[].path`) of kind `nstype`.
+pub fn join(nstype: libc::c_int, path: &std::path::Path) -> Result<()> {
+    let f = File::open(path).with_context(|| format!("opening namespace {}", path.display()))?;
+    setns(&f, nstype, format_args!("namespace {}", path.display()))
 }
 
 pub fn unshare(flags: libc::c_int) -> Result<()> {

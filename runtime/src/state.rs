@@ -17,7 +17,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::Error;
+use crate::error::Error;
+
+/// The OCI runtime spec version we implement, and report in every state (and in `features`).
+pub const OCI_VERSION: &str = "1.0.2";
 
 pub const DEFAULT_ROOT: &str = "/run/bulkhead-runtime";
 pub const FIFO: &str = "exec.fifo";
@@ -28,7 +31,7 @@ const STATE: &str = "state.json";
 pub struct Saved {
     pub id: String,
     pub pid: i32,
-    /// Field 22 of /proc/<pid>/stat when the init was created (guards against pid reuse).
+    /// Field 22 of `/proc/<pid>/stat` when the init was created (guards against pid reuse).
     pub start_time: u64,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
@@ -49,7 +52,7 @@ pub struct Saved {
     pub poststop: Vec<crate::hooks::HookSpec>,
     /// Written early by `create` (before its first cgroup exists) and cleared when it
     /// finishes: a record of what to clean up if `create` dies half-way (see
-    /// [`crate::create`]). While set, the status is "creating" as long as the init or the
+    /// `container/create.rs`). While set, the status is "creating" as long as the init or the
     /// creator lives, else "stopped".
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub creating: bool,
@@ -82,7 +85,8 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// The OCI state as printed by `state` (runc's field set and order).
+/// The OCI state as `state` prints it (runc's field set and order) and as every hook reads
+/// it on stdin: the one way the runtime writes a container's state.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OciState {
@@ -96,6 +100,29 @@ pub struct OciState {
     pub owner: String,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+impl OciState {
+    /// The state of the container `s` records, with `status` (the pid reads 0 once stopped,
+    /// as runc reports it).
+    pub fn new(s: &Saved, status: Status) -> OciState {
+        OciState {
+            oci_version: OCI_VERSION.into(),
+            id: s.id.clone(),
+            pid: if status == Status::Stopped { 0 } else { s.pid },
+            status,
+            bundle: s.bundle.clone(),
+            rootfs: s.rootfs.clone(),
+            created: s.created.clone(),
+            owner: String::new(),
+            annotations: s.annotations.clone(),
+        }
+    }
+
+    /// The JSON a hook reads on stdin (fails only for a path that is not UTF-8).
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec(self).context("the container's state as JSON")
+    }
 }
 
 /// The state root (`--root`).
@@ -230,23 +257,13 @@ impl Root {
         }
     }
 
+    /// The state as it is now (the status derived from the init, see the module comment).
     pub fn oci_state(&self, s: &Saved) -> OciState {
-        let status = self.status(s);
-        OciState {
-            oci_version: crate::OCI_VERSION.into(),
-            id: s.id.clone(),
-            pid: if status == Status::Stopped { 0 } else { s.pid },
-            status,
-            bundle: s.bundle.clone(),
-            rootfs: s.rootfs.clone(),
-            created: s.created.clone(),
-            owner: String::new(),
-            annotations: s.annotations.clone(),
-        }
+        OciState::new(s, self.status(s))
     }
 }
 
-/// State letter and start time (fields 3 and 22) of /proc/<pid>/stat.
+/// State letter and start time (fields 3 and 22) of `/proc/<pid>/stat`.
 pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // comm may contain spaces and parentheses: fields start after the last ')'.
@@ -258,7 +275,7 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
 }
 
 /// Whether `pid` is past the point of no return: PF_EXITING (0x4) in the flags (field 9 of
-/// /proc/<pid>/stat). A killed pid namespace init stays in that state, not yet a zombie,
+/// `/proc/<pid>/stat`). A killed pid namespace init stays in that state, not yet a zombie,
 /// until every other process of its namespace has been reaped — by their parents, who may
 /// be outside the namespace (a process `exec` forked, orphaned to a supervisor) and slow.
 pub fn exiting(pid: i32) -> bool {
@@ -342,6 +359,32 @@ mod tests {
         assert!(st == 'R' || st == 'S');
         assert!(pid_alive(std::process::id() as i32, t));
         assert!(!pid_alive(std::process::id() as i32, t + 1));
+    }
+
+    #[test]
+    fn oci_state_is_runcs() {
+        let saved = Saved {
+            id: "c1".into(),
+            pid: 4242,
+            start_time: 1,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: "2024-01-01T00:00:00Z".into(),
+            annotations: Default::default(),
+            cgroups: Vec::new(),
+            leaves: Vec::new(),
+            poststart: Vec::new(),
+            poststop: Vec::new(),
+            creating: false,
+            creator: None,
+        };
+        let st = OciState::new(&saved, Status::Created).to_json().unwrap();
+        assert_eq!(
+            String::from_utf8(st).unwrap(),
+            r#"{"ociVersion":"1.0.2","id":"c1","pid":4242,"status":"created","bundle":"/b","rootfs":"/b/rootfs","created":"2024-01-01T00:00:00Z","owner":""}"#
+        );
+        // A stopped container has no pid (runc's `state`).
+        assert_eq!(OciState::new(&saved, Status::Stopped).pid, 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! load + validate config.json
 //! state dir <root>/<id>/, state.json "creating" (rewritten before each cgroup mkdir:
 //!   what `delete --force` must undo if we are killed), cgroups, exec.fifo
-//! clone(CLONE_NEWUSER?|CLONE_NEWPID?)  ───────▶ prctl(PR_SET_DUMPABLE, 0)*; wait for GO
+//! clone(CLONE_NEWUSER?|CLONE_NEWPID?)  ───────▶ non-dumpable*; wait for GO
 //! state.json + the init's pid
 //! add pid to cgroups, write uid/gid maps
 //!   (rootless: newuidmap/newgidmap, or our own id)
@@ -20,45 +20,32 @@
 //! ```
 //!
 //! (*) Rootless, only after GO: an unprivileged parent cannot write a non-dumpable process's
-//! maps (see `child_main`). Rootless also means: only delegated cgroups, and one warning
-//! naming the limits that were not applied (see [`crate::rootless`]).
+//! maps (see `stay_dumpable` in `process/child.rs`). Rootless also means: only delegated
+//! cgroups, and one warning naming the limits that were not applied (see [`crate::rootless`]).
 //!
-//! # Why the init is a fork, not a re-exec (CVE-2019-5736)
-//!
-//! runc's init re-executes the runtime binary inside the container; in 2019 a container
-//! process could open that binary through `/proc/<runc-pid>/exe` and overwrite it on the host.
-//! runc's fix runs a sealed memfd copy of itself every time, which costs a copy of a large
-//! binary on every start. Here the init never executes the runtime binary again: it is a
-//! `clone()` of the runtime that sets itself up and then `execve()`s the user's program
-//! directly, so once container code runs, no process of the container refers to our binary
-//! (`/proc/<pid>/exe` is the user's program). Between clone and execve the child *is* the
-//! runtime, so it makes itself non-dumpable first (`PR_SET_DUMPABLE 0`), which denies other
-//! processes — including ones in a shared pid namespace — `/proc/<pid>/exe`, `mem` and ptrace.
-//! `execve()` resets the flag for the user's program. No file descriptor of ours survives
-//! the exec (everything is `O_CLOEXEC`; `--preserve-fds` keeps only the caller's).
-//!
-//! # Single-threaded by design
-//!
-//! The child is created with a raw fork-like `clone()`. That is only sound because the runtime
-//! never starts a thread (no async runtime, no helper threads): with other threads the child
-//! could inherit a lock held mid-operation. Keep it that way.
+//! The clone, the channel's messages (GO, HOOKS, READY, ERROR) and the last steps before
+//! execve are the stages `create` shares with `exec`: see `process/` (`process/child.rs`
+//! explains why the init is a clone of the runtime and not a re-exec of it, CVE-2019-5736,
+//! and why the runtime must stay single-threaded).
 
+use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
 use crate::cgroups::{self, Cgroup};
 use crate::hooks;
 use crate::namespaces::{self, Plan};
+use crate::process::channel::{Channel, Msg};
+use crate::process::{child, finish};
 use crate::rootfs::{self, RootfsPlan};
-use crate::security;
 use crate::spec::{self, Bundle};
-use crate::state::{self, Root, Saved};
+use crate::state::{self, OciState, Root, Saved, Status};
 
 /// Options of `create` (and of the create half of `run`).
 #[derive(Debug, Clone, Default)]
@@ -84,52 +71,13 @@ pub struct Created {
     pub saved: Saved,
 }
 
-// Sync messages on the SOCK_SEQPACKET pair (one byte tag, optional text).
-pub(crate) const MSG_GO: u8 = b'G';
-const MSG_HOOKS: u8 = b'H';
-const MSG_READY: u8 = b'R';
-pub(crate) const MSG_ERROR: u8 = b'E';
-
-pub(crate) fn send(fd: RawFd, tag: u8, text: &[u8]) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1 + text.len());
-    buf.push(tag);
-    buf.extend_from_slice(text);
-    // SAFETY: buf is valid for buf.len() bytes.
-    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Receive one message; None on EOF (the other side is gone).
-pub(crate) fn recv(fd: RawFd) -> std::io::Result<Option<(u8, Vec<u8>)>> {
-    let mut buf = vec![0u8; 8192];
-    loop {
-        // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Ok(None);
-        }
-        buf.truncate(n as usize);
-        let tag = buf.remove(0);
-        return Ok(Some((tag, buf)));
-    }
-}
-
-/// Undo a half-done create: kill the init, remove cgroups and the state directory.
+/// Undo a half-done create: remove the cgroups and the state directory. The init, once
+/// cloned, has a guard of its own that kills and reaps it; declared after this one, it is
+/// dropped first, so the cgroups are empty by the time they are removed.
 struct Cleanup<'a> {
     root: &'a Root,
     id: &'a str,
     cgroups: Vec<PathBuf>,
-    pid: Option<i32>,
     armed: bool,
 }
 
@@ -138,29 +86,9 @@ impl Drop for Cleanup<'_> {
         if !self.armed {
             return;
         }
-        if let Some(pid) = self.pid {
-            // SAFETY: kill/waitpid on our own child; the status pointer may be null.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
-        }
         let _ = cgroups::remove(&self.cgroups, true);
         let _ = self.root.remove(self.id);
     }
-}
-
-/// The state as hooks and `state` see it, for hooks run during create.
-fn state_json(saved: &Saved, status: &str) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "ociVersion": crate::OCI_VERSION,
-        "id": saved.id,
-        "status": status,
-        "pid": saved.pid,
-        "bundle": saved.bundle,
-        "annotations": saved.annotations,
-    }))
-    .unwrap_or_default()
 }
 
 /// Create a container. On error nothing is left behind (state dir, cgroups, processes).
@@ -199,7 +127,6 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         root,
         id: &opts.id,
         cgroups: Vec::new(),
-        pid: None,
         armed: true,
     };
 
@@ -274,58 +201,29 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         None
     };
 
-    let (parent_sock, child_sock) = sync_socketpair()?;
-
     // Joining a pid namespace only changes where our children are born.
     if let Some(p) = &plan.pid_path {
         namespaces::join(libc::CLONE_NEWPID, p).context("linux.namespaces (pid)")?;
     }
 
-    // Non-dumpable before the clone, so that the child is from its first instruction (a
-    // joined pid namespace shows it to the container's processes at once); not when the child
-    // must stay dumpable until its maps are written (see child_main). Decided here, once: in
-    // the child, geteuid() changes when the parent writes the uid map.
+    // An unprivileged parent writes the maps of a new user namespace: the init stays dumpable
+    // until then (see `spawn`). Decided here, once: in the child, geteuid() changes when the
+    // parent writes the uid map.
     let stay_dumpable = plan.new_user && euid != 0;
-    if !stay_dumpable {
-        // SAFETY: integer-only prctl.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    }
-    // SAFETY: a fork-like clone (no new stack: the child continues on a copy of ours). Sound
-    // because this process is single-threaded (see the module comment).
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (plan.clone_flags | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error()).context("clone");
-    }
-    if pid == 0 {
-        drop(parent_sock);
-        child_main(
-            child_sock.as_raw_fd(),
-            &bundle,
-            &plan,
-            opts,
-            fifo.as_ref().map(|f| f.as_raw_fd()),
-            stay_dumpable,
-        );
-    }
-    let pid = pid as i32;
-    cleanup.pid = Some(pid);
-    drop(child_sock);
+    let init_fifo = fifo.as_ref().map(|f| f.as_raw_fd());
+    let init = child::spawn(
+        "the container's init",
+        plan.clone_flags,
+        stay_dumpable,
+        |chan, host_pid| init_setup(chan, host_pid, &bundle, &plan, opts, &saved, init_fifo),
+    )?;
     drop(fifo);
+    let pid = init.pid();
     saved.pid = pid;
     // The start time makes the record name this process, not a later one with its pid.
     saved.start_time = state::proc_stat(pid).map_or(0, |(_, t)| t);
     root.save(&saved)?;
     crate::fault::point("create:after-clone");
-    let sock = parent_sock.as_raw_fd();
 
     cg.add(pid).context("moving the init into its cgroups")?;
     crate::fault::point("create:after-cgroup-add");
@@ -333,23 +231,23 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         namespaces::write_id_maps(pid, spec, &map_writer)?;
         crate::fault::point("create:after-uid-map");
     }
-    send(sock, MSG_GO, b"").context("releasing the init")?;
+    init.go().context("releasing the init")?;
     crate::fault::point("create:after-go");
 
     loop {
-        match recv(sock).context("waiting for the init")? {
-            Some((MSG_READY, _)) => break,
-            Some((MSG_HOOKS, _)) => {
-                let st = state_json(&saved, "creating");
+        match init.recv().context("waiting for the init")? {
+            Some(Msg::Ready) => break,
+            Some(Msg::Hooks) => {
+                let st = OciState::new(&saved, Status::Creating).to_json()?;
                 if let Some(h) = spec.hooks() {
                     #[allow(deprecated)]
                     hooks::run("prestart", &hooks::from_spec(h.prestart()), &st)?;
                     hooks::run("createRuntime", &hooks::from_spec(h.create_runtime()), &st)?;
                 }
-                send(sock, MSG_GO, b"")?;
+                init.go()?;
             }
-            Some((MSG_ERROR, msg)) => bail!("{}", String::from_utf8_lossy(&msg)),
-            Some((t, _)) => bail!("unexpected message {t:?} from the init"),
+            Some(Msg::Error(msg)) => bail!("{msg}"),
+            Some(other) => bail!("unexpected message {other:?} from the init"),
             None => bail!("the container's init exited during setup"),
         }
     }
@@ -365,6 +263,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
             .with_context(|| format!("--pid-file {}", pf.display()))?;
         crate::fault::point("create:after-pid-file");
     }
+    init.disarm();
     cleanup.armed = false;
     crate::fault::point("create:before-exit");
     // Once, and only for a container that exists: the limits rootless mode could not apply.
@@ -372,67 +271,24 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     Ok(Created { pid, saved })
 }
 
-/// The child side. Never returns: it execs the user's program or exits.
-fn child_main(
-    sock: RawFd,
+/// The init's set-up, after the parent's go-ahead (`host_pid`: the init's pid as the host
+/// sees it). Returns only on failure: on success it execs the user's program.
+fn init_setup(
+    chan: &Channel,
+    host_pid: i32,
     bundle: &Bundle,
     plan: &Plan,
     opts: &CreateOpts,
+    saved: &Saved,
     fifo: Option<RawFd>,
-    stay_dumpable: bool,
-) -> ! {
-    // Non-dumpable at once (see the module comment on CVE-2019-5736) — except when an
-    // unprivileged parent still has to write our uid/gid maps: a non-dumpable process's /proc
-    // files belong to root, which the parent (and newuidmap, which checks the owner) is not.
-    // Until GO we run none of the container's code, and only our own uid could ptrace us;
-    // child_setup turns dumpable off as soon as the maps are written (runc does the same).
-    // (`stay_dumpable` comes from the parent: our own geteuid() is the overflow uid until the
-    // uid map is written and 0 after, so asking it here would race with the parent.)
-    if !stay_dumpable {
-        // SAFETY: integer-only prctl.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    }
-    run_child_setup(sock, "the container's init", || {
-        child_setup(sock, bundle, plan, opts, fifo)
-    })
-}
-
-/// What a child's set-up "returns" on success: nothing, it execve()d.
-pub(crate) enum Never {}
-
-/// Runs a forked child's set-up (the init's or an exec'd process's), which returns only on
-/// failure, sends that failure to the parent as one MSG_ERROR and exits. A panic must not
-/// unwind into the parent's stack frames the child shares a copy of (create's cleanup guard
-/// there would delete the container): it is caught and reported as an error too.
-pub(crate) fn run_child_setup(sock: RawFd, who: &str, setup: impl FnOnce() -> Result<Never>) -> ! {
-    let msg = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(setup)) {
-        Ok(Ok(never)) => match never {},
-        Ok(Err(e)) => format!("{e:#}"),
-        Err(_) => format!("{who} panicked during setup"),
-    };
-    let _ = send(sock, MSG_ERROR, msg.as_bytes());
-    // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the parent.
-    unsafe { libc::_exit(1) }
-}
-
-fn child_setup(
-    sock: RawFd,
-    bundle: &Bundle,
-    plan: &Plan,
-    opts: &CreateOpts,
-    fifo: Option<RawFd>,
-) -> Result<Never> {
+) -> Result<Infallible> {
     let spec = &bundle.spec;
     let process = spec.process().as_ref().context("process")?;
-    match recv(sock)? {
-        Some((MSG_GO, _)) => {}
-        // The parent failed or died: nothing to set up.
-        // SAFETY: see child_main.
-        _ => unsafe { libc::_exit(1) },
-    }
-    // The maps are written: non-dumpable from here on (a no-op if child_main did it already).
-    // SAFETY: integer-only prctl.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // What the init's own hooks (createContainer, startContainer) read as the state.
+    let saved = Saved {
+        pid: host_pid,
+        ..saved.clone()
+    };
     for (flag, path) in &plan.join {
         namespaces::join(*flag, path).context("linux.namespaces")?;
     }
@@ -477,23 +333,13 @@ fn child_setup(
         let parent_hooks = h.prestart().as_ref().is_some_and(|v| !v.is_empty())
             || h.create_runtime().as_ref().is_some_and(|v| !v.is_empty());
         if parent_hooks {
-            send(sock, MSG_HOOKS, b"")?;
-            match recv(sock)? {
-                Some((MSG_GO, _)) => {}
-                // SAFETY: see child_main.
-                _ => unsafe { libc::_exit(1) },
-            }
+            chan.send(&Msg::Hooks)?;
+            chan.wait_for_go()?;
         }
         let cc = hooks::from_spec(h.create_container());
         if !cc.is_empty() {
-            let st = format!(
-                r#"{{"ociVersion":"{}","id":"{}","status":"creating","pid":{},"bundle":{}}}"#,
-                crate::OCI_VERSION,
-                opts.id,
-                std::process::id(),
-                serde_json::to_string(&bundle.dir)?
-            );
-            hooks::run("createContainer", &cc, st.as_bytes())?;
+            let st = OciState::new(&saved, Status::Creating).to_json()?;
+            hooks::run("createContainer", &cc, &st)?;
         }
     }
 
@@ -516,9 +362,9 @@ fn child_setup(
     if !opts.no_new_keyring {
         join_session_keyring(&opts.id);
     }
-    let prog = finish_process(process, bundle.seccomp.as_ref(), opts.preserve_fds)?;
+    let prog = finish::finish_process(process, bundle.seccomp.as_ref(), opts.preserve_fds)?;
 
-    send(sock, MSG_READY, b"")?;
+    chan.send(&Msg::Ready)?;
     if let Some(fd) = fifo {
         // Block here until `start` writes its byte.
         // SAFETY: fd is our fifo descriptor; ManuallyDrop keeps it open (it is CLOEXEC).
@@ -528,173 +374,32 @@ fn child_setup(
             match f.read(&mut b) {
                 Ok(1) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                // SAFETY: see child_main.
+                // SAFETY: _exit skips atexit handlers and stdio flushing that belong to the
+                // parent.
                 _ => unsafe { libc::_exit(1) },
             }
         }
     }
+    // No one reads the channel after READY: from here on failures go to stderr.
     // startContainer runs on every start, also `run`'s (which has no fifo to wait on).
     if let Some(h) = spec.hooks() {
         let sc = hooks::from_spec(h.start_container());
         if !sc.is_empty() {
-            let st = format!(
-                r#"{{"ociVersion":"{}","id":"{}","status":"created","pid":1}}"#,
-                crate::OCI_VERSION,
-                opts.id
-            );
-            if let Err(e) = hooks::run("startContainer", &sc, st.as_bytes()) {
+            let ran = OciState::new(&saved, Status::Created)
+                .to_json()
+                .and_then(|st| hooks::run("startContainer", &sc, &st));
+            if let Err(e) = ran {
                 eprintln!("bulkhead-runtime: {e:#}");
-                // SAFETY: see child_main.
+                // SAFETY: see above.
                 unsafe { libc::_exit(1) };
             }
         }
     }
     crate::fault::point("init:before-exec");
-    exec(&prog.exe, &prog.args, &prog.env)
-}
-
-/// The user's program, resolved and ready for execve().
-pub(crate) struct Program {
-    pub exe: CString,
-    pub args: Vec<CString>,
-    pub env: Vec<CString>,
-}
-
-/// The last steps before execve(), shared by the init (`create`) and `exec` so that both get
-/// the same privileges: oom_score_adj, rlimits, seccomp, user, capabilities, cwd,
-/// no_new_privs, default signal dispositions, and every descriptor of ours close-on-exec
-/// (those passed with --preserve-fds, after stdio, stay).
-pub(crate) fn finish_process(
-    process: &oci_spec::runtime::Process,
-    seccomp: Option<&crate::seccomp::Program>,
-    preserve_fds: u32,
-) -> Result<Program> {
-    security::set_oom_score_adj(process)?;
-    security::set_rlimits(process)?;
-    let nnp = process.no_new_privileges() == Some(true);
-    if let Some(p) = seccomp
-        && !nnp
-    {
-        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it while we still
-        // have it (the profile must then allow the setup calls below, as with runc).
-        crate::seccomp::load(p).context("linux.seccomp: loading the filter")?;
-    }
-    security::set_user_and_caps(process)?;
-    let cwd = process.cwd();
-    std::env::set_current_dir(cwd).with_context(|| format!("process.cwd: {}", cwd.display()))?;
-    // CVE-2024-21626: a cwd such as /proc/self/fd/N follows a descriptor, which may be a
-    // directory outside the container (one the caller leaked to us, say), and `..` from
-    // there walks the host. getcwd(2) tells: outside our root it is "(unreachable)/…".
-    match std::env::current_dir() {
-        Ok(here) if here.is_absolute() => {}
-        Ok(here) => bail!(
-            "process.cwd: {} is outside the container ({})",
-            cwd.display(),
-            here.display()
-        ),
-        Err(e) => {
-            return Err(e).with_context(|| format!("process.cwd: {}: getcwd", cwd.display()));
-        }
-    }
-
-    let args: Vec<CString> = process
-        .args()
-        .iter()
-        .flatten()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect::<Result<_, _>>()
-        .context("process.args: NUL byte")?;
-    let env: Vec<CString> = process
-        .env()
-        .iter()
-        .flatten()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect::<Result<_, _>>()
-        .context("process.env: NUL byte")?;
-    let exe = find_executable(
-        process
-            .args()
-            .as_ref()
-            .and_then(|a| a.first())
-            .context("process.args: empty")?,
-        process.env(),
-    )?;
-
-    security::set_no_new_privs(process)?;
-    if let Some(p) = seccomp
-        && nnp
-    {
-        // As close to execve as we can: fewer of our own calls run under the filter.
-        crate::seccomp::load(p).context("linux.seccomp: loading the filter")?;
-    }
-    reset_signals();
-    // Descriptors the caller passed with --preserve-fds stay; everything else of ours is
-    // close-on-exec already, this also covers any inherited by accident.
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3 + preserve_fds,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    Ok(Program { exe, args, env })
-}
-
-fn exec(exe: &CString, args: &[CString], env: &[CString]) -> ! {
-    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive the call.
-    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    let e = std::io::Error::last_os_error();
-    eprintln!("bulkhead-runtime: exec {}: {e}", exe.to_string_lossy());
-    // SAFETY: see child_main.
+    let e = prog.execve();
+    eprintln!("bulkhead-runtime: {e:#}");
+    // SAFETY: see above.
     unsafe { libc::_exit(127) }
-}
-
-/// PATH lookup inside the container (after pivot_root), with the container's PATH.
-fn find_executable(arg0: &str, env: &Option<Vec<String>>) -> Result<CString> {
-    let is_exec = |p: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if arg0.contains('/') {
-        if !is_exec(Path::new(arg0)) {
-            bail!("process.args[0]: {arg0}: no such executable in the container");
-        }
-        return Ok(CString::new(arg0)?);
-    }
-    let path = env
-        .iter()
-        .flatten()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for d in path.split(':').filter(|d| !d.is_empty()) {
-        let p = Path::new(d).join(arg0);
-        if is_exec(&p) {
-            return Ok(CString::new(p.as_os_str().as_bytes())?);
-        }
-    }
-    bail!("process.args[0]: {arg0:?}: executable file not found in $PATH")
-}
-
-/// Rust's runtime ignores SIGPIPE and we may have inherited other dispositions or a blocked
-/// mask: the user's program starts with defaults (ignored signals survive execve).
-fn reset_signals() {
-    // SAFETY: sigset operations on a local set; signal() with SIG_DFL for each catchable signal.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for s in 1..libc::SIGRTMIN() {
-            if s != libc::SIGKILL && s != libc::SIGSTOP {
-                libc::signal(s, libc::SIG_DFL);
-            }
-        }
-    }
 }
 
 /// A fresh session keyring per container, so containers do not share the host's (runc does
@@ -705,25 +410,4 @@ fn join_session_keyring(id: &str) {
         // SAFETY: keyctl with a valid C string argument.
         unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     }
-}
-
-/// The parent's and the child's ends of the socket they talk over until the child's execve:
-/// SEQPACKET keeps each message whole, and close-on-exec makes the execve itself the
-/// "it runs" signal (the parent reads EOF).
-pub(crate) fn sync_socketpair() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: socketpair writes two descriptors into the array.
-    if unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    } != 0
-    {
-        return Err(std::io::Error::last_os_error()).context("socketpair");
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }

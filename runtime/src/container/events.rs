@@ -70,7 +70,7 @@ pub fn events(
 ) -> Result<()> {
     let saved = root.load(id)?;
     if root.status(&saved) == Status::Stopped {
-        return Err(crate::Error::NotRunning.into());
+        return Err(crate::error::Error::NotRunning.into());
     }
     if once {
         writeln!(out, "{}", stats_line(id, &saved.leaves))?;

@@ -7,7 +7,7 @@
 //! build the process (--process or flags)
 //! open /proc/<init>/ns/* and /proc/<init>/root
 //! setns(pid)  (only sets where children are born)
-//! clone()  ──────────────────────────────────▶ prctl(PR_SET_DUMPABLE, 0); wait for GO
+//! clone()  ──────────────────────────────────▶ non-dumpable; wait for GO
 //! add pid to the container's cgroups
 //! send GO  ──────────────────────────────────▶ connect --console-socket (a host path)
 //!                                              setns user (become its root), then ipc, uts,
@@ -28,15 +28,16 @@
 //!
 //! # CVE-2019-5736
 //!
-//! As for the init (see [`crate::create`]): the child is a fork of the runtime that
+//! As for the init (see `process/child.rs`): the child is a fork of the runtime that
 //! `execve()`s the user's program directly; our binary is never executed inside the
 //! container, and until the execve the child is non-dumpable, so processes of the container
 //! cannot open its `/proc/<pid>/exe` (our binary) or its memory. Every descriptor of ours is
 //! close-on-exec; only stdio and `--preserve-fds` reach the program.
 
+use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -44,10 +45,9 @@ use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
 use crate::cgroups::Cgroup;
-use crate::create::{
-    MSG_ERROR, MSG_GO, Never, finish_process, recv, run_child_setup, send, sync_socketpair,
-};
 use crate::namespaces;
+use crate::process::channel::Msg;
+use crate::process::{child, finish};
 use crate::spec;
 use crate::state::{self, Root, Status};
 
@@ -72,6 +72,8 @@ pub struct ExecOpts {
     pub no_new_privs: bool,
     pub preserve_fds: u32,
     pub ignore_paused: bool,
+    /// `--cgroup`: run in a sub-cgroup (refused: not supported).
+    pub cgroup: Vec<String>,
 }
 
 /// Namespaces the child joins after the user namespace, in this order. The mount namespace
@@ -86,6 +88,9 @@ const NAMESPACES: &[(&str, libc::c_int)] = &[
     // container's init has it only as its children's. Join that one: same for a started one.
     ("time_for_children", libc::CLONE_NEWTIME),
 ];
+
+/// How the container's user namespace is named in an error.
+const USER_NS: &str = "the container's user namespace";
 
 /// Open `/proc/<pid>/ns/<name>` if it is not our own namespace of that kind.
 fn foreign_ns(pid: i32, name: &str) -> Result<Option<File>> {
@@ -111,7 +116,8 @@ struct ChildPlan {
     user_ns: Option<File>,
     /// The parent already joined the container's user namespace (rootless, see `exec`).
     user_ns_joined: bool,
-    others: Vec<(libc::c_int, File)>,
+    /// The other namespaces to join, in [`NAMESPACES`]' order, with their names.
+    others: Vec<(&'static str, libc::c_int, File)>,
     root: OwnedFd,
     console_socket: Option<PathBuf>,
     preserve_fds: u32,
@@ -237,24 +243,12 @@ fn may_ptrace(p: &Process) -> bool {
     })
 }
 
-/// Kill and reap the child if the exec fails half-way, so nothing is left running.
-struct ChildGuard(Option<i32>);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            // SAFETY: kill/waitpid on our own child; the status pointer may be null.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
-        }
-    }
-}
-
 /// Run `exec`. Returns the exit code to report: the process's (128+signal when killed), or 0
 /// with `--detach`.
 pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
+    if !o.cgroup.is_empty() {
+        bail!("--cgroup: running in a sub-cgroup is not supported by bulkhead-runtime");
+    }
     let saved = root.load(&o.id)?;
     let status = root.status(&saved);
     match status {
@@ -285,7 +279,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     let mut others = Vec::new();
     for (name, flag) in NAMESPACES {
         if let Some(f) = foreign_ns(pid, name)? {
-            others.push((*flag, f));
+            others.push((*name, *flag, f));
         }
     }
     // A created container's init is still a clone of this runtime (until `start`): its
@@ -334,8 +328,6 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         preserve_fds: o.preserve_fds,
     };
 
-    let (parent_sock, child_sock) = sync_socketpair()?;
-
     // Rootless: joining the pid namespace needs CAP_SYS_ADMIN in the user namespace that owns
     // it, which an unprivileged caller has only inside the container's user namespace (it owns
     // that one, so joining gives it every capability there). So the parent joins the user
@@ -346,122 +338,78 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         && pid_ns.is_some()
         && let Some(u) = plan.user_ns.take()
     {
-        setns(&u, libc::CLONE_NEWUSER, "user")?;
+        namespaces::setns(&u, libc::CLONE_NEWUSER, USER_NS)?;
         plan.user_ns_joined = true;
     }
     if let Some(f) = &pid_ns {
-        // SAFETY: setns on a descriptor we own; no memory is passed.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("joining the container's pid namespace");
-        }
+        namespaces::setns(f, libc::CLONE_NEWPID, "the container's pid namespace")?;
     }
     crate::fault::point("exec:after-setns-pid");
 
-    // Non-dumpable *before* the clone, so that the child is from its first instruction: it is
-    // born in the container's pid namespace, where a process could otherwise open its
-    // /proc/<pid>/exe (our binary) or attach before the child's own prctl runs.
-    // SAFETY: integer-only prctl.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    // SAFETY: a fork-like clone; sound because the runtime is single-threaded (see create).
-    let child = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::SIGCHLD as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if child < 0 {
-        let e = std::io::Error::last_os_error();
+    // The child is born non-dumpable, as the init is (see `process/child.rs`): it is born
+    // in the container's pid namespace, where a process could otherwise open its
+    // /proc/<pid>/exe (our binary) or attach before it execs.
+    let spawned = child::spawn("the exec'd process", 0, false, |_, _| exec_setup(&plan));
+    let child = match spawned {
+        Ok(c) => c,
         // A pid namespace whose init has died takes no new members (ENOMEM): the container
         // stopped between our status check and now.
-        if pid_ns.is_some() && e.raw_os_error() == Some(libc::ENOMEM) {
-            bail!("cannot exec in a stopped container");
+        Err(e)
+            if pid_ns.is_some()
+                && e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.raw_os_error() == Some(libc::ENOMEM)) =>
+        {
+            bail!("cannot exec in a stopped container")
         }
-        return Err(e).context("clone");
-    }
-    if child == 0 {
-        drop(parent_sock);
-        child_main(child_sock.as_raw_fd(), &plan);
-    }
-    let child = child as i32;
-    let mut guard = ChildGuard(Some(child));
+        Err(e) => return Err(e),
+    };
     crate::fault::point("exec:after-clone");
-    drop(child_sock);
     drop(plan);
-    let sock = parent_sock.as_raw_fd();
 
     Cgroup {
         leaves: saved.leaves.clone(),
         created: Vec::new(),
     }
-    .add(child)
+    .add(child.pid())
     .context("moving the process into the container's cgroups")?;
     crate::fault::point("exec:after-cgroup-add");
-    send(sock, MSG_GO, b"").context("releasing the process")?;
+    child.go().context("releasing the process")?;
     crate::fault::point("exec:after-go");
-    match recv(sock).context("waiting for the process")? {
+    match child.recv().context("waiting for the process")? {
         // EOF: the child's end closed at execve (close-on-exec) — or the child died.
         None => {}
-        Some((MSG_ERROR, msg)) => bail!("exec failed: {}", String::from_utf8_lossy(&msg)),
-        Some((t, _)) => bail!("unexpected message {t:?} from the exec'd process"),
+        Some(Msg::Error(msg)) => bail!("exec failed: {msg}"),
+        Some(other) => bail!("unexpected message {other:?} from the exec'd process"),
     }
     if let Some(pf) = &o.pid_file {
-        state::write_atomic(pf, child.to_string().as_bytes())
+        state::write_atomic(pf, child.pid().to_string().as_bytes())
             .with_context(|| format!("--pid-file {}", pf.display()))?;
     }
     // From here on the process is the caller's: with --detach its supervisor (containerd's
     // shim, conmon: subreapers) reaps it once we exit; else we wait for it.
-    guard.0 = None;
+    let pid = child.disarm();
     if o.detach {
         return Ok(0);
     }
-    crate::wait_forwarding_signals(child)
+    child::wait_forwarding_signals(pid)
 }
 
-/// The child side. Never returns: it execs the program or exits.
-fn child_main(sock: RawFd, plan: &ChildPlan) -> ! {
-    // SAFETY: integer-only prctl; see the module comment on CVE-2019-5736.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    run_child_setup(sock, "the exec'd process", || child_setup(sock, plan))
-}
-
-fn setns(f: &File, flag: libc::c_int, what: &str) -> Result<()> {
-    // SAFETY: setns on a descriptor we own; no memory is passed.
-    if unsafe { libc::setns(f.as_raw_fd(), flag) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("joining the container's {what} namespace"));
-    }
-    Ok(())
-}
-
-fn child_setup(sock: RawFd, plan: &ChildPlan) -> Result<Never> {
-    match recv(sock)? {
-        Some((MSG_GO, _)) => {}
-        // The parent failed or died: nothing to do.
-        // SAFETY: see child_main.
-        _ => unsafe { libc::_exit(1) },
-    }
+/// The exec'd process's set-up, after the parent's go-ahead. Returns only on failure: on
+/// success it execs the program.
+fn exec_setup(plan: &ChildPlan) -> Result<Infallible> {
     // The socket path is on the host: connect before leaving the host's mount namespace.
     let console = match &plan.console_socket {
         Some(p) => Some(crate::console::connect(p)?),
         None => None,
     };
     if let Some(u) = &plan.user_ns {
-        setns(u, libc::CLONE_NEWUSER, "user")?;
+        namespaces::setns(u, libc::CLONE_NEWUSER, USER_NS)?;
     }
     if plan.user_ns.is_some() || plan.user_ns_joined {
         namespaces::become_userns_root()?;
     }
-    for (flag, f) in &plan.others {
-        let what = NAMESPACES
-            .iter()
-            .find(|(_, fl)| fl == flag)
-            .map_or("", |(n, _)| n);
-        setns(f, *flag, what)?;
+    for (name, flag, f) in &plan.others {
+        namespaces::setns(f, *flag, format_args!("the container's {name} namespace"))?;
     }
     // setns(mnt) leaves us at the namespace's root mount; the init's root is what it
     // pivoted (or chrooted) into: take that one.
@@ -485,13 +433,6 @@ fn child_setup(sock: RawFd, plan: &ChildPlan) -> Result<Never> {
         crate::console::setup(c, size).context("process.terminal")?;
     }
     drop(console);
-    let prog = finish_process(&plan.process, plan.seccomp.as_ref(), plan.preserve_fds)?;
-    let mut argv: Vec<*const libc::c_char> = prog.args.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut envp: Vec<*const libc::c_char> = prog.env.iter().map(|a| a.as_ptr()).collect();
-    envp.push(std::ptr::null());
-    // SAFETY: argv and envp are NULL-terminated arrays of valid C strings that outlive the call.
-    unsafe { libc::execve(prog.exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    Err(std::io::Error::last_os_error())
-        .with_context(|| format!("exec {}", prog.exe.to_string_lossy()))
+    let prog = finish::finish_process(&plan.process, plan.seccomp.as_ref(), plan.preserve_fds)?;
+    Err(prog.execve())
 }

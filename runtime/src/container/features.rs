@@ -107,7 +107,7 @@ pub fn features() -> Value {
         .unwrap_or_default();
     json!({
         "ociVersionMin": "1.0.0",
-        "ociVersionMax": crate::OCI_VERSION,
+        "ociVersionMax": crate::state::OCI_VERSION,
         "hooks": HOOKS,
         "mountOptions": crate::rootfs::MOUNT_OPTIONS,
         "linux": {

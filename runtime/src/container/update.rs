@@ -221,7 +221,7 @@ pub fn update(root: &Root, o: &UpdateOpts) -> Result<()> {
     let saved = root.load(&o.id)?;
     let r = wanted(o)?;
     if root.status(&saved) == Status::Stopped {
-        return Err(crate::Error::NotRunning.into());
+        return Err(crate::error::Error::NotRunning.into());
     }
     cgroups::update(&saved.leaves, &r)
 }
