@@ -12,11 +12,19 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use bulkhead_runtime::fault::{ENV_AT, ENV_MARK, POINTS};
+use bulkhead_runtime::fault::{ENV_AT, ENV_MARK, ENV_PANIC_AT, POINTS};
 use common::*;
 use serde_json::json;
 
 const ITERATIONS: usize = 3;
+
+/// The tests here run one at a time: [`run`] reaps every child of the test process, which
+/// would steal the status of another test's runtime command.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Why every test here skips without the hooks: the runtime does not read their variables.
+const NO_HOOKS: &str =
+    "bulkhead-runtime built without --features test-hooks (scripts/test.sh turns it on)";
 
 /// Kills what a failed iteration left (the test's own guard: nothing stays behind even when
 /// an assertion fails half-way). `Rt`'s own drop then deletes what has a state record.
@@ -213,7 +221,9 @@ fn one_point(
 
 #[test]
 fn sigkill_at_every_point_then_delete_force_leaves_nothing() {
+    bulkhead_testkit::skip_unless!(cfg!(feature = "test-hooks"), "{NO_HOOKS}");
     needs_host!();
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut seen = std::collections::HashSet::new();
     for p in POINTS {
         assert!(seen.insert(p), "{p} listed twice in fault::POINTS");
@@ -272,4 +282,30 @@ fn sigkill_at_every_point_then_delete_force_leaves_nothing() {
         );
     }
     eprintln!("all {ITERATIONS} iterations in {:.1?}", t0.elapsed());
+}
+
+/// A panic in the init's set-up (the hook's, at `init:after-mounts`) reaches `create` as its
+/// error, with the panic's message, through the child's panic hook (`process/child.rs`),
+/// which also works under the release profile's `panic = "abort"`; and create cleans up as
+/// after any failed set-up. The default hook's "thread '…' panicked" line must not appear:
+/// ours replaced it.
+#[test]
+fn a_panic_in_the_init_is_reported_and_cleaned_up() {
+    bulkhead_testkit::skip_unless!(cfg!(feature = "test-hooks"), "{NO_HOOKS}");
+    needs_host!();
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = Rt::new();
+    let b = Bundle::new(&["true"]);
+    let id = id("panic");
+    let bp = b.path().to_str().unwrap();
+    let o = rt.cmd_env(
+        &["create", "--bundle", bp, &id],
+        &[(ENV_PANIC_AT, "init:after-mounts")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let want = "the container's init panicked during setup: \
+                test hook: panic at fault point init:after-mounts";
+    assert!(stderr(&o).contains(want), "{}", show(&o));
+    assert!(!stderr(&o).contains("thread '"), "{}", show(&o));
+    assert_no_leaks(&rt, &id, b.path(), None);
 }
