@@ -7,7 +7,7 @@
 //! others find it again through [`state`]. The stages that `create` and `exec` share (the
 //! clone, the parent↔child channel, the last steps before execve) are written once, in
 //! `process/`. [`rootless`] holds what changes when the runtime runs without privileges;
-//! [`fault`] is the tests' fault injection, compiled in only with the `test-hooks` feature.
+//! [`fault`] is the tests' fault injection: empty unless built with the `test-hooks` feature.
 //!
 //! The runtime is single-threaded on purpose: `create` and `exec` fork (see
 //! `process/child.rs`).
