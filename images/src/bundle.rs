@@ -7,7 +7,7 @@
 //!
 //! `root.path` is the rootfs's absolute, canonical path (runc rejects a root that is a symlink),
 //! so many bundles can share one read-only rootfs. Callers that need a variation (limits, other
-//! args, a user namespace) take [`default_spec`], change it, and [`write`] it into their own
+//! args, a user namespace) take [`default_spec`], change it, and [`write()`] it into their own
 //! bundle directory.
 
 use oci_spec::runtime::{

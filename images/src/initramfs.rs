@@ -259,7 +259,7 @@ fn write_entry(
     pad4(out);
 }
 
-/// The guest's initramfs: `/init` is the guest itself (PID 1 detects "init" in its argv[0]),
+/// The guest's initramfs: `/init` is the guest itself (PID 1 detects "init" in its `argv[0]`),
 /// `/dev/console` so init has output, and the mount points it uses.
 pub fn guest_initramfs(guest: &Path) -> Result<Initramfs, InitramfsError> {
     let mut img = Initramfs::new();

@@ -6,8 +6,9 @@
 //! [`console`], leaving its init blocked on a fifo; `start`, `kill`, `pause`, `delete` and the
 //! others find it again through [`state`]. The stages that `create` and `exec` share (the
 //! clone, the parent↔child channel, the last steps before execve) are written once, in
-//! `process/`. [`rootless`] holds what changes when the runtime runs without privileges;
-//! [`fault`] is the tests' fault injection: empty unless built with the `test-hooks` feature.
+//! `process/`. What changes when the runtime runs without privileges is told in
+//! [`namespaces`] (rootless), and done where it belongs: id maps, state root, delegated
+//! cgroups, device binds. [`fault`] is the tests' fault injection: empty unless built with the `test-hooks` feature.
 //!
 //! The runtime is single-threaded on purpose: `create` and `exec` fork (see
 //! `process/child.rs`).
@@ -21,7 +22,6 @@ pub mod hooks;
 pub mod namespaces;
 mod process;
 pub mod rootfs;
-pub mod rootless;
 pub mod seccomp;
 pub mod security;
 pub mod spec;

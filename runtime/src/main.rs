@@ -15,8 +15,8 @@ use bulkhead_runtime::container::create::{CreateOpts, create};
 use bulkhead_runtime::container::{
     delete, events, exec, features, kill, list, pause_resume, ps, run, spec, start, state, update,
 };
-use bulkhead_runtime::rootless;
-use bulkhead_runtime::state::{Root, rfc3339_now};
+use bulkhead_runtime::namespaces;
+use bulkhead_runtime::state::{Root, default_root, rfc3339_now};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -297,8 +297,8 @@ fn run(cli: &Cli) -> Result<i32> {
     if cli.debug {
         log_line(cli, "debug", &format!("{cmd:?}"));
     }
-    let root = Root::new(cli.root.clone().unwrap_or_else(rootless::default_root));
-    let rootless = rootless::resolve(cli.rootless.as_deref())?;
+    let root = Root::new(cli.root.clone().unwrap_or_else(default_root));
+    let rootless = namespaces::resolve_rootless(cli.rootless.as_deref())?;
     match cmd {
         Cmd::Create(a) => {
             create(&root, &a.opts(rootless))?;

@@ -11,6 +11,18 @@
 //!   ones. The cgroup namespace is unshared only then, because its root is the cgroup the
 //!   process is in at that moment: the parent has moved it into the container's cgroup.
 //!   A new time namespace takes effect for the child at `execve()`.
+//!
+//! # Rootless
+//!
+//! runc's "rootless" mode, which podman uses by default for non-root users: the container
+//! needs a user namespace whose maps the caller may write (its own uid/gid, or the
+//! /etc/subuid and /etc/subgid ranges written by `newuidmap`/`newgidmap`:
+//! [`rootless_map_writer`]); the state root defaults to `$XDG_RUNTIME_DIR/bulkhead-runtime`
+//! ([`crate::state::default_root`]); cgroups are used only where delegated
+//! ([`crate::cgroups::cgroup_delegated`]); device nodes are bind-mounted from the host
+//! ([`crate::rootfs`]); `spec --rootless` writes such a config ([`crate::spec::to_rootless`]).
+//! `--rootless auto|true|false` decides only the cgroup behaviour, as in runc
+//! ([`resolve_rootless`]).
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd};
@@ -18,6 +30,41 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+/// The effective uid of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// The effective gid of this process.
+pub fn egid() -> u32 {
+    // SAFETY: getegid cannot fail and has no preconditions.
+    unsafe { libc::getegid() }
+}
+
+/// Whether this process runs inside a user namespace other than the initial one (whose uid
+/// map is the identity over the whole 32-bit range).
+pub fn in_user_namespace() -> bool {
+    match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(m) => {
+            let f: Vec<&str> = m.split_whitespace().collect();
+            f != ["0", "0", "4294967295"]
+        }
+        Err(_) => false,
+    }
+}
+
+/// Resolve the global `--rootless` flag: `true`, `false`, or `auto`/absent (rootless when not
+/// root or inside a user namespace).
+pub fn resolve_rootless(flag: Option<&str>) -> Result<bool> {
+    match flag.unwrap_or("auto") {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        "auto" => Ok(euid() != 0 || in_user_namespace()),
+        other => bail!("--rootless: invalid value {other:?} (auto, true or false)"),
+    }
+}
 
 /// What the spec asks for, as clone/unshare flags and paths to join.
 #[derive(Debug, Default, Clone)]
@@ -362,7 +409,7 @@ pub fn write_id_maps(pid: i32, spec: &Spec, writer: &MapWriter) -> Result<()> {
             }
             continue;
         }
-        if file == "gid_map" && crate::rootless::euid() != 0 {
+        if file == "gid_map" && euid() != 0 {
             // Unprivileged: the kernel takes our gid_map only with setgroups denied, so that
             // dropping supplementary groups cannot grant access they deny.
             let p = format!("/proc/{pid}/setgroups");
@@ -398,6 +445,18 @@ pub fn become_userns_root() -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rootless_flag_values() {
+        assert!(resolve_rootless(Some("true")).unwrap());
+        assert!(!resolve_rootless(Some("false")).unwrap());
+        assert!(
+            resolve_rootless(Some("maybe"))
+                .unwrap_err()
+                .to_string()
+                .contains("--rootless")
+        );
+    }
 
     fn spec_with_maps(uid: serde_json::Value, gid: serde_json::Value) -> Spec {
         serde_json::from_value(serde_json::json!({

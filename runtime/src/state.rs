@@ -23,6 +23,17 @@ use crate::error::Error;
 pub const OCI_VERSION: &str = "1.0.2";
 
 pub const DEFAULT_ROOT: &str = "/run/bulkhead-runtime";
+
+/// The state root when `--root` is not given: `$XDG_RUNTIME_DIR/bulkhead-runtime` for a
+/// non-root caller with `XDG_RUNTIME_DIR` set (runc's rule), else [`DEFAULT_ROOT`].
+pub fn default_root() -> PathBuf {
+    if crate::namespaces::euid() != 0
+        && let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty())
+    {
+        return Path::new(&xdg).join("bulkhead-runtime");
+    }
+    PathBuf::from(DEFAULT_ROOT)
+}
 pub const FIFO: &str = "exec.fifo";
 const STATE: &str = "state.json";
 

@@ -134,7 +134,7 @@ impl User {
             &bulkhead_images::bundle::guest_args(task, args),
         )
         .unwrap();
-        bulkhead_runtime::rootless::to_rootless(&mut spec, USER, USER).unwrap();
+        bulkhead_runtime::spec::to_rootless(&mut spec, USER, USER).unwrap();
         let mut v = serde_json::to_value(&spec).unwrap();
         f(&mut v);
         std::fs::create_dir_all(self.bundle()).unwrap();

@@ -88,8 +88,7 @@ pub fn unapplied_warning(spec: &Spec, skipped: &[&str]) -> Option<String> {
     }
     Some(format!(
         "bulkhead-runtime: warning: rootless: cgroups not delegated to uid {}; not applied: {}",
-        // SAFETY: geteuid cannot fail and has no preconditions.
-        unsafe { libc::geteuid() },
+        crate::namespaces::euid(),
         fields.join(", ")
     ))
 }

@@ -16,9 +16,9 @@
 //! The container's init is added to its groups by the parent while the init is still blocked
 //! on the sync socket, i.e. before any code from the container image runs.
 
-//! The modules: [`hierarchy`] (mode, mount points, placement), [`v1`] and [`v2`] (creating a
-//! group and writing `linux.resources`), [`devices`] (device rules; v2's eBPF filter),
-//! [`freezer`] (pause/resume), [`stats`] (`events`), [`delegation`] (rootless: which groups we
+//! The modules: `hierarchy` (mode, mount points, placement), `v1` and `v2` (creating a
+//! group and writing `linux.resources`), `devices` (device rules; v2's eBPF filter),
+//! `freezer` (pause/resume), [`stats`] (`events`), `delegation` (rootless: which groups we
 //! may use). This file creates and removes a container's groups.
 
 mod delegation;
@@ -95,7 +95,7 @@ impl Cgroup {
 
     /// [`Cgroup::create`] for a rootless container (`skipped` is Some): a hierarchy where the
     /// container's group was not delegated to us is skipped and its controller pushed to
-    /// `skipped` ("" for v2's one hierarchy) instead of failing; see [`delegation`].
+    /// `skipped` ("" for v2's one hierarchy) instead of failing; see `delegation`.
     pub fn create_skipping(
         spec: &Spec,
         id: &str,

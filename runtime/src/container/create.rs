@@ -21,7 +21,7 @@
 //!
 //! (*) Rootless, only after GO: an unprivileged parent cannot write a non-dumpable process's
 //! maps (see `stay_dumpable` in `process/child.rs`). Rootless also means: only delegated
-//! cgroups, and one warning naming the limits that were not applied (see [`crate::rootless`]).
+//! cgroups, and one warning naming the limits that were not applied (see [`crate::namespaces`], rootless).
 //!
 //! The clone, the channel's messages (GO, HOOKS, READY, ERROR) and the last steps before
 //! execve are the stages `create` shares with `exec`: see `process/` (`process/child.rs`
@@ -59,8 +59,9 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
     /// false for `run`: the init does not wait for `start` (no fifo at all).
     pub wait_for_start: bool,
-    /// Rootless cgroup handling (`--rootless`, see [`crate::rootless`]): use only the cgroups
-    /// delegated to us and say which limits could not be applied, instead of failing.
+    /// Rootless cgroup handling (`--rootless`): use only the cgroups delegated to us and say
+    /// which limits could not be applied ([`crate::cgroups::warn_unapplied`]), instead of
+    /// failing.
     pub rootless: bool,
 }
 
@@ -109,9 +110,9 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
     // Unprivileged, every namespace we create must be owned by a user namespace of ours, and
     // its maps must be ones we may write: check both before anything exists.
-    let euid = crate::rootless::euid();
+    let euid = namespaces::euid();
     let map_writer = if euid != 0 && plan.new_user {
-        namespaces::rootless_map_writer(spec, euid, crate::rootless::egid())?
+        namespaces::rootless_map_writer(spec, euid, namespaces::egid())?
     } else {
         namespaces::MapWriter::default()
     };
@@ -267,7 +268,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     cleanup.armed = false;
     crate::fault::point("create:before-exit");
     // Once, and only for a container that exists: the limits rootless mode could not apply.
-    crate::rootless::warn_unapplied(spec, &skipped);
+    cgroups::warn_unapplied(spec, &skipped);
     Ok(Created { pid, saved })
 }
 

@@ -332,8 +332,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     // it, which an unprivileged caller has only inside the container's user namespace (it owns
     // that one, so joining gives it every capability there). So the parent joins the user
     // namespace first; the child is then born inside it and only becomes its root.
-    // SAFETY: geteuid has no preconditions.
-    let unprivileged = unsafe { libc::geteuid() } != 0;
+    let unprivileged = namespaces::euid() != 0;
     if unprivileged
         && pid_ns.is_some()
         && let Some(u) = plan.user_ns.take()

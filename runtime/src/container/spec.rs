@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use crate::rootless::{egid, euid, to_rootless};
+use crate::namespaces::{egid, euid};
+use crate::spec::to_rootless;
 
 /// `spec`: write `<bundle>/config.json`; refuses to overwrite one.
 pub fn spec(bundle: &Path, rootless: bool) -> Result<()> {

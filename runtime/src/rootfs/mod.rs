@@ -7,14 +7,14 @@
 //! sysctls, masked and readonly paths, readonly root.
 //!
 //! Every path inside the rootfs (mount destinations, device nodes, /dev's symlinks) is
-//! resolved *inside* it, by the kernel ([`resolve`]): symlinks in the image are followed as if
+//! resolved *inside* it, by the kernel (`resolve`): symlinks in the image are followed as if
 //! the rootfs were `/`, so a hostile image cannot point `/proc` at the host's `/etc`, nor
 //! `/dev` at a host directory to get device nodes made there. What is done after the switch
 //! (masked and readonly paths, sysctls) is done from inside the new root, where `/` is the
 //! rootfs anyway.
 //!
-//! The modules: [`options`] (what a mount option means), [`resolve`] (paths inside the
-//! rootfs), [`mounts`] (the spec's mounts), [`devices`] (/dev's nodes and symlinks), [`pivot`]
+//! The modules: `options` (what a mount option means), `resolve` (paths inside the
+//! rootfs), `mounts` (the spec's mounts), `devices` (/dev's nodes and symlinks), `pivot`
 //! (the switch into the new root, and what is done from inside it). This file runs them in order.
 
 mod devices;

@@ -1,11 +1,11 @@
 //! A bundle's `config.json`: load it, validate it, and say which field is wrong when it is.
 //!
-//! [`load`] reads the bundle, [`parse`] runs the validation passes ([`validate`]: first on
+//! [`load`] reads the bundle, [`parse`] runs the validation passes (`validate`: first on
 //! the raw JSON tree, where every error can name its field, then on the typed
 //! `oci_spec::runtime::Spec` and against the file system, before anything is created) and
 //! `linux.seccomp` is compiled here too, so that a bad profile is an error of `create`, not of
-//! the container's init. [`default`] is the config `spec` writes (its seccomp allow-list is a
-//! data file), [`rootless`] its `--rootless` variant, [`error`] the error type.
+//! the container's init. `default` is the config `spec` writes (its seccomp allow-list is a
+//! data file), `rootless` its `--rootless` variant, `error` the error type.
 
 mod default;
 mod error;
