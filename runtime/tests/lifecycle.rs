@@ -267,6 +267,7 @@ fn hooks_run_with_state_on_stdin() {
     let bp = b.path().to_str().unwrap().to_string();
     let bp = bp.as_str();
     rt.ok(&["create", "-b", bp, &id]);
+    let created = rt.state(&id);
     rt.ok(&["start", &id]);
     rt.ok(&["delete", "--force", &id]);
     let log = std::fs::read_to_string(&out).unwrap();
@@ -277,8 +278,14 @@ fn hooks_run_with_state_on_stdin() {
         "{log}"
     );
     for l in log.lines() {
-        let st: Value = serde_json::from_str(l.split_once(' ').unwrap().1).unwrap();
+        let (kind, st) = l.split_once(' ').unwrap();
+        let st: Value = serde_json::from_str(st).unwrap();
         assert_eq!(st["id"], Value::from(id.clone()), "{l}");
+        assert_eq!(st["bundle"], created["bundle"], "{l}");
+        if kind != "poststop" {
+            // The init's pid as the host sees it (OCI: required while created or running).
+            assert_eq!(st["pid"], created["pid"], "{l}");
+        }
     }
     assert_no_leaks(&rt, &id, b.path(), None);
 
@@ -321,6 +328,7 @@ fn container_hooks_run_inside_the_container() {
     let id = id("chooks");
     let bp = b.path().to_str().unwrap().to_string();
     rt.ok(&["create", "-b", &bp, &id]);
+    let created = rt.state(&id);
     let log = std::fs::read_to_string(shared.join("hooks.log")).unwrap();
     assert_eq!(
         log.lines().count(),
@@ -333,7 +341,10 @@ fn container_hooks_run_inside_the_container() {
     let log = std::fs::read_to_string(shared.join("hooks.log")).unwrap();
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 2, "{log}");
-    for (line, kind) in lines.iter().zip(["createContainer", "startContainer"]) {
+    for (line, (kind, status)) in lines.iter().zip([
+        ("createContainer", "creating"),
+        ("startContainer", "created"),
+    ]) {
         let mut parts = line.splitn(3, ' ');
         assert_eq!(parts.next(), Some(kind), "{log}");
         // The hook sees the container's hostname: it runs in its UTS namespace.
@@ -341,6 +352,11 @@ fn container_hooks_run_inside_the_container() {
         assert_eq!(parts.next(), Some(hostname.as_str()), "{log}");
         let st: Value = serde_json::from_str(parts.next().unwrap()).unwrap();
         assert_eq!(st["id"], Value::from(id.clone()), "{line}");
+        assert_eq!(st["status"], Value::from(status), "{line}");
+        // The host's pid of the init, though the hook runs in its pid namespace (where the
+        // init is 1), and the bundle: the OCI state, as every other hook sees it.
+        assert_eq!(st["pid"], created["pid"], "{line}");
+        assert_eq!(st["bundle"], created["bundle"], "{line}");
     }
     assert_no_leaks(&rt, &id, b.path(), None);
 }
