@@ -4,16 +4,18 @@
 //! the node itself, so a rootfs whose `/dev` is a symlink to a host directory (or one swapped
 //! in while we work) gets nothing created outside it.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use super::mounts::mount;
-use super::resolve::InRoot;
+use super::resolve::{Dir, InRoot};
 
 /// The devices every container gets (runc's), as (path, major, minor) of character devices.
 const DEFAULT_DEVICES: &[(&str, u32, u32)] = &[
@@ -85,10 +87,14 @@ pub(super) fn create_devices(
     let nodes: Vec<Node> = defaults
         .chain(spec_devs.iter().map(Node::from_spec))
         .collect();
+    // The directories the nodes go into, each created and opened once (most nodes share
+    // /dev): every walk inside the root is a few system calls, and these are on the start path.
+    let mut dirs = HashMap::new();
     // SAFETY: umask has no preconditions; device modes must come out exactly as asked.
     let old = unsafe { libc::umask(0) };
     let r = nodes.iter().try_for_each(|n| {
-        make_device(root, in_userns, n).with_context(|| format!("device {}", n.path.display()))
+        make_device(root, in_userns, n, &mut dirs)
+            .with_context(|| format!("device {}", n.path.display()))
     });
     // SAFETY: restores the previous umask.
     unsafe { libc::umask(old) };
@@ -100,19 +106,31 @@ pub(super) fn create_devices(
 }
 
 /// Make the node `n` inside the root, or in a user namespace (where mknod is refused) bind
-/// the host's node at the same path over an empty file.
-fn make_device(root: &InRoot, in_userns: bool, n: &Node) -> Result<()> {
+/// the host's node at the same path over an empty file. `dirs`: the parent directories
+/// already opened inside the root, by their path relative to it.
+fn make_device(
+    root: &InRoot,
+    in_userns: bool,
+    n: &Node,
+    dirs: &mut HashMap<PathBuf, Dir>,
+) -> Result<()> {
     let rel = root.resolve(n.path)?;
     let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
         bail!("not a file inside the rootfs");
     };
-    root.create(parent, false)?;
     if in_userns {
+        // Creates the missing parents too.
         root.create(&rel, true)?;
         let target = root.target(&rel, "")?;
         return mount(Some(n.path), &target.path, None, libc::MS_BIND, None);
     }
-    let dir = root.dir(parent)?;
+    let dir = match dirs.entry(parent.to_path_buf()) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => {
+            root.create(parent, false)?;
+            e.insert(root.dir(parent)?)
+        }
+    };
     if let Ok(st) = dir.stat(name) {
         if st.st_rdev == n.rdev && st.st_mode & libc::S_IFMT == n.typ {
             return Ok(()); // already there (a rootfs without a /dev mount keeps its nodes)
