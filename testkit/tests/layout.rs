@@ -414,18 +414,28 @@ fn sibling_cycles(crate_name: &str, mods: &[Module], root: &Path) -> Vec<String>
     cycles
 }
 
-/// Crate roots of the workspace's packages: `src/lib.rs`, `src/main.rs`, `src/bin/*.rs`.
+/// The workspace's packages, from the root Cargo.toml's `members` (so a new crate is checked
+/// too).
+fn packages(workspace: &Path) -> Vec<String> {
+    let manifest = std::fs::read_to_string(workspace.join("Cargo.toml")).unwrap();
+    let members = manifest
+        .split_once("members = [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .expect("[workspace] members = [...] in Cargo.toml")
+        .0;
+    members
+        .split(',')
+        .map(|m| m.trim().trim_matches('"'))
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Crate roots of the workspace's packages: `src/lib.rs` and `src/main.rs`.
 fn crate_roots(workspace: &Path) -> Vec<(String, PathBuf)> {
     let mut roots = Vec::new();
-    for pkg in [
-        "runtime",
-        "microvm",
-        "bench",
-        "images",
-        "images/guest",
-        "testkit",
-    ] {
-        let src = workspace.join(pkg).join("src");
+    for pkg in packages(workspace) {
+        let src = workspace.join(&pkg).join("src");
         for f in ["lib.rs", "main.rs"] {
             if src.join(f).exists() {
                 roots.push((format!("{pkg}/src/{f}"), src.join(f)));
@@ -448,14 +458,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn long_files(workspace: &Path) -> Vec<String> {
     let mut files = Vec::new();
-    for pkg in [
-        "runtime",
-        "microvm",
-        "bench",
-        "images",
-        "images/guest",
-        "testkit",
-    ] {
+    for pkg in packages(workspace) {
         rust_files(&workspace.join(pkg).join("src"), &mut files);
     }
     files.sort();
@@ -509,6 +512,11 @@ fn the_checker_finds_a_cycle_and_allows_nesting() {
     let dir = std::env::temp_dir().join(format!("bulkhead-layout-{}", std::process::id()));
     let src = dir.join("runtime/src");
     std::fs::create_dir_all(src.join("b")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"runtime\"]\n",
+    )
+    .unwrap();
     let write = |p: &str, s: &str| std::fs::write(src.join(p), s).unwrap();
     write("lib.rs", "pub mod a;\npub mod b;\npub mod c;\n");
     // a -> b::x -> c -> a: a cycle among the root's children, through a nested file.
