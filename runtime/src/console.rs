@@ -16,15 +16,23 @@ use anyhow::{Context, Result};
 use nix::fcntl::OFlag;
 use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use oci_spec::runtime::Process;
 
 /// Connect to the caller's console socket.
 pub fn connect(path: &Path) -> Result<UnixStream> {
     UnixStream::connect(path).with_context(|| format!("--console-socket {}", path.display()))
 }
 
-/// Open a pty, send its master over `sock`, and make its slave our controlling terminal and
-/// stdio. `size` is process.consoleSize (height, width).
-pub fn setup(sock: &UnixStream, size: Option<(u16, u16)>) -> Result<()> {
+/// Open a pty, send its master over `sock` (closed once sent), and make its slave our
+/// controlling terminal and stdio, sized as `process.consoleSize` says.
+pub fn setup(sock: UnixStream, process: &Process) -> Result<()> {
+    send_pty(&sock, process).context("process.terminal")
+}
+
+fn send_pty(sock: &UnixStream, process: &Process) -> Result<()> {
+    let size = process
+        .console_size()
+        .map(|b| (b.height() as u16, b.width() as u16));
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context("opening /dev/ptmx (is /dev/pts mounted?)")?;
     grantpt(&master).context("grantpt")?;

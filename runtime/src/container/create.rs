@@ -352,13 +352,9 @@ fn init_setup(
     rootfs::enter(&rp)?;
     rootfs::finish(spec)?;
 
-    if let Some(sock) = &console {
-        let size = process
-            .console_size()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        crate::console::setup(sock, size).context("process.terminal")?;
+    if let Some(sock) = console {
+        crate::console::setup(sock, process)?;
     }
-    drop(console);
 
     if !opts.no_new_keyring {
         join_session_keyring(&opts.id);

@@ -424,14 +424,9 @@ fn exec_setup(plan: &ChildPlan) -> Result<Infallible> {
             return Err(std::io::Error::last_os_error()).context("chdir /");
         }
     }
-    if let Some(c) = &console {
-        let size = plan
-            .process
-            .console_size()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        crate::console::setup(c, size).context("process.terminal")?;
+    if let Some(sock) = console {
+        crate::console::setup(sock, &plan.process)?;
     }
-    drop(console);
     let prog = finish::finish_process(&plan.process, plan.seccomp.as_ref(), plan.preserve_fds)?;
     Err(prog.execve())
 }
