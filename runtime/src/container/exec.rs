@@ -35,13 +35,14 @@
 //! close-on-exec; only stdio and `--preserve-fds` reach the program.
 
 use std::convert::Infallible;
-use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
 use crate::cgroups::Cgroup;
@@ -298,20 +299,12 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     }
     let pid_ns = foreign_ns(pid, "pid")?;
     let root_path = format!("/proc/{pid}/root");
-    let c = CString::new(root_path.clone())?;
-    // SAFETY: valid C string; the descriptor is owned right below.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("opening {root_path}"));
-    }
-    // SAFETY: fd was just returned by open and is owned by nobody else.
-    let root_fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let root_fd = nix::fcntl::open(
+        root_path.as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening {root_path}"))?;
     // The pid is checked against its start time again now that the descriptors pin it: they
     // must belong to our init, not to a process that reused its pid.
     if !state::pid_alive(pid, saved.start_time) {

@@ -17,63 +17,31 @@
 //! opened that way ([`Dir`]), which never follows a symlink in the new name.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2, readlinkat};
+use nix::sys::stat::{FileStat, Mode, SFlag, fstatat, mkdirat, mknodat};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, symlinkat, unlinkat};
 
 /// A path as a C string for a system call.
 pub(super) fn cstr(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes()).context("path contains a NUL byte")
 }
 
-/// A single name (no `/`) as a C string, for the `*at` calls of [`Dir`].
-fn name_cstr(name: &OsStr) -> std::io::Result<CString> {
+/// A single name (no `/`), for the `*at` calls of [`Dir`]: a path would be looked up from
+/// the directory without the root's protection.
+fn one_name(name: &OsStr) -> std::io::Result<&OsStr> {
     if name.as_bytes().contains(&b'/') {
         return Err(std::io::ErrorKind::InvalidInput.into());
     }
-    CString::new(name.as_bytes()).map_err(|_| std::io::ErrorKind::InvalidInput.into())
+    Ok(name)
 }
 
-/// The result of a system call that returns 0 or -1 with errno.
-fn check(rc: libc::c_int) -> std::io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// The descriptor a system call returned (or -1 with errno), now owned.
-///
-/// # Safety
-/// `fd` is the return value of a call that creates a descriptor, taken right after it: a
-/// descriptor nobody else owns, or -1.
-unsafe fn owned(fd: libc::c_int) -> std::io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the caller's promise.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// fstatat(2) on `dir` and `name` ("" with AT_EMPTY_PATH: the descriptor itself), never
-/// following a symlink.
-fn stat_at(dir: RawFd, name: &CString, flags: libc::c_int) -> std::io::Result<libc::stat> {
-    // SAFETY: stat is plain integers; all-zero is a valid value for fstatat to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: the C string and `st` outlive the call; fstatat writes only `st`.
-    check(unsafe {
-        libc::fstatat(
-            dir,
-            name.as_ptr(),
-            &mut st,
-            flags | libc::AT_SYMLINK_NOFOLLOW,
-        )
-    })?;
-    Ok(st)
-}
+/// The descriptor `fd` itself, for the `AT_EMPTY_PATH` calls: no name is looked up.
+const ITSELF: &str = "";
 
 /// The rootfs, opened once; see the module documentation.
 pub(super) struct InRoot {
@@ -82,49 +50,31 @@ pub(super) struct InRoot {
 
 impl InRoot {
     pub(super) fn open(rootfs: &Path) -> Result<InRoot> {
-        let c = cstr(rootfs)?;
-        // SAFETY: valid C string; the descriptor is owned right below.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        // SAFETY: open's return value, just taken.
-        let fd = unsafe { owned(fd) }.context("opening the rootfs")?;
+        let fd = nix::fcntl::open(
+            rootfs,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .context("opening the rootfs")?;
         Ok(InRoot { fd })
     }
 
     /// Open `rel` (relative to the root) inside the root, `O_PATH` plus `flags`. Magic links
     /// (/proc/*/fd, /proc/*/root …) are refused: they would jump out of the root.
-    fn open_at(&self, rel: &Path, flags: libc::c_int) -> std::io::Result<OwnedFd> {
+    fn open_at(&self, rel: &Path, flags: OFlag) -> std::io::Result<OwnedFd> {
         let rel = if rel.as_os_str().is_empty() {
             Path::new(".")
         } else {
             rel
         };
-        let c = CString::new(rel.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        // SAFETY: open_how is plain integers; all-zero is its documented default.
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (libc::O_PATH | libc::O_CLOEXEC | flags) as u64;
-        how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | flags)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
         loop {
-            // SAFETY: valid descriptor, C string and open_how (with its size) for the call.
-            let fd = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    self.fd.as_raw_fd(),
-                    c.as_ptr(),
-                    &how as *const libc::open_how,
-                    std::mem::size_of::<libc::open_how>(),
-                )
-            };
-            // SAFETY: openat2's return value, just taken.
-            match unsafe { owned(fd as RawFd) } {
+            match openat2(&self.fd, rel, how) {
                 // EAGAIN: a rename raced the lookup (RESOLVE_IN_ROOT's check); try again.
-                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
-                r => return r,
+                Err(nix::errno::Errno::EAGAIN) => {}
+                r => return Ok(r?),
             }
         }
     }
@@ -157,11 +107,11 @@ impl InRoot {
             }
             let next = cur.join(&c);
             // Absent (or not reachable): a name still to be created.
-            let Ok(fd) = self.open_at(&next, libc::O_NOFOLLOW) else {
+            let Ok(fd) = self.open_at(&next, OFlag::O_NOFOLLOW) else {
                 cur = next;
                 continue;
             };
-            let st = stat_at(fd.as_raw_fd(), &CString::default(), libc::AT_EMPTY_PATH)?;
+            let st = stat_itself(&fd)?;
             if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
                 cur = next;
                 continue;
@@ -170,7 +120,8 @@ impl InRoot {
             if links > 255 {
                 bail!("too many symlinks resolving {}", path.display());
             }
-            let target = read_link(&fd)
+            let target = readlinkat(&fd, ITSELF)
+                .map(PathBuf::from)
                 .with_context(|| format!("reading the symlink {}", next.display()))?;
             if target.is_absolute() {
                 cur = PathBuf::new();
@@ -182,13 +133,13 @@ impl InRoot {
 
     /// Whether `rel` exists inside the root (symlinks followed inside it).
     pub(super) fn exists(&self, rel: &Path) -> bool {
-        self.open_at(rel, 0).is_ok()
+        self.open_at(rel, OFlag::empty()).is_ok()
     }
 
     /// The directory `rel` inside the root, for single-name operations in it.
     pub(super) fn dir(&self, rel: &Path) -> Result<Dir> {
         let fd = self
-            .open_at(rel, libc::O_DIRECTORY)
+            .open_at(rel, OFlag::O_DIRECTORY)
             .with_context(|| format!("opening /{} in the rootfs", rel.display()))?;
         Ok(Dir { fd })
     }
@@ -224,30 +175,19 @@ impl InRoot {
     /// `rel` opened inside the root, as a target for mount(2): see [`Target`].
     pub(super) fn target(&self, rel: &Path, what: &str) -> Result<Target> {
         let fd = self
-            .open_at(rel, 0)
+            .open_at(rel, OFlag::empty())
             .with_context(|| format!("resolving the destination {what} inside the rootfs"))?;
         Ok(Target::new(fd))
     }
 }
 
-/// The text of the symlink opened (`O_PATH|O_NOFOLLOW`) as `fd`.
-fn read_link(fd: &OwnedFd) -> std::io::Result<PathBuf> {
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: valid descriptor, empty C string (the descriptor itself) and buffer with its
-    // length; readlinkat writes at most that many bytes.
-    let n = unsafe {
-        libc::readlinkat(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(PathBuf::from(OsString::from_vec(buf)))
+/// The file `fd` itself (a symlink is not followed).
+fn stat_itself(fd: &OwnedFd) -> std::io::Result<FileStat> {
+    Ok(fstatat(
+        fd,
+        ITSELF,
+        AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// A file opened inside the root, and the `/proc/self/fd/N` path naming it: mount(2),
@@ -265,41 +205,30 @@ impl Target {
     }
 
     /// The file's type and numbers (`S_IFMT` bits, `st_rdev`, ...).
-    pub(super) fn stat(&self) -> std::io::Result<libc::stat> {
-        stat_at(
-            self.fd.as_raw_fd(),
-            &CString::default(),
-            libc::AT_EMPTY_PATH,
-        )
+    pub(super) fn stat(&self) -> std::io::Result<FileStat> {
+        stat_itself(&self.fd)
     }
 
     /// chown(2) the file itself (AT_EMPTY_PATH: no path is looked up).
     pub(super) fn chown(&self, uid: u32, gid: u32) -> std::io::Result<()> {
-        // SAFETY: valid descriptor and empty C string.
-        check(unsafe {
-            libc::fchownat(
-                self.fd.as_raw_fd(),
-                c"".as_ptr(),
-                uid,
-                gid,
-                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-            )
-        })
+        Ok(fchownat(
+            &self.fd,
+            ITSELF,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?)
     }
 
     /// The directory this target is (a tmpfs just mounted, say), for single-name operations
     /// in it: a descriptor of its own, so the target's path stays valid too.
     pub(super) fn dir(&self) -> std::io::Result<Dir> {
-        // SAFETY: valid descriptor and C string; the new descriptor is owned right below.
-        let fd = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c".".as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        // SAFETY: openat's return value, just taken.
-        let fd = unsafe { owned(fd) }?;
+        let fd = openat(
+            &self.fd,
+            ".",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Dir { fd })
     }
 }
@@ -313,68 +242,63 @@ pub(super) struct Dir {
 
 impl Dir {
     /// The entry `name` itself (a symlink is not followed); Err(ENOENT) when absent.
-    pub(super) fn stat(&self, name: &OsStr) -> std::io::Result<libc::stat> {
-        stat_at(self.fd.as_raw_fd(), &name_cstr(name)?, 0)
+    pub(super) fn stat(&self, name: &OsStr) -> std::io::Result<FileStat> {
+        Ok(fstatat(
+            &self.fd,
+            one_name(name)?,
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        )?)
     }
 
     pub(super) fn mkdir(&self, name: &OsStr) -> std::io::Result<()> {
-        let c = name_cstr(name)?;
-        // SAFETY: valid descriptor and C string.
-        check(unsafe { libc::mkdirat(self.fd.as_raw_fd(), c.as_ptr(), 0o755) })
+        Ok(mkdirat(
+            &self.fd,
+            one_name(name)?,
+            Mode::from_bits_truncate(0o755),
+        )?)
     }
 
     /// An empty file; Err(EEXIST) if `name` exists (O_EXCL never follows a symlink).
     pub(super) fn create_file(&self, name: &OsStr) -> std::io::Result<()> {
-        let c = name_cstr(name)?;
-        // SAFETY: valid descriptor and C string; the new descriptor is closed right away.
-        let fd = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
-                0o644,
-            )
-        };
-        // SAFETY: openat's return value, just taken (and closed right away).
-        unsafe { owned(fd) }.map(drop)
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+        openat(
+            &self.fd,
+            one_name(name)?,
+            flags,
+            Mode::from_bits_truncate(0o644),
+        )?;
+        Ok(())
     }
 
     pub(super) fn symlink(&self, target: &Path, name: &OsStr) -> std::io::Result<()> {
-        let (t, c) = (
-            CString::new(target.as_os_str().as_bytes())?,
-            name_cstr(name)?,
-        );
-        // SAFETY: valid descriptor and C strings.
-        check(unsafe { libc::symlinkat(t.as_ptr(), self.fd.as_raw_fd(), c.as_ptr()) })
+        Ok(symlinkat(target, &self.fd, one_name(name)?)?)
     }
 
     /// Remove a non-directory entry (a symlink itself, not what it points to).
     pub(super) fn unlink(&self, name: &OsStr) -> std::io::Result<()> {
-        let c = name_cstr(name)?;
-        // SAFETY: valid descriptor and C string.
-        check(unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) })
+        Ok(unlinkat(
+            &self.fd,
+            one_name(name)?,
+            UnlinkatFlags::NoRemoveDir,
+        )?)
     }
 
     /// mknodat(2): `mode` holds the file type (S_IFCHR, S_IFBLK, S_IFIFO) and permissions.
     pub(super) fn mknod(&self, name: &OsStr, mode: u32, rdev: u64) -> std::io::Result<()> {
-        let c = name_cstr(name)?;
-        // SAFETY: valid descriptor and C string.
-        check(unsafe { libc::mknodat(self.fd.as_raw_fd(), c.as_ptr(), mode, rdev) })
+        Ok(mknodat(
+            &self.fd,
+            one_name(name)?,
+            SFlag::from_bits_truncate(mode & libc::S_IFMT),
+            Mode::from_bits_truncate(mode & !libc::S_IFMT),
+            rdev,
+        )?)
     }
 
     /// `name` opened `O_PATH` without following it: the entry itself, as a [`Target`].
     pub(super) fn open(&self, name: &OsStr) -> std::io::Result<Target> {
-        let c = name_cstr(name)?;
-        // SAFETY: valid descriptor and C string; the descriptor is owned right below.
-        let fd = unsafe {
-            libc::openat(
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        // SAFETY: openat's return value, just taken.
-        unsafe { owned(fd) }.map(Target::new)
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = openat(&self.fd, one_name(name)?, flags, Mode::empty())?;
+        Ok(Target::new(fd))
     }
 }
 
