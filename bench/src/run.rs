@@ -185,6 +185,12 @@ pub fn run(
             host: None,
             density: None,
             syscalls: None,
+            section: None,
+            vm: None,
+            vm_memory: None,
+            launcher_peak_rss_kib: None,
+            launcher_peak_rss_method: None,
+            failures: None,
         };
         if desc.availability == Availability::Installed {
             measure_backend(b.as_mut(), plan, &canary, &syscall_table, &mut row, &bar);
@@ -206,6 +212,8 @@ pub fn run(
             version: env!("CARGO_PKG_VERSION").into(),
         },
         created_unix_s: unix_now(),
+        seed: None,
+        summary: None,
         settings: Settings {
             runs: plan.runs,
             warmup: plan.warmup,

@@ -708,3 +708,40 @@ fn reports_from_before_density_still_render_a_derived_one() {
         "{text}"
     );
 }
+
+/// The P3.1 fields (a row's section, vm, vm_memory, launcher peak RSS, failures; the report's
+/// seed and summary) are additive: a report carrying them validates and reads back.
+#[test]
+fn the_row_description_fields_validate_and_read_back() {
+    let mut v = fixture_value();
+    let summary = serde_json::json!({"n": 3, "min": 1.0, "p50": 2.0, "p90": 3.0, "p99": 3.0,
+        "max": 3.0, "mean": 2.0, "median_ci95": [1.0, 3.0]});
+    v["seed"] = serde_json::json!(42);
+    v["summary"] = serde_json::json!({
+        "container": null, "vm": null, "startup_ratio": null, "memory_ratio": null,
+        "density_ratio": null, "buys": [], "sentences": [], "reason": "no container ran"
+    });
+    let b = &mut v["backends"].as_array_mut().unwrap()[0];
+    b["section"] = "vmm_floor".into();
+    b["vm"] = serde_json::json!({"guest": "bare ELF", "kernel": null, "entry": "ELF 64-bit",
+        "exit_device": "i8042 reset", "memory_mib": 128, "vcpus": 1, "cmdline": null,
+        "accel": "kvm-pvm"});
+    b["vm_memory"] = serde_json::json!({"vmm_rss_outside_guest_kib": summary,
+        "guest_backed_kib": null, "guest_view_used_kib": null});
+    b["launcher_peak_rss_kib"] = summary.clone();
+    b["failures"] = serde_json::json!({"count": 1, "runs": 30, "samples": [
+        {"run": 4, "error": "stdout ended before the ready line", "exit_status": "exit status: 1",
+         "stderr_tail": "boom"}]});
+    let errors = schema::validate(&schema::report_v1(), &v);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let r = json::parse(Path::new("new/report.json"), &v.to_string()).unwrap();
+    assert_eq!(r.seed, Some(42));
+    let row = &r.backends[0];
+    assert_eq!(row.section(), model::Section::VmmFloor);
+    assert_eq!(row.vm.as_ref().unwrap().accel, model::Accel::KvmPvm);
+    assert!(!row.failures.as_ref().unwrap().too_many());
+    // And the schema says what it allows: an unknown accelerator is an error.
+    v["backends"][0]["vm"]["accel"] = "hardware".into();
+    let errors = schema::validate(&schema::report_v1(), &v).join("\n");
+    assert!(errors.contains("/backends/0/vm/accel"), "{errors}");
+}

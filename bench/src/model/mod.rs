@@ -10,10 +10,14 @@
 //!
 //! Units are in the field names: `_ns` nanoseconds (host CLOCK_MONOTONIC), `_kib` KiB. Fields
 //! added within version 1 (`comparison`, the VMs' `non_guest_rss_kib`, a merged report's
-//! `hosts` and row `host`, `density`, `syscalls`) are optional, so reports written before them
-//! still read and render.
+//! `hosts` and row `host`, `density`, `syscalls`; since P3.1 a row's `section`, `vm`,
+//! `vm_memory`, `launcher_peak_rss_kib` and `failures`, and the report's `seed` and `summary`)
+//! are optional, so reports written before them still read and render.
 
 pub mod schema;
+pub mod summary;
+
+pub use summary::{IsolationClass, ReportSummary, SummaryFact, SummarySide};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -27,6 +31,14 @@ pub struct Report {
     pub tool: Tool,
     /// Seconds since the Unix epoch when the run started.
     pub created_unix_s: u64,
+    /// The seed the per-round order of the backends was shuffled from (`--seed N`), so a run's
+    /// order can be repeated. Absent in reports from before interleaving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// The picture a reader takes away (the fastest container beside the best VM), derived
+    /// from the rows by `metrics::summary` once every row is in. Absent in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<ReportSummary>,
     pub settings: Settings,
     pub environment: Environment,
     pub images: Images,
@@ -115,6 +127,132 @@ pub struct BackendReport {
     /// `metrics/syscalls.rs`). Absent in reports from before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syscalls: Option<HostSyscalls>,
+    /// Which part of the report the row belongs to; absent = [`Section::Main`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<Section>,
+    /// VM rows: what ran in the VM and how (guest, kernel, entry, exit device, RAM, vCPUs,
+    /// command line, accelerator). Absent for other rows and in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<VmGuest>,
+    /// VM rows: an idle VM's memory seen three ways (see [`VmMemory`]). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_memory: Option<VmMemory>,
+    /// The launcher's own peak RSS (the runtime or VMM process through create/start), per
+    /// measured startup run; `launcher_peak_rss_method` says how it was read. Absent in older
+    /// reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher_peak_rss_kib: Option<Summary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launcher_peak_rss_method: Option<String>,
+    /// Startup runs that failed, counted and shown rather than dropping the row. Absent when
+    /// none failed and in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<Failures>,
+}
+
+/// The part of the report a row is shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Section {
+    /// The comparison: the process floor, containers, and VMs running the same guest.
+    Main,
+    /// "VMM floor": VMMs running a bare guest (no kernel), the least a VMM costs.
+    VmmFloor,
+}
+
+/// What ran inside a VM row, so rows that differ say how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmGuest {
+    /// The guest program ("bulkhead-guest", "bare ELF").
+    pub guest: String,
+    /// The guest kernel's release; null for a bare guest (no kernel at all).
+    pub kernel: Option<String>,
+    /// How the VMM enters the guest ("PVH 64-bit", "Linux boot protocol", "ELF 64-bit").
+    pub entry: String,
+    /// How the guest ends the VM ("i8042 reset", "isa-debug-exit").
+    pub exit_device: String,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// The kernel command line; null when there is none (a bare guest).
+    pub cmdline: Option<String>,
+    pub accel: Accel,
+}
+
+/// What executes a VM's instructions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Accel {
+    /// KVM on hardware virtualization (VT-x / AMD-V).
+    KvmHardware,
+    /// KVM inside a VM (nested virtualization).
+    KvmNested,
+    /// KVM through PVM (paravirtualized, no hardware virtualization; boots no stock Linux).
+    KvmPvm,
+    /// QEMU's TCG: software emulation, no hardware virtualization.
+    Tcg,
+}
+
+impl Accel {
+    /// How the report names it next to a VM row.
+    pub fn label(self) -> &'static str {
+        match self {
+            Accel::KvmHardware => "hardware KVM",
+            Accel::KvmNested => "nested KVM",
+            Accel::KvmPvm => "PVM (software KVM)",
+            Accel::Tcg => "TCG: software emulation, no hardware virtualization",
+        }
+    }
+}
+
+/// An idle VM's memory, three ways (KiB, over the idle instances of the memory run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmMemory {
+    /// The VMM process's RSS outside the guest-RAM mapping: what the VMM itself costs.
+    pub vmm_rss_outside_guest_kib: Option<Summary>,
+    /// The RSS of the guest-RAM mapping: the guest RAM the host really backs.
+    pub guest_backed_kib: Option<Summary>,
+    /// The guest's own view: MemTotal − MemAvailable, from the probe.
+    pub guest_view_used_kib: Option<Summary>,
+    /// How the three were read, when the report should say more than the field names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+}
+
+/// Failed startup runs: how many, out of how many, and what the first few said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failures {
+    /// Runs that failed (warm-up and measured alike).
+    pub count: usize,
+    /// Runs attempted.
+    pub runs: usize,
+    /// The first few failures (at most [`Failures::MAX_SAMPLES`]).
+    pub samples: Vec<Failure>,
+}
+
+impl Failures {
+    /// How many failures the report keeps the details of.
+    pub const MAX_SAMPLES: usize = 5;
+    /// A row keeps its numbers unless more than this share of its runs failed.
+    pub const MAX_SHARE: f64 = 0.10;
+
+    /// More than [`Failures::MAX_SHARE`] of the runs failed: the row shows no numbers.
+    pub fn too_many(&self) -> bool {
+        self.count as f64 > Self::MAX_SHARE * self.runs as f64
+    }
+}
+
+/// One failed run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// Which run (0-based, warm-up runs first).
+    pub run: usize,
+    /// What the harness saw ("stdout ended before the ready line", a timeout, …).
+    pub error: String,
+    /// The launcher's exit status ("exit status: 1", "signal: 9 (SIGKILL)"); null when it was
+    /// still running when the harness gave up on it.
+    pub exit_status: Option<String>,
+    /// The last lines of the launcher's stderr.
+    pub stderr_tail: String,
 }
 
 /// Density: idle instances per GiB of host memory and how many fit in this host's
@@ -368,6 +506,11 @@ impl BackendReport {
             }
             Availability::Unavailable { reason } => Some(format!("unavailable: {reason}")),
         }
+    }
+
+    /// The section the row is shown in ([`Section::Main`] when the report does not say).
+    pub fn section(&self) -> Section {
+        self.section.unwrap_or(Section::Main)
     }
 
     /// The label a VM number carries: "(PVM (software KVM))"; empty for non-VMs.

@@ -86,6 +86,10 @@ pub fn merge(inputs: Vec<(String, Report)>, created_unix_s: u64) -> Report {
             version: env!("CARGO_PKG_VERSION").into(),
         },
         created_unix_s,
+        // Each host's rows were ordered by its own seed; a merged summary would compare rows
+        // from different hosts, so there is none.
+        seed: None,
+        summary: None,
         settings: first.settings,
         environment: first.environment,
         images: first.images,
