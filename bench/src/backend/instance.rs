@@ -10,14 +10,29 @@
 // CLOCK_MONOTONIC in ns, the clock of every host timestamp in the report: the workspace has
 // one reader of it, bulkhead-vm's (its --timings use it too).
 use bulkhead_vm::timings::monotonic_ns;
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+/// What the kernel reported when the launcher was reaped (wait4): its exit status and peak RSS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    pub status: ExitStatus,
+    /// `ru_maxrss` of wait4, KiB: the launcher's peak RSS over its whole life, and of the
+    /// descendants it reaped itself (`runc run`'s `runc init`). Chosen over reading VmHWM from
+    /// /proc/PID/status because it is the one reading every launcher has: a short-lived one
+    /// (`runc create`, a guest that prints its line and exits) is gone before a reader could
+    /// look, and the kernel fills it in at exit, so no sampling race. For a VMM it includes
+    /// the guest RAM the guest touched (that RAM is the VMM's memory).
+    pub maxrss_kib: u64,
+}
 
 /// What the guest is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +134,7 @@ pub struct Instance {
     pub stderr_path: PathBuf,
     lines: LineReader,
     exited: Option<(u64, ExitStatus)>,
+    reaped: Rc<OnceCell<Reaped>>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -186,11 +202,53 @@ impl Instance {
             stderr_path: stderr_path.to_path_buf(),
             lines: LineReader::new(stdout),
             exited: None,
+            reaped: Rc::default(),
         })
     }
 
     fn stderr(&self) -> String {
         stderr_tail(&self.stderr_path)
+    }
+
+    /// Filled in when the launcher is reaped, whoever reaps it: a caller keeps this handle
+    /// while a backend's `stop` consumes the instance (the startup metric reads the launcher's
+    /// peak RSS and, for a failed run, its exit status from it).
+    pub fn reaped(&self) -> Rc<OnceCell<Reaped>> {
+        Rc::clone(&self.reaped)
+    }
+
+    /// Reap the launcher if it has exited (`block`: wait until it has), recording the exit in
+    /// `exited` and what the kernel says in `reaped`. wait4 rather than `Child::try_wait` or
+    /// `wait`, which do not return the rusage; `exited` then guards every later use of `child`
+    /// (its pid is free). Call only while `exited` is None.
+    fn reap(&mut self, block: bool) -> std::io::Result<Option<(u64, ExitStatus)>> {
+        let mut status: libc::c_int = 0;
+        // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let flags = if block { 0 } else { libc::WNOHANG };
+        loop {
+            // SAFETY: the pid is our child, not yet reaped (`exited` is None whenever this
+            // runs); status and ru point to live locals.
+            let r =
+                unsafe { libc::wait4(self.child.id() as libc::pid_t, &mut status, flags, &mut ru) };
+            if r == 0 {
+                return Ok(None);
+            }
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let exit = (monotonic_ns(), ExitStatus::from_raw(status));
+            self.exited = Some(exit);
+            let _ = self.reaped.set(Reaped {
+                status: exit.1,
+                maxrss_kib: ru.ru_maxrss.max(0) as u64,
+            });
+            return Ok(Some(exit));
+        }
     }
 
     /// What a failed read of stdout means, while `waiting_for` something.
@@ -256,12 +314,10 @@ impl Instance {
         let deadline = Instant::now() + timeout;
         let pidfd = pidfd_open(self.child.id());
         loop {
-            if let Some(status) = self.child.try_wait().map_err(|source| InstanceError::Io {
+            if let Some(e) = self.reap(false).map_err(|source| InstanceError::Io {
                 what: format!("waiting for {}", self.cmd),
                 source,
             })? {
-                let e = (monotonic_ns(), status);
-                self.exited = Some(e);
                 return Ok(e);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -291,16 +347,14 @@ impl Instance {
     pub fn kill(&mut self) {
         if self.exited.is_none() {
             let _ = self.child.kill();
-            if let Ok(status) = self.child.wait() {
-                self.exited = Some((monotonic_ns(), status));
-            }
+            let _ = self.reap(true);
         }
     }
 
     /// Send `sig` to the launcher, if it is still running.
     pub fn signal(&mut self, sig: libc::c_int) {
-        if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: the child is ours and not yet reaped (try_wait said so), so its pid
+        if self.exited.is_none() && matches!(self.reap(false), Ok(None)) {
+            // SAFETY: the child is ours and not yet reaped (wait4 said so), so its pid
             // cannot have been reused by another process.
             unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
         }
