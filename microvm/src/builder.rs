@@ -4,10 +4,14 @@
 use std::sync::{Arc, Barrier};
 
 use crate::Error;
+use crate::arch::x86_64::layout::virtio_slot;
 use crate::arch::x86_64::regs::{self, Entry};
 use crate::arch::x86_64::{acpi, mptable};
 use crate::boot::{Boot, ProtocolChoice};
 use crate::config::Config;
+use crate::devices::virtio::block::{self, Block, Disk};
+use crate::devices::virtio::event_loop::EventLoop;
+use crate::devices::virtio::{self, VirtioDevice};
 use crate::devices::{self, Devices};
 use crate::exit::{VmExit, exit_channel};
 use crate::seccomp;
@@ -15,12 +19,30 @@ use crate::timings::{Phase, TIMINGS};
 use crate::vstate::vm::{self, Vm};
 use crate::vstate::{memory, vcpu};
 
+/// The checked input, its files open, for [`run`] to load: each file is opened once.
+#[derive(Debug)]
+pub struct Prepared {
+    pub boot: Boot,
+    /// The `--disk` images, open and locked, in order.
+    pub disks: Vec<Disk>,
+}
+
 /// Checks the input without touching KVM: the memory size, then the kernel, the command line
-/// for this kernel, the initrd and the boot protocol for this kernel (and this KVM). Returns
-/// them open and checked, for [`run`] to load: each file is opened once.
-pub fn preflight(cfg: &Config) -> Result<Boot, Error> {
+/// for this kernel (with the virtio devices' `virtio_mmio.device=` appended), the initrd and
+/// the boot protocol for this kernel (and this KVM), then the disks.
+pub fn preflight(cfg: &Config) -> Result<Prepared, Error> {
     memory::validate_size(cfg.memory_mib, memory::host_mem_total_mib()?)?;
-    Ok(Boot::prepare(cfg, vm::is_pvm())?)
+    let boot = if cfg.disks.is_empty() {
+        Boot::prepare(cfg, vm::is_pvm())?
+    } else {
+        let mut with_devices = cfg.clone();
+        with_devices
+            .cmdline
+            .push_str(&virtio::cmdline_devices(cfg.disks.len()));
+        Boot::prepare(&with_devices, vm::is_pvm())?
+    };
+    let disks = block::open_all(&cfg.disks)?;
+    Ok(Prepared { boot, disks })
 }
 
 /// Boots the VM described by `cfg` and returns how it ended.
@@ -29,7 +51,7 @@ pub fn preflight(cfg: &Config) -> Result<Boot, Error> {
 /// therefore deliberately leaked, never unmapped: a vCPU still inside KVM_RUN would keep
 /// writing through its memory slot into whatever the address got reused for.
 pub fn run(cfg: &Config) -> Result<VmExit, Error> {
-    let boot = preflight(cfg)?;
+    let Prepared { boot, disks } = preflight(cfg)?;
 
     let vm = Vm::new()?;
     vm.check_vcpu_count(cfg.cpus)?;
@@ -44,7 +66,8 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
     // Both ways of describing CPUs and the IOAPIC: ACPI for distro kernels (no MPPARSE),
     // the MP table for small kernels built without ACPI.
     mptable::write(&mem, cfg.cpus)?;
-    let rsdp = acpi::write(&mem, cfg.cpus)?;
+    let slots: Vec<_> = (0..disks.len()).filter_map(virtio_slot).collect();
+    let rsdp = acpi::write(&mem, cfg.cpus, &slots)?;
     let choice = boot.choice();
     let entry = boot.load(&mem, rsdp)?;
     regs::write_tables(&mem, entry)?;
@@ -54,12 +77,34 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
     }
 
     let (exits_tx, exits) = exit_channel();
-    let devices = Arc::new(Devices::new(vm.fd(), exits_tx.clone())?);
+    let mut devices = Devices::new(vm.fd(), exits_tx.clone())?;
+    let mut allowed = seccomp::DeviceFds::serial(devices.serial_irq_fd());
+    let virtio_devices: Vec<Box<dyn VirtioDevice>> = disks
+        .into_iter()
+        .enumerate()
+        .map(|(i, disk)| {
+            allowed.add_disk(&disk);
+            Box::new(Block::new(disk, i)) as Box<dyn VirtioDevice>
+        })
+        .collect();
+    if !virtio_devices.is_empty() {
+        let transports =
+            virtio::attach(vm.fd(), &mem, virtio_devices).map_err(devices::Error::from)?;
+        for t in &transports {
+            allowed.add_transport(t);
+            devices.attach_virtio(std::sync::Arc::clone(t));
+        }
+        EventLoop::new(transports)
+            .and_then(EventLoop::start)
+            .map_err(|e| devices::Error::Virtio(e.into()))?;
+    }
+    let devices = Arc::new(devices);
+    TIMINGS.mark(Phase::DevicesReady);
     let vcpus = vcpu::create(&vm, cfg.cpus, entry)?;
     // Compiled before the threads start: nothing but the install is left between them and
     // the guest.
     let filter = if cfg.seccomp {
-        Some(seccomp::build(devices.serial_irq_fd())?)
+        Some(seccomp::build(&allowed)?)
     } else {
         None
     };

@@ -8,10 +8,12 @@
 //!
 //! ```json
 //! {"kernel": "bare.elf", "initrd": "initrd.cpio", "cmdline": "console=ttyS0",
-//!  "memory_mib": 128, "cpus": 1, "timeout_s": 20, "boot_protocol": "auto", "seccomp": true}
+//!  "memory_mib": 128, "cpus": 1, "timeout_s": 20, "boot_protocol": "auto", "seccomp": true,
+//!  "disks": ["rootfs.ext4", "data.img,ro"]}
 //! ```
 //!
-//! Relative `kernel` and `initrd` paths resolve against the file's directory. Values from the
+//! `disks` takes the `--disk` values as a list; `--disk` on the command line replaces the
+//! whole list. Relative `kernel`, `initrd` and disk paths resolve against the file's directory. Values from the
 //! file go through the same checks as the flags. An error about a value names the setting
 //! where the value came from: the flag (`--memory must be at least ...`) or the file and its
 //! field (`FILE: memory_mib must be at least ...`). The library's errors report which setting
@@ -42,6 +44,8 @@ pub struct Config {
     /// Install the VMM's seccomp filter before the guest runs ([`crate::seccomp`]). Off only
     /// for debugging (`--no-seccomp`), as with Firecracker's flag of the same name.
     pub seccomp: bool,
+    /// The virtio-blk devices (`--disk`), in order: the guest sees them as vda, vdb, ...
+    pub disks: Vec<DiskSpec>,
 }
 
 /// The `--boot-protocol` setting: which entry to use, or `Auto` to choose per kernel (see
@@ -68,6 +72,49 @@ impl BootProtocol {
     }
 }
 
+/// `--disk PATH[,ro]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+impl DiskSpec {
+    /// Parses `PATH[,ro]`. A path with a comma in it needs `,ro` or nothing after it: the
+    /// last comma-separated word is an option only when it is one we know.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (path, read_only) = match s.rsplit_once(',') {
+            // A last word of letters is an option; anything else belongs to the path.
+            Some((path, opt))
+                if !opt.is_empty() && opt.bytes().all(|c| c.is_ascii_alphabetic()) =>
+            {
+                if opt != "ro" {
+                    return Err(format!("{s:?}: unknown option {opt:?} (PATH or PATH,ro)"));
+                }
+                (path, true)
+            }
+            _ => (s, false),
+        };
+        if path.is_empty() {
+            return Err(format!("{s:?}: no path (PATH or PATH,ro)"));
+        }
+        Ok(Self {
+            path: path.into(),
+            read_only,
+        })
+    }
+}
+
+impl std::fmt::Display for DiskSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if self.read_only {
+            f.write_str(",ro")?;
+        }
+        Ok(())
+    }
+}
+
 /// A setting of [`Config`]: what an error about bad input is about.
 ///
 /// The module errors for bad input say only what is wrong with the value ("must be at least
@@ -87,10 +134,12 @@ pub enum Setting {
     Timeout,
     /// Whether to install the seccomp filter (the flag turns it off: `--no-seccomp`).
     Seccomp,
+    /// The block devices (`--disk`, repeated).
+    Disks,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 8] = [
+    pub const ALL: [Setting; 9] = [
         Self::Kernel,
         Self::Initrd,
         Self::Cmdline,
@@ -99,6 +148,7 @@ impl Setting {
         Self::BootProtocol,
         Self::Timeout,
         Self::Seccomp,
+        Self::Disks,
     ];
 
     /// The command-line flag that sets it.
@@ -112,6 +162,7 @@ impl Setting {
             Self::BootProtocol => "--boot-protocol",
             Self::Timeout => "--timeout",
             Self::Seccomp => "--no-seccomp",
+            Self::Disks => "--disk",
         }
     }
 }
@@ -127,7 +178,8 @@ impl Setting {
 Config file (--config FILE): one flat JSON object; unknown fields are an error.
   {\"kernel\": PATH, \"initrd\": PATH, \"cmdline\": STR,
    \"memory_mib\": N, \"cpus\": N, \"timeout_s\": SECS,
-   \"boot_protocol\": \"auto\"|\"pvh\"|\"linux64\", \"seccomp\": true|false}
+   \"boot_protocol\": \"auto\"|\"pvh\"|\"linux64\", \"seccomp\": true|false,
+   \"disks\": [\"PATH[,ro]\", ...]}
 Only \"kernel\" is required (unless --kernel is given). Flags on the command line
 override the file's values. Relative paths resolve against the file's directory."
 )]
@@ -168,6 +220,10 @@ pub struct Flags {
     /// takes over the VMM can make any system call the VMM's user may make).
     #[arg(long)]
     pub no_seccomp: bool,
+    /// A virtio-blk device on a raw image file, read-only with `,ro`; repeat for more
+    /// (the guest sees vda, vdb, ...).
+    #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = DiskSpec::parse)]
+    pub disks: Vec<DiskSpec>,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -202,6 +258,7 @@ struct FileConfig {
     timeout_s: Option<f64>,
     boot_protocol: Option<String>,
     seccomp: Option<bool>,
+    disks: Option<Vec<String>>,
 }
 
 /// The config file's field for each setting.
@@ -215,6 +272,7 @@ fn field(setting: Setting) -> &'static str {
         Setting::BootProtocol => "boot_protocol",
         Setting::Timeout => "timeout_s",
         Setting::Seccomp => "seccomp",
+        Setting::Disks => "disks",
     }
 }
 
@@ -321,6 +379,7 @@ fn load_config(path: &Path) -> Result<FileConfig, Error> {
         timeout_s: parse(path, entry(&map, Setting::Timeout))?,
         boot_protocol: parse(path, entry(&map, Setting::BootProtocol))?,
         seccomp: parse(path, entry(&map, Setting::Seccomp))?,
+        disks: parse(path, entry(&map, Setting::Disks))?,
     })
 }
 
@@ -388,6 +447,7 @@ impl Settings {
                 fc.boot_protocol.is_some(),
             ),
             (Setting::Seccomp, flags.no_seccomp, fc.seccomp.is_some()),
+            (Setting::Disks, !flags.disks.is_empty(), fc.disks.is_some()),
         ] {
             if file_set && !flag_set {
                 used.push(setting);
@@ -410,6 +470,26 @@ impl Settings {
                 Some(parse_boot_protocol(s).map_err(|e| file_error(Setting::BootProtocol, e))?)
             }
             _ => None,
+        };
+        let file_disks = match &fc.disks {
+            Some(list) if flags.disks.is_empty() => {
+                let dir = flags
+                    .config
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .unwrap_or(Path::new(""));
+                list.iter()
+                    .map(|s| {
+                        let mut d =
+                            DiskSpec::parse(s).map_err(|e| file_error(Setting::Disks, e))?;
+                        if d.path.is_relative() {
+                            d.path = dir.join(&d.path);
+                        }
+                        Ok(d)
+                    })
+                    .collect::<Result<Vec<_>, Error>>()?
+            }
+            _ => Vec::new(),
         };
         let kernel = match (flags.kernel.clone(), fc.kernel) {
             (Some(k), _) | (None, Some(k)) => k,
@@ -439,6 +519,11 @@ impl Settings {
                 debug: flags.debug,
                 // The flag can only turn the filter off; the file can say either.
                 seccomp: !flags.no_seccomp && fc.seccomp.unwrap_or(true),
+                disks: if flags.disks.is_empty() {
+                    file_disks
+                } else {
+                    flags.disks.clone()
+                },
             },
             timeout: flags.timeout.or(file_timeout),
             file: flags.config.clone().map(|p| (p, used)),

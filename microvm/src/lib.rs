@@ -4,15 +4,17 @@
 //! assembles a VM from a [`config::Config`] phase by phase, each phase in its module, and
 //! returns how the guest ended (`--timings` keys on the right):
 //!
-//! 0. [`builder::preflight`]: memory size, kernel, command line, initrd and boot protocol
-//!    checked before KVM is touched, so bad input gives the same error with or without
-//!    /dev/kvm; the kernel and initrd stay open for step 3 ([`boot::Boot::prepare`])
+//! 0. [`builder::preflight`]: memory size, kernel, command line, initrd, boot protocol and
+//!    disks checked before KVM is touched, so bad input gives the same error with or without
+//!    /dev/kvm; the kernel, initrd and disk images stay open for the steps below
+//!    ([`boot::Boot::prepare`], [`devices::virtio::block::open_all`])
 //! 1. [`vstate::vm`]: open /dev/kvm, create the VM                     → `kvm_ready`
 //! 2. [`vstate::memory`]: map guest RAM around the MMIO gap, register slots; then the
 //!    irqchip and PIT (after the slots: see [`vstate::vm::Vm::create_irqchip`]) → `memory_ready`
 //! 3. [`arch::x86_64`]: MP table and ACPI tables; [`boot`]: kernel, command line, initrd,
 //!    zero page or hvm_start_info; then the GDT and page tables    → `kernel_loaded`
-//! 4. [`devices`]: serial, i8042, boot timer
+//! 4. [`devices`]: serial, i8042, boot timer; the virtio-mmio devices with their irqfds and
+//!    ioeventfds, and their event-loop thread                          → `devices_ready`
 //! 5. [`vstate::vcpu`]: create vCPUs (CPUID, MSRs, registers), one thread each
 //! 6. [`seccomp`]: the VMM's filter on every thread, then the vCPUs enter → `first_vcpu_entry`
 //! 7. wait for the first [`exit::VmExit`]                                → `shutdown`
@@ -45,6 +47,8 @@ pub enum Error {
     Memory(#[from] vstate::memory::Error),
     #[error("{}", Named(self))]
     Boot(#[from] boot::Error),
+    #[error("{}", Named(self))]
+    Disk(#[from] devices::virtio::block::DiskError),
     #[error(transparent)]
     Arch(#[from] arch::x86_64::Error),
     #[error(transparent)]
@@ -61,6 +65,7 @@ impl AboutSetting for Error {
             Self::Vm(e) => e.setting(),
             Self::Memory(e) => e.setting(),
             Self::Boot(e) => e.setting(),
+            Self::Disk(e) => e.setting(),
             Self::Arch(_) | Self::Devices(_) | Self::Vcpu(_) | Self::Seccomp(_) => None,
         }
     }
@@ -70,6 +75,7 @@ impl AboutSetting for Error {
             Self::Vm(e) => e,
             Self::Memory(e) => e,
             Self::Boot(e) => e,
+            Self::Disk(e) => e,
             Self::Arch(e) => e,
             Self::Devices(e) => e,
             Self::Vcpu(e) => e,

@@ -80,21 +80,72 @@ fn without_bits(arg: u8, mask: u64) -> Vec<SeccompRule> {
     vec![SeccompRule::new(vec![c]).expect("one condition")]
 }
 
+/// The descriptors the devices use once the guest runs, which the filter limits the I/O
+/// calls to.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceFds {
+    /// Eventfds we write to: interrupts (the serial's, each virtio device's irqfd) and the
+    /// virtio queues' notifications (when a QueueNotify reaches us instead of KVM's
+    /// ioeventfd, we signal the event loop ourselves).
+    pub eventfds_written: Vec<RawFd>,
+    /// Eventfds the event loop reads (the virtio queue notifications).
+    pub eventfds_read: Vec<RawFd>,
+    /// Disk images: read (pread64) from all of them, written (pwrite64, fdatasync) only the
+    /// read-write ones.
+    pub disks: Vec<RawFd>,
+    pub writable_disks: Vec<RawFd>,
+}
+
+impl DeviceFds {
+    /// A VM with only the serial's interrupt: no virtio device.
+    pub fn serial(serial_irq_fd: RawFd) -> Self {
+        Self {
+            eventfds_written: vec![serial_irq_fd],
+            ..Self::default()
+        }
+    }
+
+    pub fn add_disk(&mut self, disk: &crate::devices::virtio::block::Disk) {
+        self.disks.push(disk.fd());
+        if !disk.read_only() {
+            self.writable_disks.push(disk.fd());
+        }
+    }
+
+    pub fn add_transport(&mut self, t: &crate::devices::virtio::mmio::MmioTransport) {
+        use std::os::fd::AsRawFd;
+        self.eventfds_written
+            .push(t.interrupt().irqfd().as_raw_fd());
+        for evt in t.queue_events() {
+            self.eventfds_written.push(evt.as_raw_fd());
+            self.eventfds_read.push(evt.as_raw_fd());
+        }
+    }
+}
+
+/// Allowed on any of `fds` (argument 0, a C int); nothing when `fds` is empty (an empty rule
+/// list would allow the call on any fd).
+fn on_fds(nr: i64, fds: &[RawFd]) -> Option<(i64, Vec<SeccompRule>)> {
+    let values: Vec<u64> = fds.iter().map(|&fd| fd as u32 as u64).collect();
+    (!values.is_empty()).then(|| (nr, any_of(0, SeccompCmpArgLen::Dword, &values)))
+}
+
 /// The allowed syscalls, each with the arguments it is limited to (an empty list: any).
-/// `serial_irq_fd`: the serial interrupt's eventfd, the one fd besides stdout and stderr
-/// that the VMM writes to once the guest runs.
-pub fn rules(serial_irq_fd: RawFd) -> BTreeMap<i64, Vec<SeccompRule>> {
-    // Never empty: an empty rule list would allow write on any fd.
-    let fds = [libc::STDOUT_FILENO, libc::STDERR_FILENO, serial_irq_fd].map(|fd| fd as u32 as u64);
+/// `fds`: the devices' descriptors; stdout and stderr are always written to.
+pub fn rules(fds: &DeviceFds) -> BTreeMap<i64, Vec<SeccompRule>> {
+    let mut written = vec![libc::STDOUT_FILENO, libc::STDERR_FILENO];
+    written.extend(&fds.eventfds_written);
     let no_exec = libc::PROT_EXEC as u64;
-    [
+    let virtio = !fds.eventfds_read.is_empty();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = [
         // vCPU loop: KVM_RUN, and KVM_GET_REGS to report where an internal error happened.
         (
             libc::SYS_ioctl,
             any_of(1, SeccompCmpArgLen::Qword, &[KVM_RUN(), KVM_GET_REGS()]),
         ),
-        // The guest's console (stdout), our messages (stderr), the serial IRQ eventfd.
-        (libc::SYS_write, any_of(0, SeccompCmpArgLen::Dword, &fds)),
+        // The guest's console (stdout), our messages (stderr), the interrupt eventfds and the
+        // virtio queues' notification eventfds.
+        on_fds(libc::SYS_write, &written).expect("stdout and stderr"),
         // Mutexes (devices), the exit channel, OnceLock.
         (libc::SYS_futex, vec![]),
         // std's channel backs off with yield_now when contended.
@@ -134,13 +185,32 @@ pub fn rules(serial_irq_fd: RawFd) -> BTreeMap<i64, Vec<SeccompRule>> {
         (libc::SYS_clock_gettime, vec![]),
     ]
     .into_iter()
-    .collect()
+    .collect();
+    // The virtio devices' event loop: waiting on the queues' eventfds and reading them, and
+    // the block devices' I/O on their images. Only with such devices, only on their fds.
+    rules.extend(
+        [
+            on_fds(libc::SYS_read, &fds.eventfds_read),
+            on_fds(libc::SYS_pread64, &fds.disks),
+            on_fds(libc::SYS_pwrite64, &fds.writable_disks),
+            on_fds(libc::SYS_fdatasync, &fds.writable_disks),
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    if virtio {
+        // glibc's epoll_wait is the epoll_wait system call on x86_64; epoll_pwait for a libc
+        // that implements one through the other.
+        rules.insert(libc::SYS_epoll_wait, vec![]);
+        rules.insert(libc::SYS_epoll_pwait, vec![]);
+    }
+    rules
 }
 
 /// Compiles the filter for this process (see [`rules`]).
-pub fn build(serial_irq_fd: RawFd) -> Result<BpfProgram, Error> {
+pub fn build(fds: &DeviceFds) -> Result<BpfProgram, Error> {
     let filter = SeccompFilter::new(
-        rules(serial_irq_fd),
+        rules(fds),
         SeccompAction::Trap,
         SeccompAction::Allow,
         TargetArch::x86_64,
@@ -237,9 +307,38 @@ mod tests {
         }
     }
 
+    /// A VM with one read-write and one read-only disk.
+    fn with_disks() -> DeviceFds {
+        DeviceFds {
+            eventfds_written: vec![5, 7, 8],
+            eventfds_read: vec![8],
+            disks: vec![9, 10],
+            writable_disks: vec![9],
+        }
+    }
+
+    #[test]
+    fn device_calls_are_listed_only_with_devices() {
+        let plain = rules(&DeviceFds::serial(5));
+        for call in [
+            libc::SYS_read,
+            libc::SYS_pread64,
+            libc::SYS_pwrite64,
+            libc::SYS_fdatasync,
+            libc::SYS_epoll_wait,
+        ] {
+            assert!(!plain.contains_key(&call), "{call}");
+            assert!(rules(&with_disks()).contains_key(&call), "{call}");
+        }
+        // One rule per fd: pwrite64 only on the read-write image.
+        assert_eq!(rules(&with_disks())[&libc::SYS_pwrite64].len(), 1);
+        assert_eq!(rules(&with_disks())[&libc::SYS_pread64].len(), 2);
+        assert!(!build(&with_disks()).unwrap().is_empty());
+    }
+
     #[test]
     fn the_filter_compiles_and_lists_no_file_or_process_calls() {
-        let rules = rules(5);
+        let rules = rules(&with_disks());
         for forbidden in [
             libc::SYS_open,
             libc::SYS_openat,
@@ -249,11 +348,12 @@ mod tests {
             libc::SYS_clone3,
             libc::SYS_fork,
             libc::SYS_ptrace,
-            libc::SYS_read,
+            libc::SYS_lseek,
+            libc::SYS_ftruncate,
         ] {
             assert!(!rules.contains_key(&forbidden), "{forbidden}");
         }
-        assert!(!build(5).unwrap().is_empty());
+        assert!(!build(&DeviceFds::serial(5)).unwrap().is_empty());
     }
 
     /// The table in docs/seccomp.md lists exactly the syscalls of [`rules`].
@@ -266,7 +366,7 @@ mod tests {
             .filter_map(|l| l.split('`').next())
             .map(str::to_owned)
             .collect();
-        let names: std::collections::BTreeSet<String> = rules(5)
+        let names: std::collections::BTreeSet<String> = rules(&with_disks())
             .keys()
             .map(|&nr| syscall_name(nr).to_owned())
             .collect();
@@ -296,6 +396,12 @@ mod tests {
             libc::SYS_nanosleep => "nanosleep",
             libc::SYS_restart_syscall => "restart_syscall",
             libc::SYS_clock_gettime => "clock_gettime",
+            libc::SYS_read => "read",
+            libc::SYS_pread64 => "pread64",
+            libc::SYS_pwrite64 => "pwrite64",
+            libc::SYS_fdatasync => "fdatasync",
+            libc::SYS_epoll_wait => "epoll_wait",
+            libc::SYS_epoll_pwait => "epoll_pwait",
             other => panic!("syscall {other} has no name here: add it"),
         }
     }

@@ -4,8 +4,11 @@
 //! messages on stderr are plain text starting with `bulkhead-vm:`, so the timings line is the
 //! only stderr line that starts with `{`). Keys come in phase order:
 //!
-//! `process_start, kvm_ready, memory_ready, kernel_loaded, first_vcpu_entry, boot_timer,
-//!  first_serial_byte, shutdown`
+//! `process_start, kvm_ready, memory_ready, kernel_loaded, devices_ready, first_vcpu_entry,
+//!  boot_timer, first_serial_byte, shutdown`
+//!
+//! `devices_ready`: the devices exist, the virtio ones on the VM (irqfds, ioeventfds) with
+//! their event-loop thread running; the gap from `kernel_loaded` is the device set-up.
 //!
 //! `process_start` is the absolute CLOCK_MONOTONIC reading (ns) taken at the very top of
 //! `main`, so a harness that took its own CLOCK_MONOTONIC stamp at spawn can compute the
@@ -24,16 +27,18 @@ pub enum Phase {
     KvmReady,
     MemoryReady,
     KernelLoaded,
+    DevicesReady,
     FirstVcpuEntry,
     BootTimer,
     FirstSerialByte,
     Shutdown,
 }
 
-const PHASES: [(Phase, &str); 7] = [
+const PHASES: [(Phase, &str); 8] = [
     (Phase::KvmReady, "kvm_ready"),
     (Phase::MemoryReady, "memory_ready"),
     (Phase::KernelLoaded, "kernel_loaded"),
+    (Phase::DevicesReady, "devices_ready"),
     (Phase::FirstVcpuEntry, "first_vcpu_entry"),
     (Phase::BootTimer, "boot_timer"),
     (Phase::FirstSerialByte, "first_serial_byte"),
@@ -46,7 +51,7 @@ const UNSET: u64 = u64::MAX;
 #[derive(Debug)]
 pub struct Timings {
     origin: AtomicU64,
-    marks: [AtomicU64; 7],
+    marks: [AtomicU64; PHASES.len()],
 }
 
 impl Default for Timings {
@@ -59,7 +64,7 @@ impl Timings {
     pub const fn new() -> Self {
         Self {
             origin: AtomicU64::new(UNSET),
-            marks: [const { AtomicU64::new(UNSET) }; 7],
+            marks: [const { AtomicU64::new(UNSET) }; PHASES.len()],
         }
     }
 
@@ -150,7 +155,7 @@ mod tests {
         assert_eq!(
             json,
             "{\"process_start\":1000,\"kvm_ready\":500,\"memory_ready\":null,\
-             \"kernel_loaded\":null,\"first_vcpu_entry\":null,\"boot_timer\":null,\
+             \"kernel_loaded\":null,\"devices_ready\":null,\"first_vcpu_entry\":null,\"boot_timer\":null,\
              \"first_serial_byte\":null,\"shutdown\":8000}"
         );
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -129,3 +129,93 @@ fn usage_errors_exit_2() {
     assert_eq!(out.code(), Some(2), "{out:?}");
     assert!(out.stderr.contains("auto, pvh, linux64"), "{}", out.stderr);
 }
+
+/// The names in `dir` and each file's bytes: a rejected run must leave the directory as it
+/// found it (no image created, truncated or written).
+fn snapshot(dir: &std::path::Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap_or_default()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn disk_that_is_missing_read_only_or_one_too_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_file(dir.path(), "bare.elf", bulkhead_vm::guests::BARE);
+    let k = kernel.to_str().unwrap();
+    let rw = write_file(dir.path(), "rw.img", &[7; 4096]);
+    let ro = write_file(dir.path(), "ro.img", &[9; 4096]);
+    std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+    let (rw, ro) = (rw.to_str().unwrap(), ro.to_str().unwrap());
+    let before = snapshot(dir.path());
+
+    // A missing image: named, and not created.
+    let missing = dir.path().join("missing.img");
+    let m = missing.to_str().unwrap();
+    rejected(
+        &["--kernel", k, "--disk", m],
+        &["--disk", m, "No such file"],
+    );
+    // After a good disk too: the first one is not left open or locked (the run ended).
+    rejected(&["--kernel", k, "--disk", rw, "--disk", m], &["--disk", m]);
+    // A read-only file given without `,ro` (as root, whom the mode does not stop).
+    rejected(
+        &["--kernel", k, "--disk", ro],
+        &["--disk", ro, "read-only", &format!("{ro},ro")],
+    );
+    // A directory.
+    let d = dir.path().to_str().unwrap();
+    rejected(
+        &["--kernel", k, "--disk", d],
+        &["--disk", d, "not a regular file"],
+    );
+    // More devices than the MMIO window holds.
+    let mut args = vec!["--kernel", k];
+    for _ in 0..9 {
+        args.extend(["--disk", ro]);
+    }
+    let ro_spec = format!("{ro},ro");
+    for a in args.iter_mut().filter(|a| **a == ro) {
+        *a = &ro_spec;
+    }
+    rejected(&args, &["--disk", "9 times", "holds 8"]);
+    // The config file's field is named when the value came from there.
+    let cfg = write_file(
+        dir.path(),
+        "vm.json",
+        format!(r#"{{"kernel": "bare.elf", "disks": ["{ro}"]}}"#).as_bytes(),
+    );
+    let c = cfg.to_str().unwrap();
+    rejected(&["--config", c], &[&format!("{c}: disks"), "read-only"]);
+    std::fs::remove_file(&cfg).unwrap();
+    assert!(!missing.exists());
+    assert_eq!(snapshot(dir.path()), before);
+    assert_nothing_left(d);
+}
+
+/// An image another VM holds (a write lock) is refused, naming the image, and the other
+/// VM's image is not touched.
+#[test]
+fn disk_in_use_by_another_process() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_file(dir.path(), "bare.elf", bulkhead_vm::guests::BARE);
+    let img = write_file(dir.path(), "busy.img", &[1; 4096]);
+    let held = std::fs::File::open(&img).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let i = img.to_str().unwrap();
+    let k = kernel.to_str().unwrap();
+    rejected(&["--kernel", k, "--disk", i], &["--disk", i, "in use"]);
+    rejected(
+        &["--kernel", k, "--disk", &format!("{i},ro")],
+        &["--disk", i, "in use"],
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), [1; 4096]);
+    drop(held);
+    assert_nothing_left(dir.path().to_str().unwrap());
+}

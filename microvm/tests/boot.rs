@@ -149,6 +149,7 @@ fn timings_json_has_every_phase_in_order() {
         "kvm_ready",
         "memory_ready",
         "kernel_loaded",
+        "devices_ready",
         "first_vcpu_entry",
         "boot_timer",
         "first_serial_byte",
@@ -179,6 +180,7 @@ fn timings_json_has_every_phase_in_order() {
         "kvm_ready",
         "memory_ready",
         "kernel_loaded",
+        "devices_ready",
         "first_vcpu_entry",
         "shutdown",
     ];

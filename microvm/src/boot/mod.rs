@@ -118,6 +118,7 @@ mod tests {
             boot_protocol,
             debug: false,
             seccomp: true,
+            disks: Vec::new(),
         }
     }
 

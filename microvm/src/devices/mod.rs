@@ -7,12 +7,13 @@
 //! | PIO `I8042_DATA`, `I8042_COMMAND`        | [`i8042`]: 0xFE resets, which ends the VM     |
 //! | MMIO `BOOT_TIMER_MMIO` (one page)        | [`boot_timer`] (Firecracker's MMIO address)   |
 //! | PIO `BOOT_TIMER_PORT`                    | the same boot timer (Firecracker's x86 port)  |
+//! | MMIO `virtio_slot(i)` (a page each)      | [`virtio`]: virtio-mmio devices (`--disk`)    |
 //!
 //! Anything else reads as all-ones and swallows writes, like an empty bus: a guest probing
 //! or scribbling on absent hardware neither kills the VMM nor makes it log per access (a
 //! hostile guest could otherwise fill the disk through our stderr). The unhandled accesses
-//! are only counted. The virtio-mmio devices (P3.2) will live in `virtio/` and take their
-//! windows of the MMIO gap here.
+//! are only counted. The virtio-mmio devices ([`virtio`]) take their pages of the MMIO
+//! gap here; their I/O runs on a thread of its own, not in these calls.
 //!
 //! Every access is untrusted input. What the guest controls, and what we do with it:
 //! - the size: KVM hands over `size × count` bytes (1, 2 or 4 for `in`/`out`, up to a page
@@ -33,20 +34,22 @@
 pub mod boot_timer;
 pub mod i8042;
 pub mod serial;
+pub mod virtio;
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::arch::x86_64::layout::{
     BOOT_TIMER_MMIO, BOOT_TIMER_MMIO_LEN, BOOT_TIMER_PORT, I8042_COMMAND, I8042_DATA, POST_PORT,
-    SERIAL_IRQ, SERIAL_PORT, SERIAL_PORT_LEN,
+    SERIAL_IRQ, SERIAL_PORT, SERIAL_PORT_LEN, VIRTIO_MMIO_SLOT_LEN, VIRTIO_MMIO_START,
 };
 use crate::exit::ExitSender;
 use boot_timer::BootTimer;
 use i8042::I8042;
 use serial::{ConsoleOut, Serial};
+use virtio::mmio::MmioTransport;
 
 /// The serial's last register.
 const SERIAL_LAST_PORT: u16 = SERIAL_PORT + SERIAL_PORT_LEN - 1;
@@ -57,6 +60,8 @@ pub enum Error {
     EventFd(std::io::Error),
     #[error("cannot register the serial irqfd (GSI {SERIAL_IRQ}): {0}")]
     IrqFd(kvm_ioctls::Error),
+    #[error(transparent)]
+    Virtio(#[from] virtio::Error),
 }
 
 /// All devices of one VM, shared by the vCPU threads.
@@ -66,6 +71,8 @@ pub struct Devices {
     boot_timer: BootTimer,
     /// The serial interrupt's eventfd (for the seccomp filter, which lets us write to it).
     serial_irq_fd: RawFd,
+    /// The virtio-mmio devices, in slot order (`virtio_slot(i)`).
+    virtio: Vec<Arc<MmioTransport>>,
     unhandled: AtomicU64,
 }
 
@@ -110,8 +117,24 @@ impl Devices {
             i8042: Mutex::new(i8042::new(exits)),
             boot_timer: BootTimer,
             serial_irq_fd,
+            virtio: Vec::new(),
             unhandled: AtomicU64::new(0),
         }
+    }
+
+    /// Puts `transport` in the next slot of the virtio-mmio window (the caller placed its
+    /// ioeventfds and GSI there: see [`virtio::attach`]).
+    pub fn attach_virtio(&mut self, transport: Arc<MmioTransport>) {
+        self.virtio.push(transport);
+    }
+
+    /// The virtio device whose page holds `addr`, and the offset in it.
+    fn virtio_at(&self, addr: u64) -> Option<(&MmioTransport, u64)> {
+        let off = addr.checked_sub(VIRTIO_MMIO_START)?;
+        let t = self
+            .virtio
+            .get(usize::try_from(off / VIRTIO_MMIO_SLOT_LEN).ok()?)?;
+        Some((t, off % VIRTIO_MMIO_SLOT_LEN))
     }
 
     /// The serial interrupt's eventfd, which the vCPU threads write to.
@@ -172,7 +195,11 @@ impl Devices {
         }
     }
 
-    pub fn mmio_read(&self, _addr: u64, data: &mut [u8]) {
+    pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        if let Some((t, off)) = self.virtio_at(addr) {
+            t.read(off, data);
+            return;
+        }
         self.miss();
         data.fill(0xff);
     }
@@ -180,6 +207,8 @@ impl Devices {
     pub fn mmio_write(&self, addr: u64, data: &[u8]) {
         if (BOOT_TIMER_MMIO..BOOT_TIMER_MMIO + BOOT_TIMER_MMIO_LEN).contains(&addr) {
             self.boot_timer.write(addr - BOOT_TIMER_MMIO, data);
+        } else if let Some((t, off)) = self.virtio_at(addr) {
+            t.write(off, data);
         } else {
             self.miss();
         }

@@ -16,8 +16,9 @@
 //! version used a legacy FADT). The DSDT ([`dsdt_aml`]) therefore describes COM1 (PNP0501,
 //! ports 0x3f8-0x3ff, IRQ 4) and the i8042 (PNP0303, ports 0x60 and 0x64, IRQ 1), the
 //! devices in src/devices, at the ports and IRQs of [`layout`](super::layout). The
-//! virtio-mmio devices (P3.2) will be announced here the same way: a DSDT device each, with
-//! its MMIO window and interrupt (the Debian cloud kernel finds them only through ACPI).
+//! virtio-mmio devices are announced the same way: a DSDT device each (`_HID "LNRO0005"`,
+//! the id Linux's virtio_mmio driver matches), with its MMIO page and its GSI; the Debian
+//! cloud kernel (no CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES) finds them only through ACPI.
 //!
 //! Placement: [`RSDP_START`], inside the e820-reserved legacy area where Linux also scans for
 //! the RSDP; its address is passed in the zero page too (`acpi_rsdp_addr`, boot protocol
@@ -27,7 +28,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::layout::{
     APIC_START, I8042_COMMAND, I8042_DATA, I8042_IRQ, IOAPIC_START, RSDP_START, SERIAL_IRQ,
-    SERIAL_PORT, SERIAL_PORT_LEN,
+    SERIAL_PORT, SERIAL_PORT_LEN, VirtioSlot,
 };
 use super::{Error, checksum};
 
@@ -122,6 +123,7 @@ fn fadt(dsdt: u64) -> Vec<u8> {
 // The few AML opcodes the DSDT needs (ACPI 6.5, chapter 20).
 const AML_NAME: u8 = 0x08;
 const AML_BYTE_PREFIX: u8 = 0x0a;
+const AML_STRING_PREFIX: u8 = 0x0d;
 const AML_DWORD_PREFIX: u8 = 0x0c;
 const AML_SCOPE: u8 = 0x10;
 const AML_BUFFER: u8 = 0x11;
@@ -181,12 +183,49 @@ fn interrupt(gsi: u32) -> Vec<u8> {
     d
 }
 
+/// `Memory32Fixed(ReadWrite, base, len)`.
+fn memory32_fixed(base: u32, len: u32) -> Vec<u8> {
+    let mut d = vec![0x86, 9, 0, 1];
+    d.extend(base.to_le_bytes());
+    d.extend(len.to_le_bytes());
+    d
+}
+
 /// `Device(seg) { Name(_HID, EisaId(hid)) Name(_CRS, ResourceTemplate() { ... }) }`.
 fn aml_device(seg: &[u8; 4], hid: &[u8; 7], resources: &[&[u8]]) -> Vec<u8> {
     let body = [
         &seg[..],
         &aml_name(b"_HID", &aml_eisa_id(hid)),
         &aml_name(b"_CRS", &aml_resources(resources)),
+    ]
+    .concat();
+    aml_package(&[AML_EXT_PREFIX, AML_DEVICE], &body)
+}
+
+/// virtio device `index` at `slot`:
+///
+/// ```text
+/// Device (VR00) {
+///     Name (_HID, "LNRO0005")
+///     Name (_UID, 0x00)
+///     Name (_CRS, ResourceTemplate () {
+///         Memory32Fixed (ReadWrite, 0xD0001000, 0x00001000)
+///         Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 16 }
+///     })
+/// }
+/// ```
+///
+/// Edge-triggered, like the serial's: the irqfd pulses the line, and the driver reads
+/// InterruptStatus to learn why.
+fn aml_virtio_device(index: u8, slot: &VirtioSlot) -> Vec<u8> {
+    let seg = [b'V', b'R', b'0' + index / 10, b'0' + index % 10];
+    let hid = [&[AML_STRING_PREFIX][..], b"LNRO0005\0"].concat();
+    let window = memory32_fixed(slot.base as u32, slot.len as u32);
+    let body = [
+        &seg[..],
+        &aml_name(b"_HID", &hid),
+        &aml_name(b"_UID", &[AML_BYTE_PREFIX, index]),
+        &aml_name(b"_CRS", &aml_resources(&[&window, &interrupt(slot.gsi)])),
     ]
     .concat();
     aml_package(&[AML_EXT_PREFIX, AML_DEVICE], &body)
@@ -214,7 +253,9 @@ fn aml_device(seg: &[u8; 4], hid: &[u8; 7], resources: &[&[u8]]) -> Vec<u8> {
 ///     }
 /// }
 /// ```
-pub fn dsdt_aml() -> Vec<u8> {
+///
+/// and a device per virtio slot in `virtio` ([`aml_virtio_device`]).
+pub fn dsdt_aml(virtio: &[VirtioSlot]) -> Vec<u8> {
     let serial_ports = io_port(SERIAL_PORT, SERIAL_PORT_LEN as u8);
     let com1 = aml_device(
         b"COM1",
@@ -230,13 +271,18 @@ pub fn dsdt_aml() -> Vec<u8> {
             &interrupt(I8042_IRQ),
         ],
     );
-    aml_package(&[AML_SCOPE], &[&b"\\_SB_"[..], &com1, &ps2].concat())
+    let mut body = [&b"\\_SB_"[..], &com1, &ps2].concat();
+    for (i, slot) in virtio.iter().enumerate() {
+        body.extend(aml_virtio_device(i as u8, slot));
+    }
+    aml_package(&[AML_SCOPE], &body)
 }
 
-/// All tables for `cpus` vCPUs as (guest address, bytes), the RSDP first.
-pub fn build(cpus: u8) -> Vec<(u64, Vec<u8>)> {
+/// All tables for `cpus` vCPUs and the `virtio` devices as (guest address, bytes), the RSDP
+/// first.
+pub fn build(cpus: u8, virtio: &[VirtioSlot]) -> Vec<(u64, Vec<u8>)> {
     let dsdt_at = RSDP_START + 64;
-    let dsdt = sdt(b"DSDT", 2, &dsdt_aml());
+    let dsdt = sdt(b"DSDT", 2, &dsdt_aml(virtio));
     let fadt_at = align16(dsdt_at + dsdt.len() as u64);
     let fadt = fadt(dsdt_at);
     let madt_at = align16(fadt_at + fadt.len() as u64);
@@ -268,9 +314,9 @@ pub fn build(cpus: u8) -> Vec<(u64, Vec<u8>)> {
     ]
 }
 
-/// Writes the tables for `cpus` vCPUs and returns the RSDP's address.
-pub fn write(mem: &GuestMemoryMmap, cpus: u8) -> Result<u64, Error> {
-    for (addr, bytes) in build(cpus) {
+/// Writes the tables for `cpus` vCPUs and the `virtio` devices; returns the RSDP's address.
+pub fn write(mem: &GuestMemoryMmap, cpus: u8, virtio: &[VirtioSlot]) -> Result<u64, Error> {
+    for (addr, bytes) in build(cpus, virtio) {
         mem.write_slice(&bytes, GuestAddress(addr))
             .map_err(Error::memory("the ACPI tables"))?;
     }
@@ -295,7 +341,7 @@ mod tests {
 
     #[test]
     fn every_table_checksums_and_states_its_length() {
-        let tables = build(2);
+        let tables = build(2, &[]);
         let (_, rsdp) = &tables[0];
         assert_eq!(&rsdp[..8], b"RSD PTR ");
         assert_eq!(sum(&rsdp[..20]), 0);
@@ -308,7 +354,7 @@ mod tests {
 
     #[test]
     fn pointers_chain_rsdp_xsdt_fadt_dsdt_madt() {
-        let tables = build(2);
+        let tables = build(2, &[]);
         let find = |addr: u64| {
             tables
                 .iter()
@@ -360,7 +406,7 @@ mod tests {
             \x11\x1e\x0a\x1b\x47\x01\x60\x00\x60\x00\x01\x01\x47\x01\x64\x00\x64\x00\x01\x01\
             \x89\x06\x00\x03\x01\x01\x00\x00\x00\x79\x00";
         let scope = [&b"\x10\x49\x06\\_SB_"[..], com1, ps2].concat();
-        assert_eq!(dsdt_aml(), scope);
+        assert_eq!(dsdt_aml(&[]), scope);
         // PkgLength: one byte up to 63 in all, two bytes beyond.
         assert_eq!(aml_package(&[1], &[0; 62]).len(), 64);
         assert_eq!(&aml_package(&[1], &[0; 63])[..3], &[1, 0x41, 0x04]);
@@ -369,7 +415,31 @@ mod tests {
     #[test]
     fn tables_stay_in_the_reserved_legacy_area() {
         use crate::arch::x86_64::layout::HIMEM_START;
-        let (addr, t) = build(254).pop().unwrap();
+        let all: Vec<_> = (0..crate::arch::x86_64::layout::VIRTIO_MMIO_SLOTS)
+            .filter_map(crate::arch::x86_64::layout::virtio_slot)
+            .collect();
+        let (addr, t) = build(254, &all).pop().unwrap();
         assert!(addr + t.len() as u64 <= HIMEM_START);
+    }
+
+    #[test]
+    fn dsdt_announces_each_virtio_device() {
+        use crate::arch::x86_64::layout::virtio_slot;
+        let slot = virtio_slot(1).unwrap();
+        // The ASL of `aml_virtio_device`'s docs with VR01, 0xD0002000, _UID 1 and GSI 17,
+        // encoded by hand from ACPI 6.5 §20 (DeviceOp, PkgLength 59, StringPrefix, BytePrefix,
+        // Memory32Fixed §6.4.3.4, Extended Interrupt §6.4.3.6).
+        let want: &[u8] = b"\x5b\x82\x3bVR01\x08_HID\x0dLNRO0005\x00\x08_UID\x0a\x01\
+            \x08_CRS\x11\x1a\x0a\x17\x86\x09\x00\x01\x00\x20\x00\xd0\x00\x10\x00\x00\
+            \x89\x06\x00\x03\x01\x11\x00\x00\x00\x79\x00";
+        assert_eq!(aml_virtio_device(1, &slot), want);
+        let two = [virtio_slot(0).unwrap(), slot];
+        let dsdt = dsdt_aml(&two);
+        let at = |needle: &[u8]| dsdt.windows(needle.len()).position(|w| w == needle);
+        assert!(at(b"VR00").unwrap() < at(b"VR01").unwrap());
+        assert_eq!(dsdt.windows(8).filter(|w| w == b"LNRO0005").count(), 2);
+        // Eight devices still fit the DSDT's two-byte package length.
+        let all: Vec<_> = (0..8).filter_map(virtio_slot).collect();
+        assert!(dsdt_aml(&all).len() < 4096);
     }
 }

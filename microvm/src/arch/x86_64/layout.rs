@@ -15,6 +15,7 @@
 //! 1 MiB    kernel; the initrd at the top of low RAM
 //! 0xd000_0000 .. 4 GiB  the MMIO gap: no RAM
 //!     0xd000_0000  boot timer (one page)
+//!     0xd000_1000  virtio-mmio devices, one page each, up to 8 (GSIs 16-23)
 //!     0xfec0_0000  IOAPIC, 0xfee0_0000 LAPIC (KVM's in-kernel irqchip)
 //!     0xfffb_d000  three pages for VMX's real-mode TSS
 //! 4 GiB ..  the rest of RAM when --memory exceeds 3.25 GiB
@@ -92,7 +93,39 @@ pub const APIC_START: u32 = 0xfee0_0000;
 /// (KVM_SET_TSS_ADDRESS); Firecracker's address.
 pub const TSS_ADDRESS: u64 = 0xfffb_d000;
 
-const _: () = assert!(BOOT_TIMER_MMIO + BOOT_TIMER_MMIO_LEN <= IOAPIC_START as u64);
+/// The virtio-mmio window: one page per device (the transport's registers and config space
+/// take 0x200 bytes; a page each keeps every device's registers apart and aligned), from just
+/// after the boot timer.
+pub const VIRTIO_MMIO_START: u64 = BOOT_TIMER_MMIO + BOOT_TIMER_MMIO_LEN;
+pub const VIRTIO_MMIO_SLOT_LEN: u64 = 0x1000;
+/// How many devices the window holds: one per IOAPIC pin above the ISA range (16-23 of KVM's
+/// 24), so that no device shares an interrupt with another or with a legacy ISA device.
+pub const VIRTIO_MMIO_SLOTS: usize = 8;
+/// The first virtio device's GSI; device `i` has `VIRTIO_FIRST_GSI + i`.
+pub const VIRTIO_FIRST_GSI: u32 = 16;
+
+/// Where virtio device `i` (0-based) lives: its MMIO page and its GSI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VirtioSlot {
+    pub base: u64,
+    pub len: u64,
+    pub gsi: u32,
+}
+
+/// Slot `i` of the virtio-mmio window, or `None` past its end.
+pub fn virtio_slot(i: usize) -> Option<VirtioSlot> {
+    (i < VIRTIO_MMIO_SLOTS).then(|| VirtioSlot {
+        base: VIRTIO_MMIO_START + i as u64 * VIRTIO_MMIO_SLOT_LEN,
+        len: VIRTIO_MMIO_SLOT_LEN,
+        gsi: VIRTIO_FIRST_GSI + i as u32,
+    })
+}
+
+const _: () = assert!(
+    VIRTIO_MMIO_START + VIRTIO_MMIO_SLOTS as u64 * VIRTIO_MMIO_SLOT_LEN <= IOAPIC_START as u64
+);
+// KVM's IOAPIC has 24 pins (the MP table describes them all).
+const _: () = assert!(VIRTIO_FIRST_GSI + VIRTIO_MMIO_SLOTS as u32 <= 24);
 const _: () = assert!((APIC_START as u64) < TSS_ADDRESS && TSS_ADDRESS + 3 * 4096 <= MMIO_GAP_END);
 
 // ---- Legacy I/O ports and ISA IRQs -----------------------------------------------------------
