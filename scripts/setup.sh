@@ -18,7 +18,8 @@ set -euo pipefail
 #   chromium             headless screenshot of report.html in the harness's rendering test
 #   libseccomp-dev       libseccomp.a, linked statically into bulkhead-runtime (build dependency)
 #   uidmap               newuidmap/newgidmap: rootless containers with more than one id mapped
-PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev uidmap)
+#   e2fsprogs            mkfs.ext4 -d: the rootfs as an ext4 image for a VM's --disk (images)
+PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev uidmap e2fsprogs)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -260,10 +260,14 @@ fn write_entry(
 }
 
 /// The guest's initramfs: `/init` is the guest itself (PID 1 detects "init" in its `argv[0]`),
-/// `/dev/console` so init has output, and the mount points it uses.
-pub fn guest_initramfs(guest: &Path) -> Result<Initramfs, InitramfsError> {
+/// `/dev/console` so init has output, the mount points it uses, and the kernel `modules` it
+/// loads when the VM has virtio devices (in load order; see [`crate::modules`]).
+pub fn guest_initramfs(guest: &Path, modules: &[PathBuf]) -> Result<Initramfs, InitramfsError> {
     let mut img = Initramfs::new();
     img.file_from_host("/init", 0o755, guest)?;
+    for (name, host) in crate::modules::initramfs_names(modules) {
+        img.file_from_host(&name, 0o644, &host)?;
+    }
     for d in ["/proc", "/sys", "/dev", "/tmp", "/etc", "/bin"] {
         img.dir(d, 0o755);
     }

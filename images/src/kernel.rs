@@ -75,6 +75,9 @@ pub struct Modules {
     pub dir: PathBuf,
     /// The KVM modules, when all four are present.
     pub kvm: Option<KvmModules>,
+    /// The virtio modules a guest loads, in load order (see [`crate::modules`]); empty when
+    /// the kernel has them built in.
+    pub virtio: Vec<PathBuf>,
 }
 
 /// A guest kernel. The distro kernel has every field; a user kernel has the forms it came in
@@ -414,6 +417,7 @@ fn from_entry(dir: &Path, package: &str, version: &str) -> Kernel {
         bzimage: Some(dir.join("bzImage")),
         vmlinux: Some(dir.join("vmlinux")),
         modules: Some(Modules {
+            virtio: crate::modules::load_order(&mdir, crate::modules::VIRTIO_MODULES),
             dir: mdir,
             kvm: all.then_some(kvm),
         }),

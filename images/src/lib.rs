@@ -17,17 +17,23 @@
 //! - [`rootfs`]: a directory with the guest at [`rootfs::GUEST_PATH`] (+ busybox applets);
 //! - [`bundle`]: an OCI bundle (`config.json`) over that rootfs, running `bulkhead-guest ready`;
 //!   for other args or limits use [`bundle::default_spec`] + [`bundle::write`];
-//! - [`initramfs`]: newc cpio with `/init` = the guest and `/dev/console`; a general builder;
+//! - [`initramfs`]: newc cpio with `/init` = the guest and `/dev/console`, and the kernel's
+//!   virtio modules ([`modules`]) when it has them; a general builder;
 //! - [`kernel`]: the distro's cloud kernel (bzImage, vmlinux, modules) or a user's kernel;
+//! - [`ext4`]: an ext4 image of the rootfs, for a VM's `--disk` (built on request, not by
+//!   [`build`]: it needs e2fsprogs);
 //! - [`cache`]: where they live, how they are keyed, and why a half-built one never counts.
 //!
 //! Keys: rootfs, bundle and initramfs are keyed by a hash of their inputs (the guest binary's
-//! bytes, busybox's, the layout version, the bundle args); the distro kernel by package version.
+//! bytes, busybox's, the layout version, the bundle args, the modules' bytes); the distro
+//! kernel by package version.
 
 pub mod bundle;
 pub mod cache;
+pub mod ext4;
 pub mod initramfs;
 pub mod kernel;
+pub mod modules;
 pub mod rootfs;
 
 pub use cache::{Cache, Outcome};
@@ -168,13 +174,6 @@ pub fn build(opts: &Options) -> Result<Built, Error> {
         })?,
     );
 
-    let initramfs_key = cache::content_key(&[LAYOUT_VERSION.as_bytes(), &guest_bytes]);
-    let initramfs = note(
-        cache.get_or_build::<Error, _>(&format!("initramfs-{initramfs_key}.cpio"), |tmp| {
-            Ok(initramfs::guest_initramfs(&opts.guest)?.write_to_file(tmp)?)
-        })?,
-    );
-
     let kernel = match &opts.kernel {
         KernelChoice::None => None,
         KernelChoice::Distro => Some(kernel::distro(&cache, kernel::DEFAULT_PACKAGE)?),
@@ -184,10 +183,33 @@ pub fn build(opts: &Options) -> Result<Built, Error> {
     .map(|(k, o)| {
         let fresh = k.vmlinux.as_ref().or(k.bzimage.as_ref());
         if let (Outcome::Built, Some(p)) = (o, fresh) {
-            built_now.push(p.clone());
+            note((p.clone(), o));
         }
         k
     });
+
+    // The kernel's virtio modules go into the initramfs (they are part of its key).
+    let modules: &[PathBuf] = kernel
+        .as_ref()
+        .and_then(|k| k.modules.as_ref())
+        .map_or(&[], |m| &m.virtio);
+    let mut module_bytes = Vec::new();
+    for m in modules {
+        module_bytes.push(
+            std::fs::read(m).map_err(|source| initramfs::InitramfsError::Read {
+                path: m.clone(),
+                source,
+            })?,
+        );
+    }
+    let mut key_parts: Vec<&[u8]> = vec![LAYOUT_VERSION.as_bytes(), &guest_bytes];
+    key_parts.extend(module_bytes.iter().map(Vec::as_slice));
+    let initramfs_key = cache::content_key(&key_parts);
+    let initramfs = note(
+        cache.get_or_build::<Error, _>(&format!("initramfs-{initramfs_key}.cpio"), |tmp| {
+            Ok(initramfs::guest_initramfs(&opts.guest, modules)?.write_to_file(tmp)?)
+        })?,
+    );
 
     Ok(Built {
         guest: rootfs.join(rootfs::GUEST_PATH.trim_start_matches('/')),

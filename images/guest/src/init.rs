@@ -14,7 +14,9 @@
 //! The dotted names matter: the kernel neither passes `x.y=` parameters to init's argv/envp
 //! nor complains about them, so they reach us only through /proc/cmdline.
 //!
-//! Sequence: mount /proc, /sys, /dev (devtmpfs) → hostname from /etc/hostname → run the task in-process (so `probe` reports
+//! Sequence: mount /proc, /sys, /dev (devtmpfs) → hostname from /etc/hostname → load the
+//! kernel modules in /lib/modules/bulkhead when the VM has virtio-mmio devices (see
+//! [`load_modules`]) → run the task in-process (so `probe` reports
 //! pid 1 as in a container) → print `BULKHEAD-EXIT <status>` → sync → reboot(RB_AUTOBOOT),
 //! which with `reboot=t`/`reboot=k` and QEMU `-no-reboot` (or an i8042 reset in Firecracker and
 //! our VMM) ends the VM; if that fails, RB_POWER_OFF; if that fails too we exit, and the
@@ -57,6 +59,9 @@ pub fn main() -> ! {
     set_hostname();
 
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if has_virtio_mmio(&cmdline) {
+        load_modules(MODULES_DIR);
+    }
     let (task, args) = task_from_cmdline(&cmdline);
     // A panicking task must still end in an exit line and a power-off, not a kernel panic.
     let status = std::panic::catch_unwind(|| tasks::run(&task, &args)).unwrap_or(101);
@@ -89,6 +94,56 @@ fn mount(source: &str, target: &str, fstype: &str) {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EBUSY) {
             eprintln!("bulkhead-guest: mount {fstype} on {target}: {err}");
+        }
+    }
+}
+
+/// Where bulkhead-images puts the modules, named so that name order is load order.
+const MODULES_DIR: &str = "/lib/modules/bulkhead";
+
+/// Whether the VM has virtio-mmio devices: announced in ACPI (`LNRO0005`, what a VMM's DSDT
+/// says) or on the command line (`virtio_mmio.device=`). Without them the modules are not
+/// loaded: a VM with no devices boots as fast as before.
+fn has_virtio_mmio(cmdline: &str) -> bool {
+    let acpi = std::fs::read_dir("/sys/bus/acpi/devices").is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("LNRO0005"))
+    });
+    acpi || cmdline.contains("virtio_mmio.device=")
+}
+
+/// Loads every `*.ko` in `dir` in name order (finit_module). A module the kernel has already
+/// (built in, or loaded) is fine; any other failure is reported and the next one tried: the
+/// task then runs without that device, and says so if it needed it.
+pub fn load_modules(dir: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ko"))
+        .collect();
+    files.sort();
+    for path in files {
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("bulkhead-guest: {}: {e}", path.display());
+                continue;
+            }
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: finit_module reads the module from an fd we own; the parameter string is a
+        // valid empty C string; no flags.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                eprintln!("bulkhead-guest: loading {}: {e}", path.display());
+            }
         }
     }
 }

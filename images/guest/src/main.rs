@@ -4,9 +4,10 @@
 //! - As a VM's init (`/init` in the initramfs, PID 1): the task comes from the kernel command
 //!   line, then the VM is powered off (see `init.rs`).
 //!
-//! Modules: `init` (PID 1 duties), `tasks` (what the guest does), `probe` (the isolation probe
-//! table), `output` (protocol lines and the hand-written JSON; the guest depends on libc only).
+//! Modules: `init` (PID 1 duties), `tasks` (what the guest does), `disk` (block I/O with a
+//! checksum), `probe` (the isolation probe table), `output` (protocol lines and the hand-written JSON; the guest depends on libc only).
 
+mod disk;
 mod init;
 mod output;
 mod probe;

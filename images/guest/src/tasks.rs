@@ -11,13 +11,15 @@
 //!   `memory N` allocates and touches N MiB (an OOM kill under a smaller limit is the point);
 //!   `fork N` forks N children that wait, counts the successful forks (a pids limit makes some
 //!   fail), then kills and reaps them; it exits 0 either way.
+//! - `disk write|read DEV MIB SEED | disk sum FILE`: block I/O with a checksum (`disk.rs`).
 
 use crate::output::{self, Json};
-use crate::probe;
+use crate::{disk, probe};
 
 pub const USAGE: &str = "usage: bulkhead-guest ready | idle | \
                          probe [--host-path PATH]... [--connect HOST:PORT[:TOKEN]]... | \
-                         work cpu|memory|syscall|fork N";
+                         work cpu|memory|syscall|fork N | \
+                         disk write|read DEV MIB SEED | disk sum FILE";
 
 /// Run `task` with `args`; the result is the exit status.
 pub fn run(task: &str, args: &[String]) -> i32 {
@@ -35,6 +37,7 @@ pub fn run(task: &str, args: &[String]) -> i32 {
             Err(e) => usage_error(&e),
         },
         "work" => work(args),
+        "disk" => disk::run(args),
         other => usage_error(&format!("unknown task {other:?}")),
     }
 }
