@@ -27,6 +27,7 @@ const SCENARIOS: &[Scenario] = &[
         image: GuestImage::Guest,
         cmdline: "bulkhead.task=probe",
         timeout_s: INNER_TIMEOUT_S,
+        disk: None,
     },
     Scenario {
         name: "probe-2cpu",
@@ -35,6 +36,7 @@ const SCENARIOS: &[Scenario] = &[
         image: GuestImage::Guest,
         cmdline: "bulkhead.task=probe",
         timeout_s: INNER_TIMEOUT_S,
+        disk: None,
     },
     // The vmlinux has the PVH note: `--boot-protocol auto` (the default) enters it through
     // PVH (32-bit protected mode, hvm_start_info). One vCPU: the APs start the same way
@@ -46,6 +48,7 @@ const SCENARIOS: &[Scenario] = &[
         image: GuestImage::Guest,
         cmdline: "bulkhead.task=probe",
         timeout_s: INNER_TIMEOUT_S,
+        disk: None,
     },
     // `quiet` from here on: every console byte is a port I/O exit, which nesting makes dear,
     // and the lines these scenarios look for are KERN_EMERG (printed even so).
@@ -56,6 +59,7 @@ const SCENARIOS: &[Scenario] = &[
         image: GuestImage::Guest,
         cmdline: "quiet bulkhead.task=ready",
         timeout_s: INNER_TIMEOUT_S,
+        disk: None,
     },
     Scenario {
         name: "poweroff",
@@ -64,6 +68,7 @@ const SCENARIOS: &[Scenario] = &[
         image: GuestImage::PowerOff,
         cmdline: "quiet",
         timeout_s: INNER_TIMEOUT_S,
+        disk: None,
     },
     // A real kernel panic: with no /nonexistent the kernel falls back to mounting a root
     // device, there is none, and it panics "VFS: Unable to mount root fs" (then panic=-1
@@ -75,6 +80,7 @@ const SCENARIOS: &[Scenario] = &[
         image: GuestImage::Guest,
         cmdline: "quiet rdinit=/nonexistent",
         timeout_s: INNER_TIMEOUT_S,
+        disk: None,
     },
 ];
 

@@ -10,9 +10,13 @@
 //!   read-only disk.
 
 mod common;
+mod nested_host;
 
+use bulkhead_testkit::vm::{OncePerProcess, Outcome, no_process_uses};
 use common::driver::*;
+use nested_host::{Disk, GuestImage, GuestKernel, InnerRun, Scenario};
 use std::path::Path;
+use std::time::Instant;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH,
     VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
@@ -302,4 +306,183 @@ fn hostile_requests_in_a_loop_do_not_grow_memory() {
         "the heap grew by {grown} bytes over 2000 rounds"
     );
     assert!(d.transport.is_active());
+}
+
+// ---- Linux guests -----------------------------------------------------------------------
+
+/// Generous for a TCG-nested boot plus 64 MiB through virtio-blk.
+const LINUX_TIMEOUT_S: u32 = 150;
+/// The data the guest writes (the whole image).
+const WRITE_MIB: u64 = nested_host::DISK_MIB;
+
+const fn disk_scenario(name: &'static str, cmdline: &'static str, read_only: bool) -> Scenario {
+    Scenario {
+        name,
+        cpus: 1,
+        kernel: GuestKernel::BzImage,
+        image: GuestImage::Guest,
+        cmdline,
+        timeout_s: LINUX_TIMEOUT_S,
+        disk: Some(Disk {
+            name: "data",
+            read_only,
+        }),
+    }
+}
+
+/// In order, on one image: the first boot writes, the second reads back, the third cannot
+/// write to it read-only.
+const SCENARIOS: &[Scenario] = &[
+    disk_scenario(
+        "blk-write",
+        "quiet bulkhead.task=disk bulkhead.args=write,/dev/vda,64,7",
+        false,
+    ),
+    disk_scenario(
+        "blk-read",
+        "quiet bulkhead.task=disk bulkhead.args=read,/dev/vda,64,7",
+        false,
+    ),
+    disk_scenario(
+        "blk-ro",
+        "quiet bulkhead.task=disk bulkhead.args=write,/dev/vda,1,9",
+        true,
+    ),
+];
+
+/// Every run, in order, once per test process; `None` when skipped here (printed; a failure
+/// with BULKHEAD_REQUIRE_ALL=1).
+fn runs(test: &str) -> Option<&'static [InnerRun]> {
+    static RUNS: OncePerProcess<Vec<InnerRun>> = OncePerProcess::new("the virtio Linux runner");
+    RUNS.for_test(test, || {
+        let mode = match nested_host::mode() {
+            Ok(m) => m,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        let inputs = match nested_host::inputs(Path::new(common::VMM)) {
+            Ok(i) => i,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        let start = Instant::now();
+        let ran = nested_host::run_all(&mode, &inputs, SCENARIOS);
+        eprintln!(
+            "virtio: {} Linux scenarios in {:.1} s",
+            SCENARIOS.len(),
+            start.elapsed().as_secs_f64()
+        );
+        Outcome::Ran(ran.and_then(|runs| no_process_uses(inputs.dir.path()).map(|()| runs)))
+    })
+    .map(Vec::as_slice)
+}
+
+fn scenario(test: &str, name: &str) -> Option<&'static InnerRun> {
+    runs(test).map(|runs| {
+        runs.iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("scenario {name} did not run"))
+    })
+}
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+}
+
+/// The guest's `disk` line.
+fn disk_line(run: &InnerRun) -> serde_json::Value {
+    let line = run
+        .console
+        .iter()
+        .find(|l| l.starts_with("{\"disk\""))
+        .unwrap_or_else(|| panic!("no disk line:\n{}", run.transcript()));
+    json(line)
+}
+
+/// A `disk sum` of the image, on the host: (bytes, fnv).
+fn image_sum(run: &InnerRun, after: bool) -> (u64, String) {
+    let line = if after {
+        &run.disk_after
+    } else {
+        &run.disk_before
+    };
+    let v = json(
+        line.as_deref()
+            .unwrap_or_else(|| panic!("no sum:\n{}", run.transcript())),
+    );
+    (
+        v["bytes"].as_u64().unwrap(),
+        v["fnv"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The guest writes 64 MiB with fsync and prints the data's checksum; once the VMM has exited,
+/// a separate process on the host sums the image: the same bytes. The next boot reads them
+/// back through the device and finds the pattern.
+#[test]
+fn linux_guest_data_reaches_the_image_and_a_second_boot_reads_it_back() {
+    let (Some(write), Some(read)) = (
+        scenario(module_path!(), "blk-write"),
+        scenario(module_path!(), "blk-read"),
+    ) else {
+        return;
+    };
+    let t = write.transcript();
+    assert_eq!(write.status, Some(0), "{t}");
+    let wrote = disk_line(write);
+    assert_eq!(wrote["bytes"].as_u64(), Some(WRITE_MIB << 20), "{t}");
+    assert_eq!(wrote["synced"], true, "{t}");
+    // The whole image is what the guest wrote: the checksums agree.
+    let (bytes, fnv) = image_sum(write, true);
+    assert_eq!(bytes, WRITE_MIB << 20, "{t}");
+    assert_eq!(Some(fnv.as_str()), wrote["fnv"].as_str(), "{t}");
+    assert_ne!(
+        image_sum(write, false).1,
+        fnv,
+        "the image was empty before: {t}"
+    );
+    assert!(write.console.iter().any(|l| l == "BULKHEAD-EXIT 0"), "{t}");
+
+    let t = read.transcript();
+    assert_eq!(read.status, Some(0), "{t}");
+    let got = disk_line(read);
+    assert_eq!(got["pattern"], true, "{t}");
+    assert_eq!(got["fnv"], wrote["fnv"], "{t}");
+}
+
+/// `--disk PATH,ro`: the guest kernel sees a read-only disk and its write fails; the image is
+/// unchanged byte for byte.
+#[test]
+fn linux_guest_cannot_write_a_read_only_disk() {
+    let Some(ro) = scenario(module_path!(), "blk-ro") else {
+        return;
+    };
+    let t = ro.transcript();
+    // The guest reported the failure (exit 1 from its task), and rebooted: VMM exit 0.
+    let line = disk_line(ro);
+    assert!(line["error"].is_string(), "{t}");
+    assert!(ro.console.iter().any(|l| l == "BULKHEAD-EXIT 1"), "{t}");
+    assert_eq!(ro.status, Some(0), "{t}");
+    assert_eq!(image_sum(ro, false), image_sum(ro, true), "{t}");
+}
+
+/// The ACPI description of the devices is one Linux accepts, and the VMM said nothing of a
+/// failed device.
+#[test]
+fn linux_guests_log_no_acpi_or_virtio_error() {
+    let Some(runs) = runs(module_path!()) else {
+        return;
+    };
+    for run in runs {
+        let bad: Vec<&String> = run
+            .console
+            .iter()
+            .chain(&run.stderr)
+            .filter(|l| {
+                l.contains("ACPI Error")
+                    || l.contains("ACPI BIOS Error")
+                    || l.contains("virtio device")
+                    || l.contains("bulkhead-guest: loading")
+            })
+            .collect();
+        assert!(bad.is_empty(), "{bad:#?}\n{}", run.transcript());
+    }
 }

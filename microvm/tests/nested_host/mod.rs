@@ -22,7 +22,8 @@
 //!
 //! Outer console protocol, written by the outer `/init` ([`OUTER_INIT`]):
 //! `NESTED-HOST-READY`, then per scenario `NESTED-BEGIN name`, the guest's console lines as
-//! `NESTED-OUT name <line>`, the VMM's stderr as `NESTED-ERR name <line>`, and
+//! `NESTED-OUT name <line>`, the VMM's stderr as `NESTED-ERR name <line>`, with a disk the
+//! image's checksum as `NESTED-DISK name before|after <json>`, and
 //! `NESTED-EXIT name <status>`; finally `NESTED-DONE` before the outer host reboots (QEMU
 //! `-no-reboot` then exits). `NESTED-ERROR <why>` reports a broken host setup.
 //!
@@ -109,6 +110,31 @@ pub struct Scenario {
     pub cmdline: &'static str,
     /// The inner VMM's `--timeout`, in seconds.
     pub timeout_s: u32,
+    /// A `--disk` for the inner VMM, if any.
+    pub disk: Option<Disk>,
+}
+
+/// An image the inner VMM gets as `--disk`: created empty ([`DISK_MIB`]) by the first scenario
+/// that names it, and kept for the later ones (a second boot sees what the first wrote).
+#[derive(Clone, Copy, Debug)]
+pub struct Disk {
+    /// A name without spaces, commas or colons: the image is `NAME.img`.
+    pub name: &'static str,
+    pub read_only: bool,
+}
+
+/// The size of a scenario's disk image.
+pub const DISK_MIB: u64 = 64;
+
+impl Disk {
+    /// The outer command line's field: `-`, `NAME` or `NAME:ro`.
+    fn field(disk: Option<Disk>) -> String {
+        match disk {
+            None => "-".into(),
+            Some(d) if d.read_only => format!("{}:ro", d.name),
+            Some(d) => d.name.into(),
+        }
+    }
 }
 
 /// How one scenario ended.
@@ -124,6 +150,10 @@ pub struct InnerRun {
     /// Wall time as seen from the test (in the nested host: from the BEGIN line to the first
     /// line printed after the VMM ended).
     pub elapsed: Duration,
+    /// With a disk: `bulkhead-guest disk sum` of the image, run on the (outer) host before the
+    /// VMM started and after it ended (one JSON line each).
+    pub disk_before: Option<String>,
+    pub disk_after: Option<String>,
 }
 
 impl InnerRun {
@@ -136,6 +166,9 @@ impl InnerRun {
             self.elapsed.as_secs_f64(),
             self.console.join("\n"),
             self.stderr.join("\n")
+        ) + &format!(
+            "--- disk ---\nbefore {:?}\nafter  {:?}\n",
+            self.disk_before, self.disk_after
         )
     }
 }
@@ -231,6 +264,8 @@ fn is_static_elf(path: &Path) -> bool {
 #[derive(Debug)]
 pub struct Inputs {
     pub vmm: PathBuf,
+    /// bulkhead-guest, run on the (outer) host to check disk images (`disk sum`).
+    pub guest: PathBuf,
     pub bzimage: PathBuf,
     pub vmlinux: PathBuf,
     pub kvm_modules: KvmModules,
@@ -245,7 +280,7 @@ pub fn inputs(vmm: &Path) -> Result<Inputs, String> {
     if !is_static_elf(vmm) {
         return Err(format!("{} is not a static ELF", vmm.display()));
     }
-    let mut opts = Options::new(guest);
+    let mut opts = Options::new(guest.clone());
     opts.cache_dir = Some(bulkhead_testkit::test_cache_dir());
     opts.kernel = KernelChoice::Distro;
     let built = bulkhead_images::build(&opts).map_err(|e| format!("no distro kernel: {e}"))?;
@@ -259,6 +294,7 @@ pub fn inputs(vmm: &Path) -> Result<Inputs, String> {
         .and_then(|m| m.kvm)
         .ok_or("the distro kernel ships no KVM modules")?;
     Ok(Inputs {
+        guest: guest.clone(),
         vmm: vmm.to_path_buf(),
         bzimage,
         vmlinux,
@@ -356,7 +392,29 @@ fn run_direct(inputs: &Inputs, busybox: &Path, s: &Scenario) -> Result<InnerRun,
         GuestKernel::BzImage => &inputs.bzimage,
         GuestKernel::Vmlinux => &inputs.vmlinux,
     };
+    let image = s
+        .disk
+        .map(|d| inputs.dir.path().join(format!("{}.img", d.name)));
+    if let Some(img) = &image
+        && !img.exists()
+    {
+        let f = std::fs::File::create(img).map_err(|e| e.to_string())?;
+        f.set_len(DISK_MIB << 20).map_err(|e| e.to_string())?;
+    }
+    let sum = |img: &Path| -> Result<String, String> {
+        let out = Command::new(&inputs.guest)
+            .args(["disk", "sum"])
+            .arg(img)
+            .output()
+            .map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let disk_before = image.as_deref().map(sum).transpose()?;
     let mut cmd = Command::new(&inputs.vmm);
+    if let (Some(img), Some(d)) = (&image, s.disk) {
+        let ro = if d.read_only { ",ro" } else { "" };
+        cmd.arg("--disk").arg(format!("{}{ro}", img.display()));
+    }
     cmd.arg("--debug")
         .arg("--kernel")
         .arg(kernel)
@@ -384,6 +442,8 @@ fn run_direct(inputs: &Inputs, busybox: &Path, s: &Scenario) -> Result<InnerRun,
         console: lines(&out.stdout_str()),
         stderr: lines(&out.stderr),
         elapsed: out.elapsed,
+        disk_before,
+        disk_after: image.as_deref().map(sum).transpose()?,
     })
 }
 
@@ -405,17 +465,26 @@ done
 if [ -c /dev/kvm ]; then echo NESTED-HOST-READY; else echo "NESTED-ERROR no /dev/kvm"; fi
 for w in $(cat /proc/cmdline); do
   case "$w" in bulkhead.run=*) ;; *) continue ;; esac
-  IFS=, read -r name cpus timeout image kernel extra <<EOF
+  IFS=, read -r name cpus timeout image kernel disk extra <<EOF
 ${w#bulkhead.run=}
 EOF
   extra=$(echo "$extra" | tr '~' ' ')
   echo "NESTED-BEGIN $name"
+  set --
+  if [ "$disk" != "-" ]; then
+    img="/tmp/${disk%:ro}.img"
+    [ -e "$img" ] || truncate -s DISK_MIBM "$img"
+    ro=""; [ "${disk%:ro}" != "$disk" ] && ro=",ro"
+    set -- --disk "$img$ro"
+    echo "NESTED-DISK $name before $(/bin/bulkhead-guest disk sum "$img")"
+  fi
   # Into files, printed afterwards, so nothing else runs in the outer host while the guest
   # does: one of the two soft lockups seen by hand came with a `sleep 1` running beside the
   # VMM, and a `| sed` would be such a neighbour too.
   /bin/bulkhead-vm --debug --kernel "/guest/$kernel" --initrd "/guest/$image" --cpus "$cpus" \
-    --timeout "$timeout" --cmdline "$extra" >/tmp/out 2>/tmp/err
+    --timeout "$timeout" --cmdline "$extra" "$@" >/tmp/out 2>/tmp/err
   rc=$?
+  [ "$disk" != "-" ] && echo "NESTED-DISK $name after $(/bin/bulkhead-guest disk sum "$img")"
   # The guest's last line may lack its newline (a crash, a timeout): end it, so the next
   # marker starts a line of its own.
   [ -n "$(tail -c1 /tmp/out)" ] && echo >>/tmp/out
@@ -429,7 +498,7 @@ reboot -f
 "#;
 
 /// One scenario as an outer kernel parameter:
-/// `bulkhead.run=NAME,CPUS,TIMEOUT,IMAGE,KERNEL,CMDLINE`
+/// `bulkhead.run=NAME,CPUS,TIMEOUT,IMAGE,KERNEL,DISK,CMDLINE` (DISK: `-`, `NAME` or `NAME:ro`)
 /// with the inner command line's spaces as `~` (a kernel parameter cannot hold a bare space;
 /// the dotted name keeps the kernel from passing it to init or warning about it). The last
 /// field takes the rest, so the inner command line may contain commas.
@@ -441,12 +510,13 @@ pub fn encode(s: &Scenario) -> String {
         s.name
     );
     format!(
-        "bulkhead.run={},{},{},{},{},{}",
+        "bulkhead.run={},{},{},{},{},{},{}",
         s.name,
         s.cpus,
         s.timeout_s,
         s.image.file_name(),
         s.kernel.file_name(),
+        Disk::field(s.disk),
         cmdline.replace(' ', "~")
     )
 }
@@ -462,7 +532,8 @@ fn outer_initramfs(
     poweroff_initramfs(busybox, &poweroff)?;
     let m = &inputs.kvm_modules;
     let mut img = Initramfs::new();
-    img.file("/init", 0o755, OUTER_INIT.as_bytes().to_vec())
+    let init = OUTER_INIT.replace("DISK_MIB", &DISK_MIB.to_string());
+    img.file("/init", 0o755, init.into_bytes())
         .symlink("/bin/sh", "busybox")
         .char_dev("/dev/console", 0o600, 5, 1)
         .char_dev("/dev/null", 0o666, 1, 3);
@@ -473,6 +544,11 @@ fn outer_initramfs(
         .map_err(e)?;
     img.file_from_host("/bin/bulkhead-vm", 0o755, &inputs.vmm)
         .map_err(e)?;
+    // The image checker (`disk sum`), only when a scenario has a disk.
+    if scenarios.iter().any(|s| s.disk.is_some()) {
+        img.file_from_host("/bin/bulkhead-guest", 0o755, &inputs.guest)
+            .map_err(e)?;
+    }
     for (name, path) in [
         ("irqbypass", &m.irqbypass),
         ("kvm", &m.kvm),
@@ -567,6 +643,8 @@ impl ConsoleProtocol for OuterConsole<'_> {
                 console: Vec::new(),
                 stderr: Vec::new(),
                 elapsed: Duration::ZERO,
+                disk_before: None,
+                disk_after: None,
             });
             self.phase = Phase::Running {
                 name: name.to_string(),
@@ -580,6 +658,14 @@ impl ConsoleProtocol for OuterConsole<'_> {
         } else if let Some(rest) = after_marker(line, "NESTED-ERR ") {
             if let Some(run) = self.runs.last_mut() {
                 run.stderr.push(tagged(rest).to_string());
+            }
+        } else if let Some(rest) = after_marker(line, "NESTED-DISK ") {
+            if let Some(run) = self.runs.last_mut() {
+                match tagged(rest).split_once(' ') {
+                    Some(("before", sum)) => run.disk_before = Some(sum.to_string()),
+                    Some(("after", sum)) => run.disk_after = Some(sum.to_string()),
+                    _ => {}
+                }
             }
         } else if let Some(rest) = after_marker(line, "NESTED-EXIT ") {
             let status = rest.rsplit(' ').next().and_then(|s| s.parse().ok());
