@@ -1,6 +1,7 @@
 //! `bulkhead`: the harness CLI. Parsing only; the work lives in the modules and the libraries.
 
 use bulkhead::env;
+use bulkhead::metrics::startup::Runs;
 use bulkhead::run::{self, Plan};
 
 use anyhow::{Context as _, Result, bail};
@@ -40,18 +41,25 @@ struct BenchArgs {
     /// Few runs and instances: first impressions and CI (well under a minute).
     #[arg(long)]
     quick: bool,
-    /// Measured startup runs per backend [default: 30, --quick: 5].
+    /// Measured startup runs per backend [default: as many as fit in 15 s by the backend's
+    /// warm-up runs, 10 to 100 (p99 is shown from 100); --quick: 5].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     runs: Option<u32>,
+    /// The seed each round's order of the backends is shuffled from; the report records it,
+    /// so an order can be repeated [default: from the clock].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
     /// Warm-up runs before measuring, discarded [default: 3, --quick: 1].
     #[arg(long, value_name = "N")]
     warmup: Option<u32>,
     /// Idle instances up at once for the memory measurement [default: 10, --quick: 3].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     instances: Option<u32>,
-    /// Comma-separated backends to run [default: all]: process, bulkhead-runtime, runc, crun,
-    /// youki, bulkhead-vm, bulkhead-vm-linux, qemu-microvm, firecracker.
-    #[arg(long, value_name = "A,B")]
+    // The list comes from the registry, so the help never misses a backend.
+    #[arg(long, value_name = "A,B", help = format!(
+        "Comma-separated backends to run [default: all]: {}",
+        bulkhead::backend::NAMES.join(", ")
+    ))]
     backends: Option<String>,
     /// Output directory for report.json, report.md and report.html.
     // -o as well, as `report merge` spells it.
@@ -132,8 +140,14 @@ fn bench(args: BenchArgs) -> Result<()> {
     let pick = |flag: Option<u32>, normal: usize, quick: usize| {
         flag.map_or(if args.quick { quick } else { normal }, |n| n as usize)
     };
+    let runs = match (args.runs, args.quick) {
+        (Some(n), _) => Runs::Fixed(n as usize),
+        (None, true) => Runs::Fixed(5),
+        (None, false) => Runs::DEFAULT,
+    };
     let plan = Plan {
-        runs: pick(args.runs, 30, 5),
+        runs,
+        seed: args.seed.unwrap_or_else(run::seed_from_clock),
         warmup: pick(args.warmup, 3, 1),
         instances: pick(args.instances, 10, 3),
         quick: args.quick,
@@ -142,12 +156,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         seccomp: args.seccomp.as_deref().map(run::read_seccomp).transpose()?,
     };
     // An unusable --out must fail now, not after minutes of measuring.
-    if args.out.exists() && !args.out.is_dir() {
-        bail!(
-            "--out {}: exists and is not a directory",
-            args.out.display()
-        );
-    }
+    run::check_out_dir(&args.out).map_err(|e| anyhow::anyhow!("--out {e}"))?;
     let env = env::detect();
     // The bare guest and the containers need no kernel. qemu-microvm's isolation probe boots
     // the Linux guest (under TCG where KVM cannot run Linux), so a kernel is fetched only when

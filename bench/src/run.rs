@@ -1,12 +1,13 @@
-//! `bulkhead bench`: for each backend, prepare once, then startup, memory and isolation, into
-//! one [`Report`]; then write report.json and render the other files from it.
+//! `bulkhead bench`: prepare every backend once, interleave their startup runs, then memory and
+//! isolation backend by backend, into one [`Report`] with its summary; then write report.json
+//! and render the other files from it.
 //!
 //! A backend that is missing or fails keeps its row: its availability or the error is
 //! recorded as a note, and the other backends still run.
 
 use crate::backend::interrupt::interrupted;
 use crate::backend::{self, Backend, Context, Task};
-use crate::metrics::{compare, density, isolation, memory, startup, syscalls};
+use crate::metrics::{compare, density, isolation, memory, startup, summary, syscalls};
 use crate::model::{
     self, Availability, BackendReport, Environment, Images, NoteKind, Report, Settings, Tool,
 };
@@ -24,7 +25,10 @@ pub struct Interrupted;
 /// What to run (the parsed and checked CLI flags).
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub runs: usize,
+    /// Measured startup runs per backend (fixed, or by the default's time budget).
+    pub runs: startup::Runs,
+    /// The seed each round's order of the backends is shuffled from (`--seed`).
+    pub seed: u64,
     pub warmup: usize,
     pub instances: usize,
     pub quick: bool,
@@ -74,6 +78,61 @@ pub fn parse_backends(list: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// A seed for the backends' order when `--seed` is not given: the clock's nanoseconds.
+pub fn seed_from_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Check, before anything runs, that the report can be written to `out`: an existing
+/// directory we can create files in, or a path whose nearest existing ancestor is one (the
+/// directories are created only when the report is written). The check creates one temporary
+/// file and removes it; nothing else is left. The error starts with the path.
+pub fn check_out_dir(out: &Path) -> anyhow::Result<()> {
+    let shown = out.display();
+    let mut probe_in = out;
+    if out.exists() {
+        if !out.is_dir() {
+            anyhow::bail!("{shown}: exists and is not a directory");
+        }
+    } else {
+        // The nearest ancestor that exists ("" for a relative path's current directory).
+        probe_in = out
+            .ancestors()
+            .skip(1)
+            .find(|a| a.as_os_str().is_empty() || a.exists())
+            .unwrap_or(Path::new(""));
+        let dir = if probe_in.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            probe_in
+        };
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "{shown}: cannot be created: {} is not a directory",
+                dir.display()
+            );
+        }
+        probe_in = dir;
+    }
+    // Permission bits say nothing to root, and a read-only mount says nothing in them: try.
+    tempfile::Builder::new()
+        .prefix(".bulkhead-write-check-")
+        .tempfile_in(probe_in)
+        .map(drop)
+        .map_err(|e| {
+            if probe_in == out {
+                anyhow::anyhow!("{shown}: cannot write there: {e}")
+            } else {
+                anyhow::anyhow!(
+                    "{shown}: cannot be created: cannot write in {}: {e}",
+                    probe_in.display()
+                )
+            }
+        })
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -115,6 +174,10 @@ fn linux_images(
 
 /// Run `plan` over the images in `built`. `no_kernel` says why `built` has no kernel, when
 /// one was wanted (the Linux guest's rows then say it).
+///
+/// Every backend is prepared first; their startup runs are interleaved (see
+/// [`startup::measure_all`]); memory, isolation and the syscall count then run backend by
+/// backend (each holds many instances, or one long probe, at once).
 pub fn run(
     plan: &Plan,
     built: &bulkhead_images::Built,
@@ -144,66 +207,103 @@ pub fn run(
         .iter()
         .map(|n| backend::create(n, &ctx).expect("names were checked by parse_backends"))
         .collect();
-    let descriptions: Vec<backend::Description> = backends.iter().map(|b| b.describe()).collect();
+    let mut rows: Vec<BackendReport> = backends.iter().map(|b| row_of(b.describe())).collect();
 
-    let per_backend = |b: &dyn Backend| {
-        let mut n = (plan.warmup + plan.runs) as u64;
-        if b.supports(&Task::Idle).is_ok() {
-            n += plan.instances as u64;
+    // Until the warm-up decides the run counts, the bar counts the warm-up and the rest.
+    let bar = progress_bar(0);
+    let mut ready: Vec<usize> = Vec::new();
+    for (i, (b, row)) in backends.iter_mut().zip(&mut rows).enumerate() {
+        if row.availability != Availability::Installed || interrupted() {
+            continue;
         }
+        bar.set_message(format!("{}: preparing", row.name));
+        // `{:#}` keeps anyhow's context chain ("run 3: runc … exited with …") on one line.
+        match b.prepare() {
+            Ok(()) => ready.push(i),
+            Err(e) => row.note("backend", NoteKind::Error, format!("prepare: {e:#}")),
+        }
+    }
+    let after_startup = |b: &dyn Backend| {
+        let idle = if b.supports(&Task::Idle).is_ok() {
+            plan.instances as u64
+        } else {
+            0
+        };
         // + the isolation probe and the syscall count.
-        n + 2
+        idle + 2
     };
-    let total: u64 = backends
-        .iter()
-        .zip(&descriptions)
-        .filter(|(_, d)| d.availability == Availability::Installed)
-        .map(|(b, _)| per_backend(b.as_ref()))
-        .sum();
-    let bar = progress_bar(total);
-    let syscall_table = syscalls::x86_64_table();
+    bar.set_length(
+        ready
+            .iter()
+            .map(|&i| plan.warmup as u64 + after_startup(backends[i].as_ref()))
+            .sum(),
+    );
 
-    let mut rows = Vec::new();
-    for (b, desc) in backends.iter_mut().zip(descriptions) {
+    let outcomes = {
+        let mut picked: Vec<&mut dyn Backend> = backends
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| ready.contains(i))
+            .map(|(_, b)| b.as_mut())
+            .collect();
+        let mut progress = |e: startup::Event| match e {
+            startup::Event::Run {
+                backend,
+                warmup,
+                round,
+                rounds,
+            } => bar.set_message(format!(
+                "startup, {} round {round}/{rounds}: {backend}",
+                if warmup { "warm-up" } else { "measured" }
+            )),
+            startup::Event::Done => bar.inc(1),
+            startup::Event::Planned { runs } => bar.inc_length(runs),
+        };
+        startup::measure_all(
+            &mut picked,
+            plan.runs,
+            plan.warmup,
+            plan.timeout,
+            plan.seed,
+            &mut progress,
+        )
+    };
+    for (&i, o) in ready.iter().zip(outcomes) {
+        let row = &mut rows[i];
+        match o.startup {
+            Ok(s) => row.startup = Some(s),
+            Err(why) => row.note("startup", NoteKind::Error, why),
+        }
+        row.failures = o.failures;
+        row.launcher_peak_rss_kib = o.launcher_peak_rss_kib;
+        row.launcher_peak_rss_method = Some(startup::PEAK_RSS_METHOD.into());
+    }
+
+    let syscall_table = syscalls::x86_64_table();
+    for &i in &ready {
         if interrupted() {
             break;
         }
-        bar.set_message(desc.name.clone());
-        let mut row = BackendReport {
-            name: desc.name.clone(),
-            kind: desc.kind,
-            guest: desc.guest.clone(),
-            version: desc.version.clone(),
-            launcher: desc.launcher.as_ref().map(|p| p.display().to_string()),
-            availability: desc.availability.clone(),
-            kvm: desc.kvm,
-            startup: None,
-            memory: None,
-            isolation: None,
-            notes: Vec::new(),
-            comparison: None,
-            host: None,
-            density: None,
-            syscalls: None,
-            section: None,
-            vm: None,
-            vm_memory: None,
-            launcher_peak_rss_kib: None,
-            launcher_peak_rss_method: None,
-            failures: None,
-        };
-        if desc.availability == Availability::Installed {
-            measure_backend(b.as_mut(), plan, &canary, &syscall_table, &mut row, &bar);
-        }
+        bar.set_message(rows[i].name.clone());
+        measure_rest(
+            backends[i].as_mut(),
+            plan,
+            &canary,
+            &syscall_table,
+            &mut rows[i],
+            &bar,
+        );
+    }
+    for b in &mut backends {
         b.cleanup();
-        rows.push(row);
     }
     bar.finish_and_clear();
     if interrupted() {
         anyhow::bail!(Interrupted);
     }
-    // Ratios only once every row is in: each is taken against a peer from this same run.
+    // Ratios and the summary only once every row is in: each is taken from this same run.
     compare::against_peers(&mut rows);
+    let summary = summary::of(&rows);
 
     Ok(Report {
         schema: model::SCHEMA.into(),
@@ -212,15 +312,16 @@ pub fn run(
             version: env!("CARGO_PKG_VERSION").into(),
         },
         created_unix_s: unix_now(),
-        seed: None,
-        summary: None,
+        seed: Some(plan.seed),
+        summary: Some(summary),
         settings: Settings {
-            runs: plan.runs,
+            runs: plan.runs.max(),
             warmup: plan.warmup,
             instances: plan.instances,
             quick: plan.quick,
             timeout_s: plan.timeout.as_secs_f64(),
             seccomp_profile: plan.seccomp.as_ref().map(|(f, _)| f.display().to_string()),
+            runs_rule: Some(plan.runs.describe()),
         },
         environment: env,
         images: Images {
@@ -241,7 +342,35 @@ pub fn run(
     })
 }
 
-fn measure_backend(
+/// A backend's row before anything is measured: what it says about itself.
+fn row_of(desc: backend::Description) -> BackendReport {
+    BackendReport {
+        name: desc.name,
+        kind: desc.kind,
+        guest: desc.guest,
+        version: desc.version,
+        launcher: desc.launcher.map(|p| p.display().to_string()),
+        availability: desc.availability,
+        kvm: desc.kvm,
+        startup: None,
+        memory: None,
+        isolation: None,
+        notes: Vec::new(),
+        comparison: None,
+        host: None,
+        density: None,
+        syscalls: None,
+        section: None,
+        vm: None,
+        vm_memory: None,
+        launcher_peak_rss_kib: None,
+        launcher_peak_rss_method: None,
+        failures: None,
+    }
+}
+
+/// Memory, isolation and the host syscalls of one prepared backend.
+fn measure_rest(
     b: &mut dyn Backend,
     plan: &Plan,
     canary: &isolation::Canary,
@@ -249,16 +378,7 @@ fn measure_backend(
     row: &mut BackendReport,
     bar: &ProgressBar,
 ) {
-    // `{:#}` keeps anyhow's context chain ("run 3: runc … exited with …") on one line.
-    if let Err(e) = b.prepare() {
-        row.note("backend", NoteKind::Error, format!("prepare: {e:#}"));
-        return;
-    }
     let mut tick = || bar.inc(1);
-    match startup::measure(b, plan.runs, plan.warmup, plan.timeout, &mut tick) {
-        Ok(s) => row.startup = Some(s),
-        Err(e) => row.note("startup", NoteKind::Error, format!("{e:#}")),
-    }
     match b.supports(&Task::Idle) {
         Ok(()) => match memory::measure(b, plan.instances, plan.timeout, &mut tick) {
             Ok(m) => {
@@ -318,6 +438,14 @@ pub fn render_dir(dir: &Path) -> anyhow::Result<(Report, Written)> {
     let html = dir.join("report.html");
     report::json::write_atomic(&markdown, &report::markdown::render(&report))?;
     report::json::write_atomic(&html, &report::html::render(&report))?;
+    // report.md shows the summary's chart from this file.
+    let chart = dir.join(report::markdown::CHART_FILE);
+    match report::tradeoff::svg(&report) {
+        Some(svg) => report::json::write_atomic(&chart, &svg)?,
+        None if chart.exists() => std::fs::remove_file(&chart)
+            .with_context(|| format!("removing the stale {}", chart.display()))?,
+        None => {}
+    }
     Ok((
         report,
         Written {

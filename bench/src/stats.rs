@@ -114,10 +114,16 @@ pub fn trimmed_mean_ci(samples: &[f64], trim: usize) -> Option<(f64, (f64, f64))
 }
 
 /// SplitMix64: a tiny, well-known generator; statistical quality is ample for resampling
-/// indices, and it keeps the harness free of an RNG dependency.
-struct SplitMix64(u64);
+/// indices and shuffling the backends' order, and it keeps the harness free of an RNG
+/// dependency.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -127,14 +133,39 @@ impl SplitMix64 {
     }
 
     /// Uniform in 0..n (multiply-shift; the bias for our n is far below 2^-40).
-    fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         ((self.next() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Shuffle `items` in place (Fisher–Yates): every order equally likely.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shuffle_is_a_permutation_repeatable_from_its_seed_and_reaches_every_order() {
+        let order = |seed| {
+            let mut v = [0, 1, 2];
+            SplitMix64::new(seed).shuffle(&mut v);
+            v
+        };
+        assert_eq!(order(7), order(7));
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let mut v = order(seed);
+            seen.insert(v);
+            v.sort();
+            assert_eq!(v, [0, 1, 2]);
+        }
+        assert_eq!(seen.len(), 6, "all 3! orders: {seen:?}");
+    }
 
     #[test]
     fn percentiles_of_one_to_ten_match_numpy() {

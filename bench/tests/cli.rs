@@ -84,3 +84,58 @@ fn images_with_missing_guest_names_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/guest"));
 }
+
+/// Unmounts its directory when dropped, so a failing assertion leaves no mount behind.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn an_unwritable_out_dir_is_one_error_before_anything_runs() {
+    bulkhead_testkit::skip_unless!(
+        bulkhead_testkit::is_root(),
+        "needs root to mount a read-only tmpfs (root ignores permission bits)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    // Permission bits stop no one as root: a read-only mount does.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+        .arg(&ro)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount -o ro tmpfs {}", ro.display());
+    let _unmount = Mounted(ro.clone());
+    let cache = dir.path().join("cache");
+    // An existing directory that cannot be written, and a new one that could not be created.
+    for out in [ro.clone(), ro.join("new").join("report")] {
+        let res = Command::new(bin("bulkhead"))
+            .args(["bench", "--quick", "--backends", "process", "--cache"])
+            .arg(&cache)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(!res.status.success());
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(err.lines().count(), 1, "one error line: {err}");
+        assert!(
+            err.contains("--out") && err.contains(&out.display().to_string()),
+            "names the flag and the path: {err}"
+        );
+        assert!(err.contains("Read-only file system"), "says why: {err}");
+        assert!(
+            res.stdout.is_empty(),
+            "nothing ran: {}",
+            String::from_utf8_lossy(&res.stdout)
+        );
+        // Before anything ran: no image was built, nothing was written.
+        assert!(!cache.exists(), "the images were not built");
+        assert!(bulkhead_testkit::dir_listing(&ro).is_empty());
+    }
+}

@@ -1,8 +1,10 @@
 //! report.html in a real browser: headless Chromium (Debian's `chromium` package) renders the
 //! fixture report, takes a screenshot, and the charts' colours must be on it — and absent
-//! from the same page with its SVGs removed, so they came from the charts.
+//! from the same page with its SVGs removed, so they came from the charts. The summary's
+//! trade-off chart is checked the same way on its own: its class colours appear with it and
+//! not on the page without it.
 
-use bulkhead::report::{html, json};
+use bulkhead::report::{html, json, tradeoff};
 use bulkhead_testkit::{on_path, skip_unless};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,7 @@ fn screenshot(chromium: &Path, page: &Path, png: &Path, profile: &Path) {
             "--no-first-run",
             "--disable-breakpad",
             "--disable-crash-reporter",
-            "--window-size=1150,4000",
+            "--window-size=1150,7000",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--screenshot={}", png.display()))
@@ -100,23 +102,31 @@ fn headless_chromium_screenshot_shows_the_charts() {
     let dir = tempfile::tempdir().unwrap();
     let report = json::read(&fixture()).unwrap();
     let page = html::render(&report);
+    assert!(
+        page.find("Trade-off") < page.find("id=\"environment\""),
+        "the summary chart comes first"
+    );
     let with = dir.path().join("report.html");
     std::fs::write(&with, &page).unwrap();
-    // The same page without its charts: everything before the first <svg and after each </svg>.
-    let mut without_text = String::new();
-    let mut rest = page.as_str();
-    while let Some(start) = rest.find("<svg") {
-        without_text.push_str(&rest[..start]);
-        let end = rest[start..].find("</svg>").unwrap() + start + "</svg>".len();
-        rest = &rest[end..];
-    }
-    without_text.push_str(rest);
     let without = dir.path().join("no-charts.html");
-    std::fs::write(&without, without_text).unwrap();
+    std::fs::write(&without, without_svgs(&page, |_| true)).unwrap();
+    let without_summary = dir.path().join("no-summary-chart.html");
+    std::fs::write(
+        &without_summary,
+        without_svgs(&page, |svg| svg.contains("Trade-off")),
+    )
+    .unwrap();
 
     let (shot, bare) = (dir.path().join("with.png"), dir.path().join("without.png"));
+    let no_summary = dir.path().join("no-summary.png");
     screenshot(&chromium, &with, &shot, &dir.path().join("profile1"));
     screenshot(&chromium, &without, &bare, &dir.path().join("profile2"));
+    screenshot(
+        &chromium,
+        &without_summary,
+        &no_summary,
+        &dir.path().join("profile3"),
+    );
 
     // The memory chart's bars: RSS, PSS and cgroup usage in the first three palette colours;
     // the startup chart's dots: the first palette colour at 35% over white; the density
@@ -144,4 +154,48 @@ fn headless_chromium_screenshot_shows_the_charts() {
             colours[i]
         );
     }
+
+    // The trade-off chart: the fixture has a process, containers and a VM with startup and
+    // memory numbers, each class a marker of its own colour (the filled markers are at least
+    // ~150 px each) that no other chart draws at full strength.
+    let classes: Vec<[u8; 3]> = ["process", "container", "VM"]
+        .iter()
+        .map(|label| {
+            let (_, c) = tradeoff::CLASS_COLOURS
+                .iter()
+                .find(|(k, _)| k.label() == *label)
+                .unwrap();
+            [c.0, c.1, c.2]
+        })
+        .collect();
+    let on = count_colours(&shot, &classes, 8);
+    let off = count_colours(&no_summary, &classes, 8);
+    for (i, (n, m)) in on.iter().zip(&off).enumerate() {
+        assert!(
+            *n > 150,
+            "class colour {:?}: only {n} pixels with the summary chart",
+            classes[i]
+        );
+        assert!(
+            *m < 10,
+            "class colour {:?}: {m} pixels without the summary chart",
+            classes[i]
+        );
+    }
+}
+
+/// `page` without the SVGs for which `drop` says so (everything else kept as it is).
+fn without_svgs(page: &str, drop: impl Fn(&str) -> bool) -> String {
+    let mut out = String::new();
+    let mut rest = page;
+    while let Some(start) = rest.find("<svg") {
+        let end = rest[start..].find("</svg>").unwrap() + start + "</svg>".len();
+        out.push_str(&rest[..start]);
+        if !drop(&rest[start..end]) {
+            out.push_str(&rest[start..end]);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -7,7 +7,7 @@
 //! read by the renderers. A merged report keeps each host's own ratios: a peer counts only when
 //! it was measured on the same host.
 
-use super::density;
+use super::{density, memory};
 use crate::model::{BackendReport, Comparison, Ratio};
 
 /// The peer each backend is compared with: the most common tool of its kind that this host
@@ -93,6 +93,7 @@ pub fn against_peers(backends: &mut [BackendReport]) {
             .and_then(|m| m.pss_kib.as_ref())
             .map(|s| s.p50)
     };
+    let charge = |b: &BackendReport| memory::charge_kib(b).map(|(k, _)| k);
     let comparisons: Vec<Option<Comparison>> = backends
         .iter()
         .map(|b| {
@@ -105,6 +106,7 @@ pub fn against_peers(backends: &mut [BackendReport]) {
                 peer: peer_name.into(),
                 startup_ready_p50: ratio(b, peer, peer_name, "startup", ready),
                 memory_pss_p50: ratio(b, peer, peer_name, "memory", pss),
+                memory_charge_p50: Some(ratio(b, peer, peer_name, "memory", charge)),
                 density_per_gib: Some(density_ratio(b, peer, peer_name)),
             })
         })

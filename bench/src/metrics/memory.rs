@@ -13,7 +13,7 @@
 
 use crate::backend::interrupt::stop_if_interrupted;
 use crate::backend::{Backend, Instance, Task};
-use crate::model::{Memory, MemorySample};
+use crate::model::{BackendReport, Kind, Memory, MemorySample};
 use crate::stats::summarize;
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
@@ -43,6 +43,23 @@ pub fn mem_available_kib() -> anyhow::Result<u64> {
 pub fn rss_pss_kib(pid: u32) -> (Option<u64>, Option<u64>) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     (kib_field(&text, "Rss"), kib_field(&text, "Pss"))
+}
+
+/// What one idle instance is charged (median KiB), and what that is: a container's own cgroup
+/// usage (the kernel's count of everything allocated for it: the runtime's leftovers, page
+/// cache and kernel memory, not only the guest's pages, so containers are compared by it
+/// rather than by the guest's PSS, which is the same static binary in every runtime); else the
+/// PSS of the instance's host process (a VMM's includes the guest RAM it backs).
+pub fn charge_kib(b: &BackendReport) -> Option<(f64, &'static str)> {
+    let m = b.memory.as_ref()?;
+    if let Some(c) = &m.cgroup_kib {
+        return Some((c.p50, "its cgroup's usage: all the kernel charged to it"));
+    }
+    let what = match b.kind {
+        Kind::Vm => "the VMM process's PSS: its own pages and the guest RAM it backs",
+        _ => "its PSS",
+    };
+    m.pss_kib.as_ref().map(|p| (p.p50, what))
 }
 
 /// Pause after each instance comes up before MemAvailable is read, so its lazily-faulted pages

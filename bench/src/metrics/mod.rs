@@ -1,11 +1,13 @@
 //! The measurements. Those that run instances ([`startup`], [`memory`], [`isolation`],
 //! [`syscalls`]) drive backends only through [`crate::backend::Backend`] and return the model's
-//! samples and summaries; [`density`] and [`compare`] derive from those (the cost per instance,
-//! the ratios to a peer) what the renderers then read. None renders anything.
+//! samples and summaries; [`density`], [`compare`] and [`summary`] derive from those (the cost
+//! per instance, the ratios to a peer, the container beside the VM) what the renderers then
+//! read. None renders anything.
 
 pub mod compare;
 pub mod density;
 pub mod isolation;
 pub mod memory;
 pub mod startup;
+pub mod summary;
 pub mod syscalls;

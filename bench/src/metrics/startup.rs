@@ -1,17 +1,31 @@
 //! Startup: host CLOCK_MONOTONIC from spawning the launcher to reading the guest's ready line,
-//! and to the launcher's exit. Warm-up runs first (page cache, dentries, the runtime's own
-//! first-run work) and are discarded.
+//! and to the launcher's exit, with the launcher's own peak RSS of each run.
+//!
+//! The backends take turns run by run ([`measure_all`]): round robin, each round in an order
+//! shuffled from the run's seed, so a drift of the host (another job, thermal, page cache)
+//! lands on every backend alike rather than on whichever ran during it. Warm-up rounds come
+//! first (page cache, dentries, the runtime's own first-run work) and are discarded.
+//!
+//! A failed run is counted, with the launcher's exit status and the tail of its stderr; the
+//! backend keeps its other runs unless more than [`Failures::MAX_SHARE`] of them fail, and a
+//! failed measured run is made up by one more run at the end (so `n` stays the planned one).
 
-use crate::backend::interrupt::stop_if_interrupted;
+use crate::backend::interrupt::interrupted;
 use crate::backend::{Backend, Task};
-use crate::model::Startup;
-use crate::stats::summarize;
+use crate::model::{Failure, Failures, Startup, Summary};
+use crate::stats::{SplitMix64, summarize};
 use anyhow::Context as _;
 use std::time::Duration;
 
 pub const FROM: &str = "spawn of the launcher process";
 pub const TO_READY: &str = "the host reading the guest's BULKHEAD-READY line";
 pub const TO_EXIT: &str = "the launcher's exit";
+
+/// How the launcher's peak RSS is read, as the report states it.
+pub const PEAK_RSS_METHOD: &str = "ru_maxrss of wait4 when the harness reaps the launcher (the \
+    guest itself, `<runtime> run`, or the VMM) after each measured startup run: its peak RSS \
+    over its life, including the children it reaped itself (runc's `runc init`); for a VMM it \
+    includes the guest RAM the guest touched";
 
 /// The VMM's own phase timestamps over the measured runs (`Startup::vmm_timings`): per phase,
 /// the median in ns since the VMM process started, in time order (which is phase order).
@@ -35,54 +49,379 @@ pub fn vmm_phase_medians(runs: &[serde_json::Value]) -> Vec<(String, f64)> {
     phases
 }
 
-/// One run: (spawn → ready, spawn → exit) in ns.
-pub fn once(b: &mut dyn Backend, timeout: Duration) -> anyhow::Result<(u64, u64)> {
+/// One successful run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Spawn → ready line, ns.
+    pub ready_ns: u64,
+    /// Spawn → the launcher's exit, ns.
+    pub exit_ns: u64,
+    /// The launcher's peak RSS (see [`PEAK_RSS_METHOD`]); `None` when the backend reaped it
+    /// some other way.
+    pub launcher_peak_rss_kib: Option<u64>,
+}
+
+/// The last `n` non-empty lines of a launcher's stderr log.
+fn last_lines(path: &std::path::Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// One run: a [`Run`], or the [`Failure`] (its `run` index left 0 for the caller to set).
+pub fn once(b: &mut dyn Backend, timeout: Duration) -> Result<Run, Failure> {
+    let failed = |error: anyhow::Error, exit_status: Option<String>, stderr_tail: String| Failure {
+        run: 0,
+        error: format!("{error:#}"),
+        exit_status,
+        stderr_tail,
+    };
     // A failed earlier run must not lend its timings to this one.
     b.take_vmm_timings();
-    let mut inst = b.start(&Task::Ready)?;
+    let mut inst = b
+        .start(&Task::Ready)
+        .map_err(|e| failed(e, None, String::new()))?;
+    // The backend's stop consumes the instance; these outlive it.
+    let reaped = inst.reaped();
+    let stderr = inst.stderr_path.clone();
     let spawned = inst.spawned_ns;
     let ready = b.ready(&mut inst, timeout);
     let stopped = b.stop(inst, timeout);
-    let ready = ready?;
-    let exit = stopped?.context("the backend reported no exit time")?;
-    Ok((ready.at_ns - spawned, exit.saturating_sub(spawned)))
+    let result = ready.and_then(|ready| {
+        let exit = stopped?.context("the backend reported no exit time")?;
+        Ok((ready, exit))
+    });
+    match result {
+        Ok((ready, exit)) => Ok(Run {
+            ready_ns: ready.at_ns - spawned,
+            exit_ns: exit.saturating_sub(spawned),
+            launcher_peak_rss_kib: reaped.get().map(|r| r.maxrss_kib),
+        }),
+        Err(e) => Err(failed(
+            e,
+            reaped.get().map(|r| r.status.to_string()),
+            last_lines(&stderr, 5),
+        )),
+    }
 }
 
-/// `warmup` discarded runs, then `runs` measured ones; `tick` after each (progress).
-pub fn measure(
-    b: &mut dyn Backend,
-    runs: usize,
+/// How many measured runs each backend gets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Runs {
+    /// `--runs N` (and `--quick`): every backend exactly this many.
+    Fixed(usize),
+    /// The default: as many as the backend's slowest warm-up run says fit in `budget`, within
+    /// `min..=max`, so p99 (shown from n = 100) comes where runs are cheap.
+    Budget {
+        min: usize,
+        max: usize,
+        budget: Duration,
+    },
+}
+
+impl Runs {
+    /// The default's bounds: 100 runs (p99 shown) for anything whose run takes ≤ 150 ms.
+    pub const DEFAULT: Runs = Runs::Budget {
+        min: 10,
+        max: 100,
+        budget: Duration::from_secs(15),
+    };
+
+    /// The most any backend can get (`Settings::runs`).
+    pub fn max(self) -> usize {
+        match self {
+            Runs::Fixed(n) => n,
+            Runs::Budget { max, .. } => max,
+        }
+    }
+
+    /// The fewest any backend can get.
+    fn min(self) -> usize {
+        match self {
+            Runs::Fixed(n) => n,
+            Runs::Budget { min, .. } => min,
+        }
+    }
+
+    /// Measured runs for a backend whose slowest warm-up run took `slowest_ns` (`None`: no
+    /// warm-up run succeeded, or there were none).
+    pub fn for_backend(self, slowest_ns: Option<u64>) -> usize {
+        match (self, slowest_ns) {
+            (Runs::Fixed(n), _) => n,
+            // No timing to go by: the fewest, the safe side of the time the run takes.
+            (Runs::Budget { min, .. }, None) => min,
+            (Runs::Budget { min, max, budget }, Some(ns)) => {
+                ((budget.as_nanos() / u128::from(ns.max(1))) as usize).clamp(min, max)
+            }
+        }
+    }
+
+    /// The rule as the report states it.
+    pub fn describe(self) -> String {
+        match self {
+            Runs::Fixed(n) => format!("{n} measured runs per backend"),
+            Runs::Budget { min, max, budget } => format!(
+                "per backend, as many measured runs as fit in {} s by its slowest warm-up run, \
+                 at least {min} and at most {max}",
+                budget.as_secs()
+            ),
+        }
+    }
+}
+
+/// What the progress display is told.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A run of `backend` is about to start: round `round` of `rounds` (1-based).
+    Run {
+        backend: &'a str,
+        warmup: bool,
+        round: usize,
+        rounds: usize,
+    },
+    /// A run ended (either way).
+    Done,
+    /// The measured run counts are decided: `runs` runs in all after the warm-up, or one more
+    /// make-up run.
+    Planned { runs: u64 },
+}
+
+/// One backend's startup result.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The numbers, or why there are none (too many failed runs, or interrupted).
+    pub startup: Result<Startup, String>,
+    pub failures: Option<Failures>,
+    pub launcher_peak_rss_kib: Option<Summary>,
+}
+
+/// One backend's runs so far.
+#[derive(Default)]
+struct Series {
+    warm_exit_ns: Vec<u64>,
+    ready_ns: Vec<u64>,
+    exit_ns: Vec<u64>,
+    peaks: Vec<f64>,
+    timings: Vec<serde_json::Value>,
+    failures: Vec<Failure>,
+    attempts: usize,
+    /// Measured runs planned (known after the warm-up).
+    planned: usize,
+    /// More than MAX_SHARE of its warm-up + planned runs failed: it has no numbers and runs
+    /// no more.
+    given_up: bool,
+}
+
+impl Series {
+    fn failure_allowance(&self, warmup: usize) -> usize {
+        ((warmup + self.planned) as f64 * Failures::MAX_SHARE).floor() as usize
+    }
+
+    fn record(&mut self, b: &mut dyn Backend, warmup: bool, result: Result<Run, Failure>) {
+        let run = self.attempts;
+        self.attempts += 1;
+        match result {
+            Ok(r) if warmup => self.warm_exit_ns.push(r.exit_ns),
+            Ok(r) => {
+                self.ready_ns.push(r.ready_ns);
+                self.exit_ns.push(r.exit_ns);
+                self.peaks.extend(r.launcher_peak_rss_kib.map(|k| k as f64));
+                self.timings.extend(b.take_vmm_timings());
+            }
+            Err(mut f) => {
+                f.run = run;
+                self.failures.push(f);
+            }
+        }
+    }
+}
+
+/// The state the rounds share: the order's generator and every backend's runs so far.
+struct Rounds {
+    rng: SplitMix64,
+    series: Vec<Series>,
     warmup: usize,
     timeout: Duration,
-    tick: &mut dyn FnMut(),
-) -> anyhow::Result<Startup> {
-    for i in 0..warmup {
-        stop_if_interrupted()?;
-        once(b, timeout).with_context(|| format!("warm-up run {}", i + 1))?;
-        tick();
+}
+
+impl Rounds {
+    /// One round: one run of each backend in `who`, in an order shuffled for this round.
+    fn run<'b>(
+        &mut self,
+        backends: &mut [&mut (dyn Backend + 'b)],
+        who: &[usize],
+        warm: bool,
+        (r, rounds): (usize, usize),
+        progress: &mut dyn FnMut(Event),
+    ) {
+        let mut order = who.to_vec();
+        self.rng.shuffle(&mut order);
+        for i in order {
+            if interrupted() {
+                return;
+            }
+            let s = &mut self.series[i];
+            if s.given_up {
+                continue;
+            }
+            progress(Event::Run {
+                backend: backends[i].name(),
+                warmup: warm,
+                round: r + 1,
+                rounds,
+            });
+            let result = once(&mut *backends[i], self.timeout);
+            s.record(&mut *backends[i], warm, result);
+            s.given_up = s.failures.len() > s.failure_allowance(self.warmup);
+            progress(Event::Done);
+        }
     }
-    let mut ready_ns = Vec::with_capacity(runs);
-    let mut exit_ns = Vec::with_capacity(runs);
-    let mut timings = Vec::new();
-    for i in 0..runs {
-        stop_if_interrupted()?;
-        let (r, e) = once(b, timeout).with_context(|| format!("run {}", i + 1))?;
-        ready_ns.push(r);
-        exit_ns.push(e);
-        timings.extend(b.take_vmm_timings());
-        tick();
-    }
-    let f = |v: &[u64]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    Ok(Startup {
-        from: FROM.into(),
-        to_ready: TO_READY.into(),
-        to_exit: TO_EXIT.into(),
+}
+
+/// Which of `rounds` rounds a backend with `n` runs takes part in: n of them, evenly spread,
+/// so a backend with fewer runs is measured across the whole period, not only its start.
+fn takes_part(round: usize, n: usize, rounds: usize) -> bool {
+    (round + 1) * n / rounds > round * n / rounds
+}
+
+/// Measure every backend's startup, interleaved (see the module docs). `order` is shuffled
+/// per round from `seed`. Returns one [`Outcome`] per backend, in their order.
+pub fn measure_all<'b>(
+    backends: &mut [&mut (dyn Backend + 'b)],
+    runs: Runs,
+    warmup: usize,
+    timeout: Duration,
+    seed: u64,
+    progress: &mut dyn FnMut(Event),
+) -> Vec<Outcome> {
+    let mut rounds = Rounds {
+        rng: SplitMix64::new(seed),
+        series: backends.iter().map(|_| Series::default()).collect(),
         warmup,
-        ready: summarize(&f(&ready_ns)).context("no startup samples")?,
-        exit: summarize(&f(&exit_ns)).context("no startup samples")?,
-        // All runs or none: a partial list could not be matched to its samples.
-        vmm_timings: (timings.len() == runs).then_some(timings),
-        ready_ns,
-        exit_ns,
-    })
+        timeout,
+    };
+    // Until the warm-up says how many runs each gets, failures are held against the fewest.
+    for s in &mut rounds.series {
+        s.planned = runs.min();
+    }
+    let all: Vec<usize> = (0..backends.len()).collect();
+    for r in 0..warmup {
+        rounds.run(backends, &all, true, (r, warmup), progress);
+    }
+    for s in &mut rounds.series {
+        s.planned = runs.for_backend(s.warm_exit_ns.iter().copied().max());
+    }
+    let live = rounds.series.iter().filter(|s| !s.given_up);
+    progress(Event::Planned {
+        runs: live.map(|s| s.planned as u64).sum(),
+    });
+    let n = rounds.series.iter().map(|s| s.planned).max().unwrap_or(0);
+    for r in 0..n {
+        let who: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| takes_part(r, rounds.series[i].planned, n))
+            .collect();
+        rounds.run(backends, &who, false, (r, n), progress);
+    }
+    // Make-up rounds: a failed measured run is replaced while the row is within its allowance.
+    loop {
+        let who: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let s = &rounds.series[i];
+                !s.given_up && s.ready_ns.len() < s.planned
+            })
+            .collect();
+        if who.is_empty() || interrupted() {
+            break;
+        }
+        progress(Event::Planned {
+            runs: who.len() as u64,
+        });
+        rounds.run(backends, &who, false, (0, 1), progress);
+    }
+    rounds
+        .series
+        .into_iter()
+        .map(|s| outcome(s, warmup, runs))
+        .collect()
+}
+
+fn outcome(s: Series, warmup: usize, runs: Runs) -> Outcome {
+    let failures = (!s.failures.is_empty()).then(|| Failures {
+        count: s.failures.len(),
+        runs: s.attempts,
+        samples: s
+            .failures
+            .iter()
+            .take(Failures::MAX_SAMPLES)
+            .cloned()
+            .collect(),
+    });
+    let startup = if s.given_up {
+        let first = &s.failures[0];
+        Err(format!(
+            "{} of {} runs failed (more than {:.0}%), so no numbers; the first (run {}): {}",
+            s.failures.len(),
+            s.attempts,
+            Failures::MAX_SHARE * 100.0,
+            first.run + 1,
+            first.error
+        ))
+    } else if s.ready_ns.len() < s.planned {
+        Err(format!(
+            "interrupted after {} of {} runs",
+            s.ready_ns.len(),
+            s.planned
+        ))
+    } else {
+        let f = |v: &[u64]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+        match (summarize(&f(&s.ready_ns)), summarize(&f(&s.exit_ns))) {
+            (Some(ready), Some(exit)) => Ok(Startup {
+                from: FROM.into(),
+                to_ready: TO_READY.into(),
+                to_exit: TO_EXIT.into(),
+                warmup,
+                ready,
+                exit,
+                // All runs or none: a partial list could not be matched to its samples.
+                vmm_timings: (s.timings.len() == s.ready_ns.len()).then_some(s.timings),
+                ready_ns: s.ready_ns,
+                exit_ns: s.exit_ns,
+            }),
+            _ => Err(format!("no startup samples ({})", runs.describe())),
+        }
+    };
+    Outcome {
+        startup,
+        failures,
+        launcher_peak_rss_kib: summarize(&s.peaks),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_with_fewer_runs_is_spread_over_every_round() {
+        let picked: Vec<usize> = (0..100).filter(|&r| takes_part(r, 10, 100)).collect();
+        assert_eq!(picked.len(), 10);
+        assert_eq!(picked, [9, 19, 29, 39, 49, 59, 69, 79, 89, 99]);
+        assert_eq!((0..100).filter(|&r| takes_part(r, 100, 100)).count(), 100);
+        assert_eq!((0..7).filter(|&r| takes_part(r, 3, 7)).count(), 3);
+    }
+
+    #[test]
+    fn the_default_gives_cheap_backends_100_runs_and_slow_ones_at_least_10() {
+        let ms = |m: u64| Some(m * 1_000_000);
+        assert_eq!(Runs::DEFAULT.for_backend(ms(2)), 100);
+        assert_eq!(Runs::DEFAULT.for_backend(ms(150)), 100);
+        assert_eq!(Runs::DEFAULT.for_backend(ms(300)), 50);
+        assert_eq!(Runs::DEFAULT.for_backend(ms(6000)), 10);
+        assert_eq!(Runs::DEFAULT.for_backend(None), 10);
+        assert_eq!(Runs::Fixed(7).for_backend(ms(6000)), 7);
+    }
 }

@@ -81,6 +81,11 @@ pub struct Settings {
     /// default) and in older reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp_profile: Option<String>,
+    /// How many measured runs each backend got, when not simply `runs` (the default gives
+    /// cheap backends more); each row's `startup.ready.n` is its count. Absent in older
+    /// reports, where every backend had `runs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_rule: Option<String>,
 }
 
 /// What ran inside the instances.
@@ -318,8 +323,14 @@ pub struct Comparison {
     pub peer: String,
     /// Startup: this backend's ready p50 / the peer's ready p50.
     pub startup_ready_p50: Ratio,
-    /// Memory: this backend's PSS p50 / the peer's PSS p50 (per idle instance).
+    /// Memory: this backend's PSS p50 / the peer's PSS p50 (per idle instance). Kept for
+    /// older readers; the report compares by `memory_charge_p50`.
     pub memory_pss_p50: Ratio,
+    /// Memory: what one idle instance is charged / the peer's (containers: their cgroup's
+    /// usage; others: their host process's PSS; see `metrics::memory::charge_kib`). Absent in
+    /// reports from before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_charge_p50: Option<Ratio>,
     /// Density: this backend's instances per GiB / the peer's, both by MemAvailable when both
     /// are clear of the noise, else both by charge (`basis` says which). Absent in reports
     /// from before density.

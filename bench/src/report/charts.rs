@@ -224,16 +224,25 @@ pub fn memory_svg(report: &Report) -> Option<String> {
                     Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .draw()
-            .ok()?;
+        legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
         root.present().ok()?;
     }
     Some(svg)
+}
+
+/// The legend of `chart`'s labelled series, at `at`, as every chart here draws it.
+pub fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+) -> Option<()> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 13))
+        .draw()
+        .ok()
 }
 
 /// One row of the density chart: the bar's end, whether it is only a lower bound, and the

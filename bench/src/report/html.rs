@@ -1,7 +1,8 @@
 //! report.html: one self-contained page (inline CSS and SVG, no scripts, nothing fetched).
 
-use super::charts;
 use super::tables::{self, Table};
+use super::{charts, sections, summary, tradeoff};
+use crate::metrics;
 use crate::model::Report;
 
 /// Escape text for HTML element content and attribute values.
@@ -24,7 +25,8 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-w
 color:#222;padding:0 1em}table{border-collapse:collapse;margin:.5em 0 1.5em}\
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;font-size:14px}\
 th{background:#f3f3f3}td.missing{color:#a33}td.yes{background:#fde2e2}td.no{background:#e2f5e2}\
-.caption{color:#555;font-size:14px}figure{margin:1em 0}svg{max-width:100%;height:auto}";
+.caption{color:#555;font-size:14px}figure{margin:1em 0}svg{max-width:100%;height:auto}\
+#summary p.plain{font-size:16px;line-height:1.45;margin:.4em 0}";
 
 fn table(t: &Table, out: &mut String, id: &str) {
     out.push_str(&format!(
@@ -87,17 +89,43 @@ pub fn render(r: &Report) -> String {
         esc(&r.schema),
         esc(r.environment.kvm.label())
     );
+    if let Some(sum) = metrics::summary::of_report(r) {
+        out.push_str("<section id=\"summary\"><h2>Summary</h2>");
+        for line in &sum.sentences {
+            out.push_str(&format!("<p class=\"plain\">{}</p>", esc(line)));
+        }
+        out.push_str("</section>\n");
+        table(&summary::table(&sum), &mut out, "summary-table");
+        figure(tradeoff::svg(r), "trade-off", &mut out);
+    }
     table(&tables::environment(r), &mut out, "environment");
     table(&tables::startup(r), &mut out, "startup");
     figure(charts::startup_svg(r), "startup", &mut out);
     if let Some(t) = tables::vmm_phases(r) {
         table(&t, &mut out, "vmm-phases");
     }
+    if let Some(t) = sections::vm_guests(r) {
+        table(&t, &mut out, "vm-guests");
+    }
     table(&tables::memory(r), &mut out, "memory");
     figure(charts::memory_svg(r), "memory", &mut out);
+    if let Some(t) = sections::vm_memory(r) {
+        table(&t, &mut out, "vm-memory");
+    }
     table(&tables::density(r), &mut out, "density");
     figure(charts::density_svg(r), "density", &mut out);
     table(&tables::isolation(r), &mut out, "isolation");
+    if let Some(t) = sections::vmm_floor(r) {
+        table(&t, &mut out, "vmm-floor");
+    }
+    let failed = sections::failures(r);
+    if !failed.is_empty() {
+        out.push_str("<section id=\"failures\"><h2>Failed runs</h2><ul>");
+        for f in failed {
+            out.push_str(&format!("<li>{}</li>", esc(&f)));
+        }
+        out.push_str("</ul></section>\n");
+    }
     let details: Vec<String> = r
         .backends
         .iter()

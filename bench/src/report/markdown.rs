@@ -1,7 +1,12 @@
 //! report.md: the tables as GitHub-flavoured markdown.
 
 use super::tables::{self, Table};
+use super::{sections, summary};
+use crate::metrics;
 use crate::model::Report;
+
+/// The trade-off chart written beside report.md (markdown cannot hold an SVG inline).
+pub const CHART_FILE: &str = "summary.svg";
 
 /// A cell may not contain `|` or a newline in a markdown table.
 fn cell(s: &str) -> String {
@@ -33,19 +38,41 @@ pub fn render(r: &Report) -> String {
         "# Bulkhead report\n\n{} {} · schema `{}`\n\n",
         r.tool.name, r.tool.version, r.schema
     );
-    let phases = tables::vmm_phases(r);
+    if let Some(sum) = metrics::summary::of_report(r) {
+        out.push_str("## Summary\n\n");
+        for line in &sum.sentences {
+            out.push_str(&format!("{}\n\n", line.replace('\n', " ")));
+        }
+        table(&summary::table(&sum), &mut out);
+        if super::tradeoff::svg(r).is_some() {
+            out.push_str(&format!(
+                "![Trade-off: startup vs memory per idle instance, log scales]({CHART_FILE})\n\n"
+            ));
+        }
+    }
     for t in [
         Some(tables::environment(r)),
         Some(tables::startup(r)),
-        phases,
+        tables::vmm_phases(r),
+        sections::vm_guests(r),
         Some(tables::memory(r)),
+        sections::vm_memory(r),
         Some(tables::density(r)),
         Some(tables::isolation(r)),
+        sections::vmm_floor(r),
     ]
     .into_iter()
     .flatten()
     {
         table(&t, &mut out);
+    }
+    let failed = sections::failures(r);
+    if !failed.is_empty() {
+        out.push_str("## Failed runs\n\n");
+        for f in failed {
+            out.push_str(&format!("- {}\n", f.replace('\n', " ")));
+        }
+        out.push('\n');
     }
     let methods = tables::isolation_methods(r);
     if !methods.is_empty() {

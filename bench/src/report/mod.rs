@@ -3,15 +3,20 @@
 //! computed here.
 //!
 //! [`json`] writes and reads report.json; [`markdown`], [`html`] (with [`charts`]) and
-//! [`terminal`] draw the same [`tables`]; [`merge`] combines several hosts' reports into one.
+//! [`terminal`] draw the same [`tables`] (the main comparison) and [`sections`] (the VMM
+//! floor, the VMs' guests and memory, failed runs), each after the [`summary`] and its
+//! [`tradeoff`] chart; [`merge`] combines several hosts' reports into one.
 
 pub mod charts;
 pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod merge;
+pub mod sections;
+pub mod summary;
 pub mod tables;
 pub mod terminal;
+pub mod tradeoff;
 
 use crate::metrics::compare::is_peer;
 use crate::model::{BackendReport, Comparison, Ratio};

@@ -2,10 +2,10 @@
 //! the three never disagree about what a number is or which backend is missing.
 
 use super::{ms, optional_ratio_cell, ratio_cell, yes_no};
-use crate::metrics::{density, startup};
+use crate::metrics::{density, memory, startup};
 use crate::model::{
     BackendReport, Density, Environment, GIB_KIB, HostSyscalls, Images, Note, NoteKind, Report,
-    Settings, Summary, mib,
+    Section, Settings, Summary, mib,
 };
 
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ fn shorten(msg: String) -> String {
 }
 
 /// A note as the report words it: "not measured: …" or "error: …".
-fn note_text(n: &Note) -> String {
+pub fn note_text(n: &Note) -> String {
     match n.kind {
         NoteKind::NotMeasured => format!("not measured: {}", n.message),
         NoteKind::Error => format!("error: {}", n.message),
@@ -42,7 +42,7 @@ fn note_text(n: &Note) -> String {
 
 /// A row for a backend without numbers for `metric`: its name, then why (its availability,
 /// its note, or "no data"), then blanks.
-fn missing_row(b: &BackendReport, width: usize, metric: &str) -> Vec<String> {
+pub fn missing_row(b: &BackendReport, width: usize, metric: &str) -> Vec<String> {
     let why = b
         .unavailable_text()
         .or_else(|| b.note_for(metric).map(note_text))
@@ -50,6 +50,43 @@ fn missing_row(b: &BackendReport, width: usize, metric: &str) -> Vec<String> {
     let mut row = vec![b.label(), shorten(why)];
     row.resize(width, String::new());
     row
+}
+
+/// The rows of the main comparison: every row not moved to another section (all of them in
+/// reports from before sections).
+pub fn main_rows(r: &Report) -> impl Iterator<Item = &BackendReport> {
+    r.backends.iter().filter(|b| b.section() == Section::Main)
+}
+
+/// p99 is shown only from this many samples: with fewer it is in effect the maximum.
+pub const P99_MIN_N: usize = 100;
+
+/// The caption's words for the p99 rule.
+pub const P99_NOTE: &str = "p99 is shown only where n ≥ 100 (— elsewhere: with fewer runs the \
+                            99th percentile is in effect the maximum, which the max column shows)";
+
+/// A p99 cell: the value in ms, or "—" below [`P99_MIN_N`] samples.
+pub fn p99_cell(q: &Summary) -> String {
+    if q.n >= P99_MIN_N {
+        ms(q.p99)
+    } else {
+        s("—")
+    }
+}
+
+/// The failed-runs cell: "1 of 104", or "0" when every run succeeded (or the report predates
+/// the count).
+pub fn failed_cell(b: &BackendReport) -> String {
+    b.failures
+        .as_ref()
+        .map_or(s("0"), |f| format!("{} of {}", f.count, f.runs))
+}
+
+/// The launcher's peak RSS (median over the runs) in MiB, or "–".
+pub fn launcher_cell(b: &BackendReport) -> String {
+    b.launcher_peak_rss_kib
+        .as_ref()
+        .map_or(s("–"), |q| mib(q.p50))
 }
 
 /// One host's environment as (what, value) pairs, in table order.
@@ -91,12 +128,19 @@ fn environment_column(
         (s("peers on PATH"), installed.join(", ")),
         (
             s("runs"),
-            format!(
-                "{} measured after {} warm-up{}",
-                settings.runs,
-                settings.warmup,
-                if settings.quick { " (--quick)" } else { "" }
-            ),
+            match &settings.runs_rule {
+                Some(rule) => format!(
+                    "{rule}, after {} warm-up{}; interleaved",
+                    settings.warmup,
+                    if settings.quick { " (--quick)" } else { "" }
+                ),
+                None => format!(
+                    "{} measured after {} warm-up{}",
+                    settings.runs,
+                    settings.warmup,
+                    if settings.quick { " (--quick)" } else { "" }
+                ),
+            },
         ),
         (
             s("container seccomp"),
@@ -173,6 +217,7 @@ pub fn startup(r: &Report) -> Table {
         "min ms",
         "max ms",
         "exit p50 ms",
+        "failed runs",
     ]
     .iter()
     .map(|h| s(h))
@@ -186,14 +231,13 @@ pub fn startup(r: &Report) -> Table {
             format!(
                 "From {} to {} (p50 … max); \"exit\" ends at {}. Host CLOCK_MONOTONIC. \
                  \"vs peer\": this p50 / the peer's p50 in this run (containers: crun; VMs: \
-                 qemu-microvm).",
+                 qemu-microvm). {P99_NOTE}. Failed runs are counted (see \"Failed runs\"); a \
+                 row keeps its other runs unless more than 10% failed.",
                 st.from, st.to_ready, st.to_exit
             )
         })
         .unwrap_or_else(|| s("No backend produced startup samples."));
-    let rows = r
-        .backends
-        .iter()
+    let rows = main_rows(r)
         .map(|b| match &b.startup {
             Some(st) => {
                 let q = &st.ready;
@@ -206,13 +250,18 @@ pub fn startup(r: &Report) -> Table {
                     ratio_cell(b, |c| &c.startup_ready_p50),
                     format!("{}–{}", ms(q.median_ci95.0), ms(q.median_ci95.1)),
                     ms(q.p90),
-                    ms(q.p99),
+                    p99_cell(q),
                     ms(q.min),
                     ms(q.max),
                     ms(st.exit.p50),
+                    failed_cell(b),
                 ]
             }
-            None => missing_row(b, w, "startup"),
+            None => {
+                let mut row = missing_row(b, w, "startup");
+                row[w - 1] = failed_cell(b);
+                row
+            }
         })
         .collect();
     Table {
@@ -227,12 +276,14 @@ pub fn memory(r: &Report) -> Table {
     let headers: Vec<String> = [
         "backend",
         "instances",
-        "RSS MiB",
+        "charged MiB",
+        "charged vs peer",
+        "MemAvailable fall / instance MiB",
+        "launcher peak RSS MiB",
         "PSS MiB",
-        "PSS vs peer",
+        "RSS MiB",
         "VMM non-guest RSS MiB",
-        "cgroup MiB",
-        "MemAvailable drop / instance MiB",
+        "charged is",
         "RSS/PSS of",
     ]
     .iter()
@@ -240,31 +291,45 @@ pub fn memory(r: &Report) -> Table {
     .collect();
     let w = headers.len();
     let p50 = |x: &Option<Summary>| x.as_ref().map_or(s("–"), |q| mib(q.p50));
-    let rows = r
-        .backends
-        .iter()
+    let rows = main_rows(r)
         .map(|b| match &b.memory {
-            Some(m) => vec![
-                b.label(),
-                m.instances.to_string(),
-                p50(&m.rss_kib),
-                p50(&m.pss_kib),
-                ratio_cell(b, |c| &c.memory_pss_p50),
-                p50(&m.non_guest_rss_kib),
-                p50(&m.cgroup_kib),
-                mib(m.mem_available_drop_per_instance_kib),
-                m.measured_process.clone(),
-            ],
-            None => missing_row(b, w, "memory"),
+            Some(m) => {
+                let charge = memory::charge_kib(b);
+                vec![
+                    b.label(),
+                    m.instances.to_string(),
+                    charge.map_or(s("–"), |(k, _)| mib(k)),
+                    optional_ratio_cell(b, |c| c.memory_charge_p50.as_ref()),
+                    density::of(b).map_or(s("–"), |d| mib(d.per_instance_kib)),
+                    launcher_cell(b),
+                    p50(&m.pss_kib),
+                    p50(&m.rss_kib),
+                    p50(&m.non_guest_rss_kib),
+                    charge.map_or(s("–"), |(_, what)| s(what)),
+                    m.measured_process.clone(),
+                ]
+            }
+            None => {
+                let mut row = missing_row(b, w, "memory");
+                row[5] = launcher_cell(b);
+                row
+            }
         })
         .collect();
     Table {
         title: s("Memory per idle instance"),
         caption: format!(
-            "Medians over the instances; {} idle instances up at once for the MemAvailable drop. \
-             \"vs peer\": this PSS / the peer's PSS in this run. VMM non-guest RSS: the VMM's RSS \
-             without the guest-RAM mapping ({}).",
+            "Medians over the instances; {} idle instances up at once. Charged: what one idle \
+             instance is charged, a container by its own cgroup's usage (all the kernel charged \
+             to it, the runtime's share included: the guest's PSS is the same static binary in \
+             every runtime, so it would compare nothing), other rows by their host process's \
+             PSS (a VMM's includes the guest RAM it backs). \"vs peer\": this charge / the \
+             peer's in this run. MemAvailable fall: what the host as a whole gave each instance \
+             (see Density). Launcher peak RSS: the runtime or VMM process's own peak ({}), \
+             median over the startup runs. VMM non-guest RSS: the VMM's RSS without the \
+             guest-RAM mapping ({}).",
             r.settings.instances,
+            startup::PEAK_RSS_METHOD,
             crate::metrics::memory::NON_GUEST_RULE
         ),
         headers,
@@ -317,9 +382,7 @@ pub fn density(r: &Report) -> Table {
     .map(|h| s(h))
     .collect();
     let w = headers.len();
-    let rows = r
-        .backends
-        .iter()
+    let rows = main_rows(r)
         .map(|b| match density::of(b) {
             Some(d) => vec![
                 b.label(),
@@ -426,9 +489,7 @@ pub fn isolation(r: &Report) -> Table {
     headers.push(s(SYSCALLS_HEADER));
     let w = headers.len();
     let syscalls = |b: &BackendReport| b.syscalls.as_ref().map_or(s("–"), syscalls_cell);
-    let rows = r
-        .backends
-        .iter()
+    let rows = main_rows(r)
         .map(|b| match &b.isolation {
             Some(iso) => {
                 let mut row = vec![isolation_label(b)];
@@ -512,7 +573,11 @@ pub fn ratio_notes(r: &Report) -> Vec<String> {
         .flat_map(|(b, c)| {
             [
                 ("startup", Some(&c.startup_ready_p50)),
-                ("memory", Some(&c.memory_pss_p50)),
+                // The charge ratio where the report has one; older reports compared PSS.
+                (
+                    "memory",
+                    c.memory_charge_p50.as_ref().or(Some(&c.memory_pss_p50)),
+                ),
                 ("density", c.density_per_gib.as_ref()),
             ]
             .into_iter()
