@@ -259,8 +259,11 @@ pub fn run(
             startup::Event::Done => bar.inc(1),
             startup::Event::Planned { runs } => bar.inc_length(runs),
         };
+        // No backend asks for fewer runs than the run's yet.
+        let limits = vec![None; picked.len()];
         startup::measure_all(
             &mut picked,
+            &limits,
             plan.runs,
             plan.warmup,
             plan.timeout,

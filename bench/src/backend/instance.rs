@@ -15,24 +15,11 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-/// What the kernel reported when the launcher was reaped (wait4): its exit status and peak RSS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reaped {
-    pub status: ExitStatus,
-    /// `ru_maxrss` of wait4, KiB: the launcher's peak RSS over its whole life, and of the
-    /// descendants it reaped itself (`runc run`'s `runc init`). Chosen over reading VmHWM from
-    /// /proc/PID/status because it is the one reading every launcher has: a short-lived one
-    /// (`runc create`, a guest that prints its line and exits) is gone before a reader could
-    /// look, and the kernel fills it in at exit, so no sampling race. For a VMM it includes
-    /// the guest RAM the guest touched (that RAM is the VMM's memory).
-    pub maxrss_kib: u64,
-}
 
 /// What the guest is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +121,8 @@ pub struct Instance {
     pub stderr_path: PathBuf,
     lines: LineReader,
     exited: Option<(u64, ExitStatus)>,
-    reaped: Rc<OnceCell<Reaped>>,
+    /// The launcher's exit status once it is reaped, shared with [`Instance::exit_status`].
+    status: Rc<OnceCell<ExitStatus>>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -202,7 +190,7 @@ impl Instance {
             stderr_path: stderr_path.to_path_buf(),
             lines: LineReader::new(stdout),
             exited: None,
-            reaped: Rc::default(),
+            status: Rc::default(),
         })
     }
 
@@ -210,45 +198,16 @@ impl Instance {
         stderr_tail(&self.stderr_path)
     }
 
-    /// Filled in when the launcher is reaped, whoever reaps it: a caller keeps this handle
-    /// while a backend's `stop` consumes the instance (the startup metric reads the launcher's
-    /// peak RSS and, for a failed run, its exit status from it).
-    pub fn reaped(&self) -> Rc<OnceCell<Reaped>> {
-        Rc::clone(&self.reaped)
+    /// The launcher's exit status, filled in when it is reaped, whoever reaps it: a caller
+    /// keeps this handle while a backend's `stop` consumes the instance (the startup metric
+    /// reports a failed run's exit status from it).
+    pub fn exit_status(&self) -> Rc<OnceCell<ExitStatus>> {
+        Rc::clone(&self.status)
     }
 
-    /// Reap the launcher if it has exited (`block`: wait until it has), recording the exit in
-    /// `exited` and what the kernel says in `reaped`. wait4 rather than `Child::try_wait` or
-    /// `wait`, which do not return the rusage; `exited` then guards every later use of `child`
-    /// (its pid is free). Call only while `exited` is None.
-    fn reap(&mut self, block: bool) -> std::io::Result<Option<(u64, ExitStatus)>> {
-        let mut status: libc::c_int = 0;
-        // SAFETY: an all-zero rusage is a valid value of the plain C struct.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        let flags = if block { 0 } else { libc::WNOHANG };
-        loop {
-            // SAFETY: the pid is our child, not yet reaped (`exited` is None whenever this
-            // runs); status and ru point to live locals.
-            let r =
-                unsafe { libc::wait4(self.child.id() as libc::pid_t, &mut status, flags, &mut ru) };
-            if r == 0 {
-                return Ok(None);
-            }
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            let exit = (monotonic_ns(), ExitStatus::from_raw(status));
-            self.exited = Some(exit);
-            let _ = self.reaped.set(Reaped {
-                status: exit.1,
-                maxrss_kib: ru.ru_maxrss.max(0) as u64,
-            });
-            return Ok(Some(exit));
-        }
+    fn set_reaped(&mut self, at_ns: u64, status: ExitStatus) {
+        self.exited = Some((at_ns, status));
+        let _ = self.status.set(status);
     }
 
     /// What a failed read of stdout means, while `waiting_for` something.
@@ -314,10 +273,12 @@ impl Instance {
         let deadline = Instant::now() + timeout;
         let pidfd = pidfd_open(self.child.id());
         loop {
-            if let Some(e) = self.reap(false).map_err(|source| InstanceError::Io {
+            if let Some(status) = self.child.try_wait().map_err(|source| InstanceError::Io {
                 what: format!("waiting for {}", self.cmd),
                 source,
             })? {
+                let e = (monotonic_ns(), status);
+                self.set_reaped(e.0, e.1);
                 return Ok(e);
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -340,21 +301,23 @@ impl Instance {
 
     /// Record an exit observed elsewhere (a launcher that a backend waited for itself).
     pub fn set_exited(&mut self, at_ns: u64, status: ExitStatus) {
-        self.exited = Some((at_ns, status));
+        self.set_reaped(at_ns, status);
     }
 
     /// Kill the launcher (SIGKILL) and reap it; nothing happens if it already exited.
     pub fn kill(&mut self) {
         if self.exited.is_none() {
             let _ = self.child.kill();
-            let _ = self.reap(true);
+            if let Ok(status) = self.child.wait() {
+                self.set_reaped(monotonic_ns(), status);
+            }
         }
     }
 
     /// Send `sig` to the launcher, if it is still running.
     pub fn signal(&mut self, sig: libc::c_int) {
-        if self.exited.is_none() && matches!(self.reap(false), Ok(None)) {
-            // SAFETY: the child is ours and not yet reaped (wait4 said so), so its pid
+        if self.exited.is_none() && matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: the child is ours and not yet reaped (try_wait said so), so its pid
             // cannot have been reused by another process.
             unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
         }

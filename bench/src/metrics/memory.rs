@@ -39,6 +39,13 @@ pub fn mem_available_kib() -> anyhow::Result<u64> {
     kib_field(&text, "MemAvailable").context("/proc/meminfo has no MemAvailable")
 }
 
+/// VmHWM of `pid` in KiB: its peak RSS so far; `None` once it has exited (a zombie has no
+/// memory left to report).
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    kib_field(&text, "VmHWM")
+}
+
 /// (RSS, PSS) of `pid` in KiB.
 pub fn rss_pss_kib(pid: u32) -> (Option<u64>, Option<u64>) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();

@@ -10,6 +10,7 @@
 //! backend keeps its other runs unless more than [`Failures::MAX_SHARE`] of them fail, and a
 //! failed measured run is made up by one more run at the end (so `n` stays the planned one).
 
+use super::memory;
 use crate::backend::interrupt::interrupted;
 use crate::backend::{Backend, Task};
 use crate::model::{Failure, Failures, Startup, Summary};
@@ -22,10 +23,18 @@ pub const TO_READY: &str = "the host reading the guest's BULKHEAD-READY line";
 pub const TO_EXIT: &str = "the launcher's exit";
 
 /// How the launcher's peak RSS is read, as the report states it.
-pub const PEAK_RSS_METHOD: &str = "ru_maxrss of wait4 when the harness reaps the launcher (the \
-    guest itself, `<runtime> run`, or the VMM) after each measured startup run: its peak RSS \
-    over its life, including the children it reaped itself (runc's `runc init`); for a VMM it \
-    includes the guest RAM the guest touched";
+///
+/// VmHWM of /proc/PID/status, read as soon as the ready line is in: every launcher of a
+/// startup run is then alive and past create/start (`<runtime> run` waits for its container,
+/// a VMM for its guest). Not wait4's ru_maxrss, though it would also cover a launcher that is
+/// gone: exec() folds the high-water mark of the memory the child had before it (a copy of
+/// the harness, forked or vforked) into it, so every launcher read the harness's ~20 MiB.
+/// The one launcher that can be gone already is the process row's, the guest itself, which
+/// exits as it prints the line; its runs without a reading count for nothing.
+pub const PEAK_RSS_METHOD: &str = "VmHWM of /proc/PID/status of the launcher (the guest \
+    itself, `<runtime> run`, or the VMM), read when the guest's ready line arrives, after \
+    create/start: its peak RSS so far (a VMM's includes the guest RAM the guest touched); \
+    median over the measured runs in which it was still there to read";
 
 /// The VMM's own phase timestamps over the measured runs (`Startup::vmm_timings`): per phase,
 /// the median in ns since the VMM process started, in time order (which is phase order).
@@ -56,8 +65,8 @@ pub struct Run {
     pub ready_ns: u64,
     /// Spawn → the launcher's exit, ns.
     pub exit_ns: u64,
-    /// The launcher's peak RSS (see [`PEAK_RSS_METHOD`]); `None` when the backend reaped it
-    /// some other way.
+    /// The launcher's peak RSS (see [`PEAK_RSS_METHOD`]); `None` when it had already exited
+    /// when the ready line came.
     pub launcher_peak_rss_kib: Option<u64>,
 }
 
@@ -82,10 +91,15 @@ pub fn once(b: &mut dyn Backend, timeout: Duration) -> Result<Run, Failure> {
         .start(&Task::Ready)
         .map_err(|e| failed(e, None, String::new()))?;
     // The backend's stop consumes the instance; these outlive it.
-    let reaped = inst.reaped();
+    let status = inst.exit_status();
     let stderr = inst.stderr_path.clone();
     let spawned = inst.spawned_ns;
     let ready = b.ready(&mut inst, timeout);
+    // After the ready line's timestamp, so the read is outside the measured interval.
+    let peak = ready
+        .as_ref()
+        .ok()
+        .and_then(|_| memory::vm_hwm_kib(inst.child.id()));
     let stopped = b.stop(inst, timeout);
     let result = ready.and_then(|ready| {
         let exit = stopped?.context("the backend reported no exit time")?;
@@ -95,11 +109,11 @@ pub fn once(b: &mut dyn Backend, timeout: Duration) -> Result<Run, Failure> {
         Ok((ready, exit)) => Ok(Run {
             ready_ns: ready.at_ns - spawned,
             exit_ns: exit.saturating_sub(spawned),
-            launcher_peak_rss_kib: reaped.get().map(|r| r.maxrss_kib),
+            launcher_peak_rss_kib: peak,
         }),
         Err(e) => Err(failed(
             e,
-            reaped.get().map(|r| r.status.to_string()),
+            status.get().map(|s| s.to_string()),
             last_lines(&stderr, 5),
         )),
     }
@@ -195,9 +209,22 @@ pub struct Outcome {
     pub launcher_peak_rss_kib: Option<Summary>,
 }
 
+/// What one backend is held to, when less than the run's own counts (a VM emulated in
+/// software, whose every run takes seconds): at most `max_runs` measured runs after `warmup`
+/// warm-up runs, for the reason `why` (the report shows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub max_runs: usize,
+    pub warmup: usize,
+    pub why: String,
+}
+
 /// One backend's runs so far.
 #[derive(Default)]
 struct Series {
+    /// Its warm-up runs (the run's, or fewer by its [`Limit`]).
+    warmup: usize,
+    limit: Option<Limit>,
     warm_exit_ns: Vec<u64>,
     ready_ns: Vec<u64>,
     exit_ns: Vec<u64>,
@@ -213,8 +240,8 @@ struct Series {
 }
 
 impl Series {
-    fn failure_allowance(&self, warmup: usize) -> usize {
-        ((warmup + self.planned) as f64 * Failures::MAX_SHARE).floor() as usize
+    fn failure_allowance(&self) -> usize {
+        ((self.warmup + self.planned) as f64 * Failures::MAX_SHARE).floor() as usize
     }
 
     fn record(&mut self, b: &mut dyn Backend, warmup: bool, result: Result<Run, Failure>) {
@@ -240,7 +267,6 @@ impl Series {
 struct Rounds {
     rng: SplitMix64,
     series: Vec<Series>,
-    warmup: usize,
     timeout: Duration,
 }
 
@@ -272,7 +298,7 @@ impl Rounds {
             });
             let result = once(&mut *backends[i], self.timeout);
             s.record(&mut *backends[i], warm, result);
-            s.given_up = s.failures.len() > s.failure_allowance(self.warmup);
+            s.given_up = s.failures.len() > s.failure_allowance();
             progress(Event::Done);
         }
     }
@@ -284,32 +310,50 @@ fn takes_part(round: usize, n: usize, rounds: usize) -> bool {
     (round + 1) * n / rounds > round * n / rounds
 }
 
-/// Measure every backend's startup, interleaved (see the module docs). `order` is shuffled
-/// per round from `seed`. Returns one [`Outcome`] per backend, in their order.
+/// Measure every backend's startup, interleaved (see the module docs). Each round's order is
+/// shuffled from `seed`; `limits` holds each backend's [`Limit`], if any. Returns one
+/// [`Outcome`] per backend, in their order.
 pub fn measure_all<'b>(
     backends: &mut [&mut (dyn Backend + 'b)],
+    limits: &[Option<Limit>],
     runs: Runs,
     warmup: usize,
     timeout: Duration,
     seed: u64,
     progress: &mut dyn FnMut(Event),
 ) -> Vec<Outcome> {
+    let cap = |n: usize, l: &Option<Limit>| l.as_ref().map_or(n, |l| n.min(l.max_runs));
     let mut rounds = Rounds {
         rng: SplitMix64::new(seed),
-        series: backends.iter().map(|_| Series::default()).collect(),
-        warmup,
+        series: (0..backends.len())
+            .map(|i| {
+                let limit = limits.get(i).cloned().flatten();
+                Series {
+                    warmup: limit.as_ref().map_or(warmup, |l| warmup.min(l.warmup)),
+                    // Until the warm-up says how many runs each gets, failures are held
+                    // against the fewest.
+                    planned: cap(runs.min(), &limit),
+                    limit,
+                    ..Series::default()
+                }
+            })
+            .collect(),
         timeout,
     };
-    // Until the warm-up says how many runs each gets, failures are held against the fewest.
-    for s in &mut rounds.series {
-        s.planned = runs.min();
-    }
     let all: Vec<usize> = (0..backends.len()).collect();
     for r in 0..warmup {
-        rounds.run(backends, &all, true, (r, warmup), progress);
+        let who: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| r < rounds.series[i].warmup)
+            .collect();
+        rounds.run(backends, &who, true, (r, warmup), progress);
     }
     for s in &mut rounds.series {
-        s.planned = runs.for_backend(s.warm_exit_ns.iter().copied().max());
+        s.planned = cap(
+            runs.for_backend(s.warm_exit_ns.iter().copied().max()),
+            &s.limit,
+        );
     }
     let live = rounds.series.iter().filter(|s| !s.given_up);
     progress(Event::Planned {
@@ -345,11 +389,11 @@ pub fn measure_all<'b>(
     rounds
         .series
         .into_iter()
-        .map(|s| outcome(s, warmup, runs))
+        .map(|s| outcome(s, runs))
         .collect()
 }
 
-fn outcome(s: Series, warmup: usize, runs: Runs) -> Outcome {
+fn outcome(s: Series, runs: Runs) -> Outcome {
     let failures = (!s.failures.is_empty()).then(|| Failures {
         count: s.failures.len(),
         runs: s.attempts,
@@ -383,7 +427,8 @@ fn outcome(s: Series, warmup: usize, runs: Runs) -> Outcome {
                 from: FROM.into(),
                 to_ready: TO_READY.into(),
                 to_exit: TO_EXIT.into(),
-                warmup,
+                warmup: s.warmup,
+                limited: s.limit.map(|l| l.why),
                 ready,
                 exit,
                 // All runs or none: a partial list could not be matched to its samples.
@@ -404,6 +449,152 @@ fn outcome(s: Series, warmup: usize, runs: Runs) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{Description, Instance};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A launcher made of a real shell: it prints the ready line and exits 0, except on the
+    /// attempts listed in `fail_on`, where it writes to stderr and exits 3. Every start is
+    /// logged by name into `log`, shared by the backends of one test.
+    struct Scripted {
+        name: &'static str,
+        fail_on: Vec<usize>,
+        attempts: usize,
+        log: Rc<RefCell<Vec<&'static str>>>,
+        dir: std::path::PathBuf,
+    }
+
+    impl Backend for Scripted {
+        fn name(&self) -> &str {
+            self.name
+        }
+        fn describe(&self) -> Description {
+            unreachable!("the startup metric does not ask")
+        }
+        fn supports(&self, _: &Task) -> Result<(), String> {
+            Ok(())
+        }
+        fn prepare(&mut self) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn start(&mut self, task: &Task) -> anyhow::Result<Instance> {
+            let fail = self.fail_on.contains(&self.attempts);
+            self.attempts += 1;
+            self.log.borrow_mut().push(self.name);
+            let mut cmd = std::process::Command::new("/bin/sh");
+            cmd.arg("-c").arg(if fail {
+                "echo 'no such thing' >&2; echo 'it broke' >&2; exit 3"
+            } else {
+                "echo BULKHEAD-READY"
+            });
+            Ok(Instance::spawn(
+                cmd,
+                task,
+                &self.dir.join(format!("{}.err", self.name)),
+            )?)
+        }
+        fn stop(&mut self, mut inst: Instance, timeout: Duration) -> anyhow::Result<Option<u64>> {
+            Ok(Some(inst.check_exit(timeout, |s| s.success())?))
+        }
+    }
+
+    fn scripted(
+        dir: &std::path::Path,
+        log: &Rc<RefCell<Vec<&'static str>>>,
+        plan: &[(&'static str, Vec<usize>)],
+    ) -> Vec<Scripted> {
+        plan.iter()
+            .map(|(name, fail_on)| Scripted {
+                name,
+                fail_on: fail_on.clone(),
+                attempts: 0,
+                log: Rc::clone(log),
+                dir: dir.to_path_buf(),
+            })
+            .collect()
+    }
+
+    fn run_all(backends: &mut [Scripted], runs: usize, warmup: usize, seed: u64) -> Vec<Outcome> {
+        let mut refs: Vec<&mut dyn Backend> =
+            backends.iter_mut().map(|b| b as &mut dyn Backend).collect();
+        let limits = vec![None; refs.len()];
+        measure_all(
+            &mut refs,
+            &limits,
+            Runs::Fixed(runs),
+            warmup,
+            Duration::from_secs(10),
+            seed,
+            &mut |_| {},
+        )
+    }
+
+    #[test]
+    fn backends_take_turns_in_an_order_shuffled_per_round_from_the_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let order = |seed| {
+            let log = Rc::new(RefCell::new(Vec::new()));
+            let mut b = scripted(
+                dir.path(),
+                &log,
+                &[("a", vec![]), ("b", vec![]), ("c", vec![])],
+            );
+            let out = run_all(&mut b, 6, 1, seed);
+            assert!(out.iter().all(|o| o.startup.as_ref().unwrap().ready.n == 6));
+            log.take()
+        };
+        let first = order(42);
+        assert_eq!(first, order(42), "the same seed, the same order");
+        // Round robin: each round of three holds every backend once.
+        for round in first.chunks(3) {
+            let mut r = round.to_vec();
+            r.sort();
+            assert_eq!(r, ["a", "b", "c"], "{first:?}");
+        }
+        // Shuffled: the rounds do not all share one order.
+        assert!(first.chunks(3).any(|r| r != &first[..3]), "{first:?}");
+    }
+
+    #[test]
+    fn a_failed_run_is_counted_shown_and_made_up_while_under_ten_percent() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        // 1 warm-up + 10 runs: one failure is allowed (≤ 10% of 11), two are not.
+        let mut b = scripted(
+            dir.path(),
+            &log,
+            &[("once", vec![4]), ("twice", vec![2, 7])],
+        );
+        let out = run_all(&mut b, 10, 1, 7);
+
+        let once = &out[0];
+        let st = once.startup.as_ref().expect("one failure keeps the row");
+        assert_eq!(st.ready.n, 10, "the failed run was made up");
+        let f = once.failures.as_ref().unwrap();
+        assert_eq!((f.count, f.runs), (1, 12));
+        assert!(!f.too_many());
+        let sample = &f.samples[0];
+        assert_eq!(sample.run, 4);
+        assert_eq!(sample.exit_status.as_deref(), Some("exit status: 3"));
+        assert_eq!(sample.stderr_tail, "no such thing\nit broke");
+        assert!(
+            sample.error.contains("stdout ended before the ready line"),
+            "{}",
+            sample.error
+        );
+
+        let twice = &out[1];
+        let why = twice.startup.as_ref().unwrap_err();
+        assert!(
+            why.starts_with("2 of 8 runs failed (more than 10%)"),
+            "{why}"
+        );
+        assert!(why.contains("the first (run 3)"), "{why}");
+        let f = twice.failures.as_ref().unwrap();
+        assert!(f.too_many());
+        // It stopped at the second failure: no runs wasted on a row that has no numbers.
+        assert_eq!(b[1].attempts, 8);
+    }
 
     #[test]
     fn a_backend_with_fewer_runs_is_spread_over_every_round() {

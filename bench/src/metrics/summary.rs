@@ -308,7 +308,15 @@ fn sentences(
                     .map_or(String::new(), |r| format!(": {} as much", times(r)))
             ));
         }
-        if let (Some(cd), Some(vd)) = (cs.mem_available_drop_kib, vs.mem_available_drop_kib) {
+        let clear = |x: &SummarySide| x.instances_per_gib_basis.as_deref() == Some("mem_available");
+        if !(clear(cs) && clear(vs)) {
+            out.push(
+                "The host's MemAvailable moved too little per instance to tell one apart from \
+                 the host's own drift here (see Density), so the charge is the number to go by."
+                    .into(),
+            );
+        } else if let (Some(cd), Some(vd)) = (cs.mem_available_drop_kib, vs.mem_available_drop_kib)
+        {
             out.push(format!(
                 "The host's MemAvailable fell by {} MiB per idle container and {} MiB per idle \
                  VM: what the host as a whole gave each, noisier than the charge.",

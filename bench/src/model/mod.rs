@@ -375,6 +375,11 @@ pub struct Startup {
     /// Where `exit_ns` intervals end.
     pub to_exit: String,
     pub warmup: usize,
+    /// Why this row has fewer runs (or warm-up runs) than the run's settings (a VM emulated in
+    /// software: each run takes seconds). Absent when it has the run's own counts, and in
+    /// older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limited: Option<String>,
     pub ready_ns: Vec<u64>,
     pub exit_ns: Vec<u64>,
     pub ready: Summary,

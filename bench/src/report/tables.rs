@@ -237,6 +237,26 @@ pub fn startup(r: &Report) -> Table {
             )
         })
         .unwrap_or_else(|| s("No backend produced startup samples."));
+    // Rows held to fewer runs than the settings say, and why.
+    let limited: Vec<String> = r
+        .backends
+        .iter()
+        .filter_map(|b| {
+            let st = b.startup.as_ref()?;
+            Some(format!(
+                "{}: {} runs after {} warm-up, {}",
+                b.label(),
+                st.ready.n,
+                st.warmup,
+                st.limited.as_deref()?
+            ))
+        })
+        .collect();
+    let caption = if limited.is_empty() {
+        caption
+    } else {
+        format!("{caption} Fewer runs: {}.", limited.join("; "))
+    };
     let rows = main_rows(r)
         .map(|b| match &b.startup {
             Some(st) => {
