@@ -39,10 +39,11 @@ pub struct MmioTransport {
     /// One per queue: what the guest's QueueNotify signals (through KVM's ioeventfd).
     queue_events: Vec<EventFd>,
     mem: GuestMemoryMmap,
-    /// Failures reported on stderr so far: the first only, so a guest failing its device in
-    /// a loop cannot flood our stderr.
-    failures: AtomicU32,
 }
+
+/// Device failures so far, in this process: only the first is reported on stderr, so that a
+/// guest failing its devices in a loop (reset, fail, reset...) cannot flood our stderr.
+static FAILURES: AtomicU32 = AtomicU32::new(0);
 
 impl std::fmt::Debug for MmioTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -123,7 +124,6 @@ impl MmioTransport {
             interrupt: Interrupt::new(irqfd),
             queue_events,
             mem,
-            failures: AtomicU32::new(0),
         })
     }
 
@@ -325,9 +325,10 @@ impl MmioTransport {
             Err(e) => {
                 s.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
                 s.active = false;
-                if self.failures.fetch_add(1, Ordering::Relaxed) == 0 {
+                if FAILURES.fetch_add(1, Ordering::Relaxed) == 0 {
                     eprintln!(
-                        "bulkhead-vm: virtio device {} failed (reset by its driver to recover): {e}",
+                        "bulkhead-vm: virtio device {} failed (reset by its driver to recover; \
+                         later failures are not reported): {e}",
                         s.device.device_type()
                     );
                 }
