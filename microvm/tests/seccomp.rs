@@ -127,6 +127,24 @@ fn every_thread_of_a_running_vmm_is_under_the_filter() {
     }
 }
 
+/// With a virtio device, its event-loop thread (started before the filter, like the
+/// watchdog) is under the filter too.
+#[test]
+fn the_virtio_event_loop_thread_is_under_the_filter() {
+    skip_unless!(have_kvm(), "/dev/kvm is not available");
+    let (_, inherited) = seccomp_status(&std::fs::read_to_string("/proc/self/status").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let img = write_file(dir.path(), "d.img", &[0; 4096]);
+    let disk = format!("{},ro", img.display());
+    let on = threads_of_a_running_vmm(&["--disk", &disk]);
+    assert!(on.iter().any(|(n, ..)| n.ends_with("virtio")), "{on:?}");
+    for (name, mode, filters) in &on {
+        assert_eq!(*mode, 2, "{name}: not in seccomp filter mode: {on:?}");
+        assert_eq!(*filters, inherited + 1, "{name}: {on:?}");
+    }
+    assert_nothing_left(dir.path().to_str().unwrap());
+}
+
 /// Runs the bare guest with the test hook that makes one forbidden call (`probe`) after the
 /// filter is installed and before the guest runs.
 fn with_forbidden_call(probe: &str, extra: &[&str], dir: &std::path::Path) -> Outcome {
