@@ -244,13 +244,19 @@ struct CreateArgs {
     id: String,
 }
 
+/// A path the caller gave, made absolute against the caller's working directory now, as runc
+/// does for `--pid-file`: whatever directory the runtime is in when it writes the file.
+fn caller_path(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
 impl CreateArgs {
     /// `run` decides for itself whether its init waits for `start`.
     fn opts(&self, rootless: bool) -> CreateOpts {
         CreateOpts {
             id: self.id.clone(),
             bundle: self.bundle.clone(),
-            pid_file: self.pid_file.clone(),
+            pid_file: self.pid_file.as_deref().map(caller_path),
             console_socket: self.console_socket.clone(),
             preserve_fds: self.preserve_fds,
             no_pivot: self.no_pivot,
@@ -332,7 +338,7 @@ fn run(cli: &Cli) -> Result<i32> {
                 process: a.process.clone(),
                 args: a.command.clone(),
                 detach: a.detach,
-                pid_file: a.pid_file.clone(),
+                pid_file: a.pid_file.as_deref().map(caller_path),
                 console_socket: a.console_socket.clone(),
                 tty: a.tty,
                 env: a.env.clone(),

@@ -105,7 +105,8 @@ fn bundles() -> Vec<(&'static str, Value)> {
             config(
                 &["sh", "-c", "while :; do :; done"],
                 json!({"cpu": {"quota": 10000, "period": 100000, "shares": 512,
-                               "cpus": "0", "mems": "0"}}),
+                               "cpus": "0", "mems": "0"},
+                       "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]}),
                 Some("/bulkhead-v2/cpu/cg2-cpu"),
             ),
         ),
@@ -287,6 +288,18 @@ fn memory_limit_oom_kills_and_says_so() {
         Some("no"),
         "group left after delete\n{d}"
     );
+}
+
+/// `linux.resources.hugepageLimits` on v2 (the cpu scenario's bundle sets one): the hugetlb
+/// controller enabled down to the group, and `hugetlb.<size>.max` written (v1: spec_gaps.rs).
+#[test]
+fn hugetlb_limits_reach_the_v2_group() {
+    let Some(f) = facts(module_path!()) else {
+        return;
+    };
+    let d = f.dump("cpu");
+    assert_rc(f, "cpu", "create", 0);
+    assert_eq!(f.get("cpu", "hugetlb.2MB.max"), Some("4194304"), "{d}");
 }
 
 #[test]

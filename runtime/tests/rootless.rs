@@ -410,6 +410,51 @@ fn rootless_run_probe_is_root_inside_and_leaves_nothing() {
     u.assert_nothing_left(&id, None);
 }
 
+/// Rootless containers get the seccomp cache too, a per-user one: under the user's state root,
+/// owned by the user, mode 0700; a second start uses the entry the first one stored and is
+/// filtered the same.
+#[test]
+fn rootless_seccomp_cache_is_per_user() {
+    use std::os::unix::fs::MetadataExt;
+    needs_rootless!();
+    become_subreaper();
+    let u = User::new();
+    u.write_bundle("ready", &[], |v| {
+        v["process"]["args"] = serde_json::json!(["/bin/sh", "-c", "mkdir /tmp/x; echo mkdir=$?"]);
+        v["process"]["noNewPrivileges"] = true.into();
+        v["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                          "errnoRet": 1}]
+        });
+    });
+    let id = id("rl-seccomp");
+    let dir = u
+        .state_root()
+        .join(bulkhead_runtime::seccomp::CACHE_DIR_NAME);
+    let mut inode = None;
+    for _ in 0..2 {
+        let o = u.ok(&["run", &id]);
+        assert!(stdout(&o).contains("mkdir=1"), "{}", stdout(&o));
+        assert!(!stderr(&o).contains("seccomp cache"), "{}", stderr(&o));
+        let m = std::fs::symlink_metadata(&dir).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o777), (USER, 0o700));
+        let entries: Vec<_> = bulkhead_runtime::seccomp::cache_entries(&dir)
+            .iter()
+            .map(|e| std::fs::metadata(e).unwrap())
+            .collect();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].uid(), USER);
+        let ino = entries[0].ino();
+        assert_eq!(
+            *inode.get_or_insert(ino),
+            ino,
+            "the second start is a cache hit"
+        );
+        u.assert_nothing_left(&id, None);
+    }
+}
+
 /// The parent writes the maps while the child runs towards its wait for GO: a race there
 /// (the child deciding on its dumpability from geteuid(), which changes when the uid map is
 /// written) failed about one start in a hundred with EACCES on gid_map. Many starts in a row.

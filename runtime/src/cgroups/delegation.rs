@@ -65,9 +65,12 @@ pub fn limits_needing(r: &LinuxResources, ctrl: &str) -> Vec<&'static str> {
             }
         }
         "pids" if r.pids().is_some() => out.push("linux.resources.pids.limit"),
+        "hugetlb" if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) => {
+            out.push("linux.resources.hugepageLimits")
+        }
         // v2: the one hierarchy.
         "" => {
-            for c in ["memory", "cpu", "cpuset", "pids"] {
+            for c in ["memory", "cpu", "cpuset", "pids", "hugetlb"] {
                 out.extend(limits_needing(r, c));
             }
         }

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use oci_spec::runtime::LinuxPids;
+use oci_spec::runtime::{LinuxPids, LinuxResources};
 
 pub(super) const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
@@ -48,6 +48,31 @@ pub(super) fn write_pids_max(dir: &Path, p: &LinuxPids) -> Result<()> {
         "max".into()
     };
     write(dir, "pids.max", &v)
+}
+
+/// `linux.resources.hugepageLimits`: `hugetlb.<pageSize>.<file>` for each (v1's
+/// `limit_in_bytes`, v2's `max`), and the reservation limit beside it where the kernel has one
+/// (`rsvd.`, 5.7+), as runc does: without it a mapping can reserve pages it is never charged
+/// for.
+pub(super) fn write_hugetlb(dir: &Path, r: &LinuxResources, file: &str) -> Result<()> {
+    for (i, h) in r.hugepage_limits().iter().flatten().enumerate() {
+        let ps = h.page_size();
+        let main = format!("hugetlb.{ps}.{file}");
+        if !dir.join(&main).exists() {
+            bail!(
+                "linux.resources.hugepageLimits[{i}].pageSize: {ps:?} is not a huge page size of \
+                 this host (no {} in {})",
+                main,
+                dir.display()
+            );
+        }
+        write(dir, &main, &h.limit().to_string())?;
+        let rsvd = format!("hugetlb.{ps}.rsvd.{file}");
+        if dir.join(&rsvd).exists() {
+            write(dir, &rsvd, &h.limit().to_string())?;
+        }
+    }
+    Ok(())
 }
 
 /// The caller's own cgroup in a v1 hierarchy `ctrl` ("" for v2), from /proc/self/cgroup.

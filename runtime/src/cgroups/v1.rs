@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxDevice, LinuxResources};
 
 use super::devices;
-use super::hierarchy::{v1_leaf, write, write_pids_max};
+use super::hierarchy::{v1_leaf, write, write_hugetlb, write_pids_max};
 
 /// Which v1 hierarchies this container needs. memory and pids always (accounting, finding
 /// every process), freezer always (`pause` must stop every process at once, which only a
@@ -27,6 +27,9 @@ pub(super) fn controllers(res: Option<&LinuxResources>) -> Vec<&'static str> {
         }
         if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
             c.push("devices");
+        }
+        if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+            c.push("hugetlb");
         }
     }
     c
@@ -116,6 +119,7 @@ fn apply(ctrl: &str, dir: &Path, r: &LinuxResources) -> Result<()> {
             }
         }
         "devices" => devices::apply_v1(dir, r)?,
+        "hugetlb" => write_hugetlb(dir, r, "limit_in_bytes")?,
         _ => {}
     }
     Ok(())

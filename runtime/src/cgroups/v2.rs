@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use oci_spec::runtime::{LinuxDevice, LinuxResources};
 
 use super::devices;
-use super::hierarchy::{v2_leaf, write, write_pids_max};
+use super::hierarchy::{v2_leaf, write, write_hugetlb, write_pids_max};
 
 /// Where relative cgroup paths start on v2: the parent of the caller's own group. v2 gives
 /// controllers only to groups whose parent holds no processes, and the caller's own group holds
@@ -21,8 +21,9 @@ pub(super) fn base(own: &str) -> String {
 }
 
 /// The v2 controllers a container's group gets: memory and pids always (usage, OOM and pid
-/// accounting, as on v1), cpu and cpuset so that `update` can set limits that `create` did not.
-const V2_CONTROLLERS: [&str; 4] = ["cpu", "cpuset", "memory", "pids"];
+/// accounting, as on v1), cpu and cpuset so that `update` can set limits that `create` did not,
+/// hugetlb for `linux.resources.hugepageLimits`.
+const V2_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "memory", "pids", "hugetlb"];
 
 /// Enable [`V2_CONTROLLERS`] in the `cgroup.subtree_control` of every ancestor of `leaf` below
 /// and including `mount`, top down. One write per controller, and only for controllers the
@@ -69,6 +70,9 @@ fn require_controllers(leaf: &Path, r: &LinuxResources) -> Result<()> {
             need.push(("cpuset", "cpu.cpus/mems"));
         }
     }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        need.push(("hugetlb", "hugepageLimits"));
+    }
     let have = fs::read_to_string(leaf.join("cgroup.controllers")).unwrap_or_default();
     for (ctrl, field) in need {
         if !have.split_whitespace().any(|c| c == ctrl) {
@@ -109,6 +113,7 @@ fn apply(dir: &Path, r: &LinuxResources) -> Result<()> {
     if let Some(p) = r.pids() {
         write_pids_max(dir, p)?;
     }
+    write_hugetlb(dir, r, "max")?;
     if let Some(c) = r.cpu() {
         if let Some(s) = c.shares() {
             // The conversion runc and crun use.

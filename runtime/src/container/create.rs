@@ -8,10 +8,12 @@
 //!   what `delete --force` must undo if we are killed), cgroups, exec.fifo
 //! clone(CLONE_NEWUSER?|CLONE_NEWPID?)  ───────▶ non-dumpable*; wait for GO
 //! state.json + the init's pid
-//! add pid to cgroups, write uid/gid maps
+//! write uid/gid maps
 //!   (rootless: newuidmap/newgidmap, or our own id)
 //! send GO  ──────────────────────────────────▶ setns / unshare the other namespaces, hostname
-//!                                              mounts, devices          (prestart hooks: H ◀▶ G)
+//! add pid to cgroups (RCU wait, overlapped)    mounts up to the first cgroupfs
+//! send GO  ──────────────────────────────────▶ cgroup namespace, cgroupfs mounts, devices
+//!                                                                       (prestart hooks: H ◀▶ G)
 //!                                              pivot_root, masked/readonly paths, sysctls
 //!                                              rlimits, oom_score_adj, user, caps, no_new_privs
 //!           ◀────────────────────────────────  READY (or ERROR <message>)
@@ -95,7 +97,8 @@ impl Drop for Cleanup<'_> {
 /// Create a container. On error nothing is left behind (state dir, cgroups, processes).
 pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     state::check_id(&opts.id)?;
-    let bundle = spec::load(&opts.bundle)?;
+    let cache = crate::seccomp::cache_dir_in(&root.path);
+    let bundle = spec::load(&opts.bundle, Some(&cache))?;
     let spec = &bundle.spec;
     let process = spec
         .process()
@@ -105,9 +108,6 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         bail!("config.json: process.terminal: true needs --console-socket");
     }
     let plan = Plan::from_spec(spec);
-    if !plan.new_mount && !plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWNS) {
-        bail!("config.json: linux.namespaces: a mount namespace is required");
-    }
     // Unprivileged, every namespace we create must be owned by a user namespace of ours, and
     // its maps must be ones we may write: check both before anything exists.
     let euid = namespaces::euid();
@@ -226,14 +226,24 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     root.save(&saved)?;
     crate::fault::point("create:after-clone");
 
-    cg.add(pid).context("moving the init into its cgroups")?;
-    crate::fault::point("create:after-cgroup-add");
     if plan.new_user {
         namespaces::write_id_maps(pid, spec, &map_writer)?;
         crate::fault::point("create:after-uid-map");
     }
     init.go().context("releasing the init")?;
     crate::fault::point("create:after-go");
+    // While the init builds its namespaces and mounts (see `init_setup`): the first write to
+    // a v1 cgroup.procs waits for an RCU grace period, ~10 ms on a loaded host.
+    if let Err(e) = cg.add(pid) {
+        // The init may have failed (and exited) first: its message is the one to report.
+        if let Some(Msg::Error(msg)) = init.try_recv() {
+            bail!("{msg}");
+        }
+        return Err(e.context("moving the init into its cgroups"));
+    }
+    crate::fault::point("create:after-cgroup-add");
+    // A failed send means the init is gone: the loop below reports why.
+    let _ = init.go();
 
     loop {
         match init.recv().context("waiting for the init")? {
@@ -267,7 +277,9 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     init.disarm();
     cleanup.armed = false;
     crate::fault::point("create:before-exit");
-    // Once, and only for a container that exists: the limits rootless mode could not apply.
+    // Once, and only for a container that exists: the fields not implemented, and the limits
+    // rootless mode could not apply.
+    spec::warn_unapplied(&bundle.unapplied);
     cgroups::warn_unapplied(spec, &skipped);
     Ok(Created { pid, saved })
 }
@@ -303,9 +315,6 @@ fn init_setup(
     if plan.new_net {
         namespaces::loopback_up()?;
     }
-    if plan.new_cgroup {
-        namespaces::unshare(libc::CLONE_NEWCGROUP).context("creating the cgroup namespace")?;
-    }
     if plan.new_uts {
         if let Some(h) = spec.hostname() {
             nix::unistd::sethostname(h).context("hostname")?;
@@ -326,7 +335,26 @@ fn init_setup(
         no_pivot: opts.no_pivot,
         in_userns: plan.new_user || plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER),
     };
-    rootfs::prepare(&rp)?;
+    // The parent moves us into our cgroups while we get this far, and says so with a second
+    // GO: what depends on the cgroups waits for it. That is a new cgroup namespace (its root
+    // is the group we are in when it is made), the mounts of cgroupfs (they show that
+    // namespace), device nodes (v1's devices controller checks mknod) and everything after
+    // (hooks, the user's program). `rootfs::prepare` calls this before the first of those.
+    let mut in_cgroups = || -> Result<()> {
+        chan.wait_for_go()?;
+        if plan.new_cgroup {
+            namespaces::unshare(libc::CLONE_NEWCGROUP).context("creating the cgroup namespace")?;
+        }
+        Ok(())
+    };
+    // Without a mount namespace of its own the container runs in ours (validation refused
+    // whatever would mount): no mounts, and a chroot instead of pivot_root.
+    let own_mounts = plan.new_mount || plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWNS);
+    if own_mounts {
+        rootfs::prepare(&rp, &mut in_cgroups)?;
+    } else {
+        in_cgroups()?;
+    }
     crate::fault::point("init:after-mounts");
 
     if let Some(h) = spec.hooks() {
@@ -349,7 +377,11 @@ fn init_setup(
         _ => None,
     };
 
-    rootfs::enter(&rp)?;
+    if own_mounts {
+        rootfs::enter(&rp)?;
+    } else {
+        rootfs::chroot(&bundle.rootfs)?;
+    }
     rootfs::finish(spec)?;
 
     if let Some(sock) = console {

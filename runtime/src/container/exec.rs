@@ -259,7 +259,8 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         }
         _ => {}
     }
-    let bundle = spec::load(&saved.bundle)
+    let cache = crate::seccomp::cache_dir_in(&root.path);
+    let bundle = spec::load(&saved.bundle, Some(&cache))
         .with_context(|| format!("the container's bundle {}", saved.bundle.display()))?;
     let base = bundle
         .spec

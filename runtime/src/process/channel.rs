@@ -6,8 +6,9 @@
 //! user's program runs (or once the child died, which the parent tells apart by what it read
 //! before). What each side says, in order:
 //!
-//! - parent → child [`Msg::Go`]: cgroups joined and id maps written, set up now; again after
-//!   the parent ran the prestart/createRuntime hooks the child asked for;
+//! - parent → child [`Msg::Go`]: id maps written, set up now; for the init (`create`) a
+//!   second time once it is in its cgroups; again after the parent ran the
+//!   prestart/createRuntime hooks the child asked for;
 //! - child → parent [`Msg::Hooks`]: the container's namespaces exist, run your hooks;
 //! - child → parent [`Msg::Ready`]: the init is set up (it now waits for `start`);
 //! - child → parent [`Msg::Error`]: set-up failed (or panicked), with the message to report.
@@ -108,11 +109,26 @@ impl Channel {
 
     /// Receive one message; None on EOF (the other side exec'd or is gone).
     pub(crate) fn recv(&self) -> std::io::Result<Option<Msg>> {
+        self.recv_flags(0)
+    }
+
+    /// A message already queued, if any: None when there is none (or on EOF).
+    pub(crate) fn try_recv(&self) -> Option<Msg> {
+        self.recv_flags(libc::MSG_DONTWAIT).ok().flatten()
+    }
+
+    fn recv_flags(&self, flags: libc::c_int) -> std::io::Result<Option<Msg>> {
         let mut buf = vec![0u8; 8192];
         loop {
             // SAFETY: buf is valid for buf.len() bytes.
-            let n =
-                unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n = unsafe {
+                libc::recv(
+                    self.0.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    flags,
+                )
+            };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() == std::io::ErrorKind::Interrupted {

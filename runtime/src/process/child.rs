@@ -68,6 +68,11 @@ impl Child {
         self.chan.recv()
     }
 
+    /// A message the child already sent, if any (does not wait).
+    pub(crate) fn try_recv(&self) -> Option<Msg> {
+        self.chan.try_recv()
+    }
+
     /// The child is set up and no longer ours to kill: it is the container's init, or the
     /// caller's process. Closes the channel; returns the pid.
     pub(crate) fn disarm(mut self) -> i32 {

@@ -30,7 +30,7 @@ use oci_spec::runtime::Spec;
 
 pub use mounts::mount;
 pub use options::{MOUNT_OPTIONS, Opt, parse_option};
-pub use pivot::finish;
+pub use pivot::{chroot, finish};
 
 use resolve::InRoot;
 
@@ -46,8 +46,11 @@ pub struct RootfsPlan<'a> {
 }
 
 /// Make the mount tree private to us, then mount the spec's mounts into the rootfs and create
-/// devices. Runs in the child's new mount namespace.
-pub fn prepare(p: &RootfsPlan) -> Result<()> {
+/// devices. Runs in the child's new mount namespace. `in_cgroups` is called once, before
+/// the first step that depends on the cgroups the process is in: the first `cgroup` or `cgroup2` mount, or
+/// else creating the device nodes (see `container::create`, which overlaps moving the init
+/// into its cgroups with the steps before).
+pub fn prepare(p: &RootfsPlan, in_cgroups: &mut dyn FnMut() -> Result<()>) -> Result<()> {
     let linux = p.spec.linux().as_ref();
     // Default like runc: rslave, so host mounts still appear but ours never leak out.
     mount(
@@ -70,12 +73,20 @@ pub fn prepare(p: &RootfsPlan) -> Result<()> {
     // Every destination is resolved against this descriptor by the kernel (see `InRoot`).
     let root = InRoot::open(p.rootfs)?;
     let mut dev_is_tmpfs = false;
+    let mut joined = false;
     for (i, m) in p.spec.mounts().iter().flatten().enumerate() {
+        if !joined && matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            in_cgroups()?;
+            joined = true;
+        }
         mounts::mount_one(&root, p.bundle, p.in_userns, m)
             .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
         if m.destination() == Path::new("/dev") {
             dev_is_tmpfs = true;
         }
+    }
+    if !joined {
+        in_cgroups()?;
     }
     let devs = linux.and_then(|l| l.devices().as_deref());
     devices::create_devices(&root, p.in_userns, devs, dev_is_tmpfs)?;

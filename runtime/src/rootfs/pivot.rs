@@ -54,6 +54,16 @@ pub(super) fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<()> {
     Ok(())
 }
 
+/// Without a mount namespace of the container's own (the caller's is shared): only chroot
+/// into `rootfs`, as runc does; pivot_root there would move the caller's root. A chroot is
+/// not a boundary against a process that keeps CAP_SYS_CHROOT: such a config trusts its
+/// container, as it does under runc.
+pub fn chroot(rootfs: &Path) -> Result<()> {
+    std::env::set_current_dir(rootfs).context("chdir to rootfs")?;
+    nix::unistd::chroot(".").context("chroot to rootfs")?;
+    std::env::set_current_dir("/").context("chdir /")
+}
+
 /// After the switch: sysctls, masked and readonly paths, readonly root, root propagation.
 pub fn finish(spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();

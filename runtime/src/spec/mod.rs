@@ -10,6 +10,7 @@
 mod default;
 mod error;
 mod rootless;
+mod unapplied;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use serde_json::Value;
 pub use default::{default_json, default_seccomp};
 pub use error::SpecError;
 pub use rootless::to_rootless;
+pub use unapplied::{warn as warn_unapplied, warnings as unapplied_warnings};
 
 use error::err;
 
@@ -33,22 +35,29 @@ pub struct Bundle {
     pub spec: Spec,
     /// `linux.seccomp`, compiled (by the parent, so the init only loads it).
     pub seccomp: Option<crate::seccomp::Program>,
+    /// The fields set in config.json that the runtime does not apply (`unapplied`), as JSON
+    /// paths: `create` warns about each.
+    pub unapplied: Vec<&'static str>,
 }
 
-/// Load `<bundle>/config.json`, validate it and resolve the rootfs.
-pub fn load(bundle: &Path) -> Result<Bundle, SpecError> {
+/// Load `<bundle>/config.json`, validate it and resolve the rootfs. `seccomp_cache`: the
+/// directory of compiled seccomp programs to use (`crate::seccomp`'s cache), if any.
+pub fn load(bundle: &Path, seccomp_cache: Option<&Path>) -> Result<Bundle, SpecError> {
     let dir = bundle
         .canonicalize()
         .map_err(|e| err("", format!("bundle {}: {e}", bundle.display())))?;
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| err("", format!("cannot read {}: {e}", path.display())))?;
-    let (spec, rootfs) = parse(&text, &dir)?;
+    let (spec, rootfs, unapplied) = parse_noting_unapplied(&text, &dir)?;
     let seccomp = spec
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::compile)
+        .map(|s| match seccomp_cache {
+            Some(dir) => crate::seccomp::compile_cached(s, dir),
+            None => crate::seccomp::compile(s),
+        })
         .transpose()
         .map_err(|e| err("", e))?;
     Ok(Bundle {
@@ -56,16 +65,25 @@ pub fn load(bundle: &Path) -> Result<Bundle, SpecError> {
         rootfs,
         spec,
         seccomp,
+        unapplied,
     })
 }
 
 /// Parse and validate the text of a config.json belonging to the bundle at `dir`.
 /// Returns the spec and the canonical rootfs path.
 pub fn parse(text: &str, dir: &Path) -> Result<(Spec, PathBuf), SpecError> {
-    let spec = parse_spec(text)?;
+    parse_noting_unapplied(text, dir).map(|(spec, rootfs, _)| (spec, rootfs))
+}
+
+/// [`parse`], also returning the fields set that the runtime does not apply.
+fn parse_noting_unapplied(
+    text: &str,
+    dir: &Path,
+) -> Result<(Spec, PathBuf, Vec<&'static str>), SpecError> {
+    let (spec, unapplied) = parse_spec(text)?;
     let rootfs = validate::validate_fs(&spec, dir)?;
     validate::validate_fields(&spec)?;
-    Ok((spec, rootfs))
+    Ok((spec, rootfs, unapplied))
 }
 
 /// Everything `create` checks about a config.json that does not depend on the bundle
@@ -75,7 +93,7 @@ pub fn parse(text: &str, dir: &Path) -> Result<(Spec, PathBuf), SpecError> {
 pub fn validate_json(bytes: &[u8]) -> Result<Spec, SpecError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| err("", format!("not UTF-8 at byte {}", e.valid_up_to())))?;
-    let spec = parse_spec(text)?;
+    let (spec, _) = parse_spec(text)?;
     validate::validate_fields(&spec)?;
     if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         crate::seccomp::compile(s).map_err(|e| err("", e))?;
@@ -83,8 +101,8 @@ pub fn validate_json(bytes: &[u8]) -> Result<Spec, SpecError> {
     Ok(spec)
 }
 
-/// Pass 1 and the conversion into the typed spec.
-fn parse_spec(text: &str) -> Result<Spec, SpecError> {
+/// Pass 1 and the conversion into the typed spec; also the fields set that are not applied.
+fn parse_spec(text: &str) -> Result<(Spec, Vec<&'static str>), SpecError> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         err(
             "",
@@ -97,7 +115,9 @@ fn parse_spec(text: &str) -> Result<Spec, SpecError> {
         )
     })?;
     validate::validate_tree(&value)?;
-    serde_json::from_value(value).map_err(|e| err("", e.to_string()))
+    let unapplied = unapplied::fields(&value);
+    let spec = serde_json::from_value(value).map_err(|e| err("", e.to_string()))?;
+    Ok((spec, unapplied))
 }
 
 /// serde_json appends " at line X column Y" to its messages; we print the position first.

@@ -79,9 +79,12 @@ pub(super) fn validate_tree(v: &Value) -> Result<(), SpecError> {
         .transpose()?
         .flatten()
     else {
-        return Ok(());
+        return check_without_mount_namespace(top, None);
     };
     let namespaces = check_namespaces(linux)?;
+    if !namespaces.contains("mount") {
+        check_without_mount_namespace(top, Some(linux))?;
+    }
     let has_user = namespaces.contains("user");
     for key in ["uidMappings", "gidMappings"] {
         check_id_maps(linux, key, has_user)?;
@@ -100,6 +103,46 @@ pub(super) fn validate_tree(v: &Value) -> Result<(), SpecError> {
             "hostname",
             "setting the hostname needs a uts namespace in linux.namespaces",
         ));
+    }
+    Ok(())
+}
+
+/// Without a mount namespace the container runs in the caller's (as under runc), with the
+/// rootfs as its root directory (chroot) and the mount tree left alone. What would mount or
+/// make nodes is refused, naming the field: in the caller's namespace it would change the
+/// host's mounts and outlive the container.
+fn check_without_mount_namespace(
+    top: &Map<String, Value>,
+    linux: Option<&Map<String, Value>>,
+) -> Result<(), SpecError> {
+    let why = "needs a mount namespace ({\"type\": \"mount\"} in linux.namespaces): without \
+               one the container runs in the caller's, where this would change the host";
+    let non_empty = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    };
+    if non_empty(top.get("mounts")) {
+        return Err(err("mounts", why));
+    }
+    if top
+        .get("root")
+        .and_then(|r| r.get("readonly"))
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        return Err(err("root.readonly", why));
+    }
+    for key in [
+        "maskedPaths",
+        "readonlyPaths",
+        "devices",
+        "rootfsPropagation",
+    ] {
+        if non_empty(linux.and_then(|l| l.get(key))) {
+            return Err(err(format!("linux.{key}"), why));
+        }
     }
     Ok(())
 }

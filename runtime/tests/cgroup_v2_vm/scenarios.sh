@@ -95,6 +95,7 @@ fact cpu.max "$(cat $cg/cpu.max)"
 fact cpu.weight "$(cat $cg/cpu.weight)"
 fact cpuset.cpus "$(cat $cg/cpuset.cpus)"
 fact cpuset.mems "$(cat $cg/cpuset.mems)"
+fact hugetlb.2MB.max "$(cat $cg/hugetlb.2MB.max)"
 rt start start cg2-cpu
 pid=$(sed -n 's/.*"pid":\([0-9]*\).*/\1/p' /run/bh/cg2-cpu/state.json)
 sleep 1.2
@@ -241,11 +242,12 @@ if [ "$(has events)" = yes ] && [ "$(has update)" = yes ]; then
   fact left "$(exists $cg)"
 fi
 
-# Nothing may be left: no group below the root, no state directory.
+# Nothing may be left: no group below the root, no state directory (the seccomp cache is kept
+# on purpose).
 SC=end
 find /sys/fs/cgroup -mindepth 1 -type d >/tmp/cgroups
 lines cgroups /tmp/cgroups
-ls /run/bh >/tmp/states 2>/dev/null
+ls /run/bh 2>/dev/null | grep -vx '@seccomp-cache' >/tmp/states
 lines states /tmp/states
 echo CG2-DONE
 reboot -f

@@ -21,6 +21,17 @@
 //! before anything exists), and the init, after fork, makes a single seccomp(2) call with no
 //! library state and no allocation. The init loads it after no_new_privs when that is set, else
 //! before dropping capabilities (which needs CAP_SYS_ADMIN), as runc does: see `create`.
+//!
+//! Compiling the default profile costs ~14 ms, more than the rest of a container start:
+//! `create` and `exec` compile through [`cache`] (once per profile), which explains why that
+//! and not a compiler of our own.
+
+mod cache;
+
+pub use cache::{DIR_NAME as CACHE_DIR_NAME, MAX_ENTRIES as CACHE_MAX_ENTRIES, Outcome};
+pub use cache::{
+    compile_cached, compile_reporting, dir_in as cache_dir_in, entries as cache_entries,
+};
 
 use std::fs::File;
 use std::io::{Read, Seek};
