@@ -578,6 +578,47 @@ mod tests {
     }
 
     #[test]
+    fn disks_come_from_the_flag_or_the_file_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vm.json");
+        std::fs::write(
+            &file,
+            r#"{"kernel": "k", "disks": ["root.ext4", "/abs/data.img,ro"]}"#,
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let s = Settings::from_flags(&flags(&["--config", f])).unwrap();
+        assert_eq!(
+            s.config.disks,
+            [
+                DiskSpec {
+                    path: dir.path().join("root.ext4"),
+                    read_only: false
+                },
+                DiskSpec {
+                    path: "/abs/data.img".into(),
+                    read_only: true
+                }
+            ]
+        );
+        assert_eq!(s.origin(Setting::Disks), Origin::File(file.clone()));
+        // `--disk` replaces the file's whole list.
+        let s = Settings::from_flags(&flags(&["--config", f, "--disk", "x.img,ro"])).unwrap();
+        assert_eq!(s.config.disks.len(), 1);
+        assert_eq!(s.origin(Setting::Disks), Origin::Flag);
+        // The flag's syntax.
+        assert_eq!(
+            DiskSpec::parse("a,b.img").unwrap().path,
+            Path::new("a,b.img")
+        );
+        assert!(DiskSpec::parse("a.img,rw").is_err());
+        assert!(DiskSpec::parse(",ro").is_err());
+        std::fs::write(&file, r#"{"kernel": "k", "disks": ["a.img,xx"]}"#).unwrap();
+        let e = Settings::from_flags(&flags(&["--config", f])).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{f}: disks ")), "{e}");
+    }
+
+    #[test]
     fn a_bad_file_is_one_message() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("vm.json");

@@ -90,7 +90,7 @@ pub struct DeviceFds {
     pub eventfds_written: Vec<RawFd>,
     /// Eventfds the event loop reads (the virtio queue notifications).
     pub eventfds_read: Vec<RawFd>,
-    /// Disk images: read (pread64) from all of them, written (pwrite64, fdatasync) only the
+    /// Disk images: read (preadv) from all of them, written (pwritev, fdatasync) only the
     /// read-write ones.
     pub disks: Vec<RawFd>,
     pub writable_disks: Vec<RawFd>,
@@ -191,8 +191,8 @@ pub fn rules(fds: &DeviceFds) -> BTreeMap<i64, Vec<SeccompRule>> {
     rules.extend(
         [
             on_fds(libc::SYS_read, &fds.eventfds_read),
-            on_fds(libc::SYS_pread64, &fds.disks),
-            on_fds(libc::SYS_pwrite64, &fds.writable_disks),
+            on_fds(libc::SYS_preadv, &fds.disks),
+            on_fds(libc::SYS_pwritev, &fds.writable_disks),
             on_fds(libc::SYS_fdatasync, &fds.writable_disks),
         ]
         .into_iter()
@@ -322,17 +322,17 @@ mod tests {
         let plain = rules(&DeviceFds::serial(5));
         for call in [
             libc::SYS_read,
-            libc::SYS_pread64,
-            libc::SYS_pwrite64,
+            libc::SYS_preadv,
+            libc::SYS_pwritev,
             libc::SYS_fdatasync,
             libc::SYS_epoll_wait,
         ] {
             assert!(!plain.contains_key(&call), "{call}");
             assert!(rules(&with_disks()).contains_key(&call), "{call}");
         }
-        // One rule per fd: pwrite64 only on the read-write image.
-        assert_eq!(rules(&with_disks())[&libc::SYS_pwrite64].len(), 1);
-        assert_eq!(rules(&with_disks())[&libc::SYS_pread64].len(), 2);
+        // One rule per fd: pwritev only on the read-write image.
+        assert_eq!(rules(&with_disks())[&libc::SYS_pwritev].len(), 1);
+        assert_eq!(rules(&with_disks())[&libc::SYS_preadv].len(), 2);
         assert!(!build(&with_disks()).unwrap().is_empty());
     }
 
@@ -397,8 +397,8 @@ mod tests {
             libc::SYS_restart_syscall => "restart_syscall",
             libc::SYS_clock_gettime => "clock_gettime",
             libc::SYS_read => "read",
-            libc::SYS_pread64 => "pread64",
-            libc::SYS_pwrite64 => "pwrite64",
+            libc::SYS_preadv => "preadv",
+            libc::SYS_pwritev => "pwritev",
             libc::SYS_fdatasync => "fdatasync",
             libc::SYS_epoll_wait => "epoll_wait",
             libc::SYS_epoll_pwait => "epoll_pwait",

@@ -87,7 +87,7 @@ impl EventLoop {
         let (started, running) = std::sync::mpsc::sync_channel::<()>(0);
         std::thread::Builder::new()
             .name("virtio".into())
-            // pread/pwrite and the queue walk need little stack.
+            // preadv/pwritev and the queue walk need little stack.
             .stack_size(128 * 1024)
             .spawn(move || {
                 let _ = started.send(());

@@ -10,7 +10,7 @@
 //! - the guest's queue notification (a write to QueueNotify) is an ioeventfd: KVM signals an
 //!   eventfd and resumes the guest without an exit to us;
 //! - the event-loop thread waits on those eventfds (epoll), walks the queue (virtio-queue) and
-//!   does the device's I/O (pread/pwrite/fdatasync on the image);
+//!   does the device's I/O (preadv/pwritev/fdatasync on the image);
 //! - it then raises the device's interrupt through an irqfd (an eventfd KVM turns into a GSI),
 //!   again without an ioctl or an exit;
 //! - the vCPU threads only serve register accesses (MMIO exits), which are set-up and the
@@ -29,7 +29,7 @@
 //!   requests, then yields to the other devices.
 //!
 //! No request allocates in proportion to what the guest asks: data moves between the image
-//! and guest memory directly (pread/pwrite into the guest's pages), and the per-request
+//! and guest memory directly (preadv/pwritev into the guest's pages), and the per-request
 //! bookkeeping is bounded by [`MAX_CHAIN_DESCRIPTORS`].
 
 pub mod block;

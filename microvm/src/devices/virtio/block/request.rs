@@ -11,8 +11,8 @@
 //! Everything is checked before any I/O: each buffer must lie in guest memory, readable
 //! descriptors must come before writable ones, the chain has at most
 //! [`MAX_CHAIN_DESCRIPTORS`], and the sectors must lie on the disk. Data then moves with
-//! pread/pwrite straight between the image and the guest's pages: no buffer of ours grows
-//! with the request.
+//! preadv/pwritev straight between the image and the guest's pages: no buffer of ours grows
+//! with the data (only a list of at most that many iovecs, freed with the request).
 
 use std::os::fd::RawFd;
 
@@ -239,49 +239,67 @@ pub fn execute(req: &Request, mem: &GuestMemoryMmap, disk: &Disk, id: &[u8]) -> 
     }
 }
 
-/// Moves the data between the segments and the image at `offset`: pread into the guest's
-/// pages (a read request) or pwrite from them (a write).
+/// Moves the data between the segments and the image at `offset`, straight into or out of
+/// the guest's pages: one preadv/pwritev per request (Linux sends a request as a list of
+/// pages), again for the rest after a short transfer.
 fn transfer(
     mem: &GuestMemoryMmap,
     segments: &[Segment],
     fd: RawFd,
-    mut offset: u64,
+    offset: u64,
     write: bool,
 ) -> std::io::Result<()> {
+    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(segments.len());
     for seg in segments {
         let slice = mem
             .get_slice(seg.addr, seg.len as usize)
             .map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
-        let guard = slice.ptr_guard_mut();
-        let base = guard.as_ptr();
-        let mut done = 0usize;
-        while done < slice.len() {
-            let left = slice.len() - done;
-            let at = (offset + done as u64) as libc::off64_t;
-            // SAFETY: `base..base + slice.len()` is guest memory that vm-memory checked lies
-            // inside one mapped region, alive as long as `mem`; the kernel reads or writes
-            // only those `left` bytes from `done` on. The guest may change them meanwhile,
-            // which only changes the data it gets or gives, never our memory.
-            let n = unsafe {
-                if write {
-                    libc::pwrite64(fd, base.add(done).cast(), left, at)
-                } else {
-                    libc::pread64(fd, base.add(done).cast(), left, at)
+        iovs.push(libc::iovec {
+            iov_base: slice.ptr_guard_mut().as_ptr().cast(),
+            iov_len: slice.len(),
+        });
+    }
+    let (mut first, mut at) = (0usize, offset);
+    while first < iovs.len() {
+        let rest = &iovs[first..];
+        let count = rest.len().min(libc::UIO_MAXIOV as usize) as libc::c_int;
+        // SAFETY: every iovec points into guest memory that vm-memory checked lies inside one
+        // mapped region, which lives as long as `mem`; the kernel reads or writes only those
+        // bytes. The guest may change them meanwhile, which only changes the data it gets or
+        // gives, never our memory.
+        let n = unsafe {
+            if write {
+                libc::pwritev(fd, rest.as_ptr(), count, at as libc::off_t)
+            } else {
+                libc::preadv(fd, rest.as_ptr(), count, at as libc::off_t)
+            }
+        };
+        let mut n = match n {
+            n if n > 0 => n as usize,
+            // The image shrank under us (someone else truncated it).
+            0 => return Err(std::io::Error::from_raw_os_error(libc::EIO)),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
                 }
-            };
-            match n {
-                n if n > 0 => done += n as usize,
-                // The image shrank under us (someone else truncated it).
-                0 => return Err(std::io::Error::from_raw_os_error(libc::EIO)),
-                _ => {
-                    let e = std::io::Error::last_os_error();
-                    if e.kind() != std::io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
+                return Err(e);
+            }
+        };
+        at += n as u64;
+        // Skip what was done: whole buffers, then part of the next.
+        while n > 0 && first < iovs.len() {
+            let iov = &mut iovs[first];
+            if n >= iov.iov_len {
+                n -= iov.iov_len;
+                first += 1;
+            } else {
+                // SAFETY: n < iov_len: still inside the same buffer.
+                iov.iov_base = unsafe { iov.iov_base.cast::<u8>().add(n).cast() };
+                iov.iov_len -= n;
+                n = 0;
             }
         }
-        offset += seg.len as u64;
     }
     Ok(())
 }
