@@ -17,6 +17,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # Tests run the workspace's binaries (bulkhead-guest, bulkhead-runtime, bulkhead-vm, bulkhead):
 # build them all first.
 cargo build --workspace --quiet --features "$FEATURES"
+# The criterion benchmarks compile (dev profile, sharing the build above) so they cannot rot.
+cargo bench --workspace --no-run --profile dev --quiet --features "$FEATURES"
 cargo test --workspace --features "$FEATURES" "$@"
 
 # A short round of each fuzz target (the README says how to run a long one). Only for the whole
