@@ -67,9 +67,13 @@ fn describe(b: &BackendReport) -> String {
             vm.guest,
             vm.kernel
                 .as_ref()
-                .map_or("no kernel (a bare guest)".to_string(), |k| format!(
-                    "Linux {k}"
-                )),
+                .map_or("no kernel (a bare guest)".to_string(), |k| {
+                    if k.starts_with("Linux") {
+                        k.clone()
+                    } else {
+                        format!("Linux {k}")
+                    }
+                }),
             vm.memory_mib,
             vm.vcpus,
             vm.accel.label()

@@ -2,9 +2,7 @@
 //! comparison), what ran in each VM, an idle VM's memory three ways, and the failed runs.
 //! Each is `None` when no row has what it shows (older reports), so nothing empty is drawn.
 
-use super::tables::{
-    Table, failed_cell, launcher_cell, missing_row, note_text, p99_cell, syscalls_cell,
-};
+use super::tables::{Table, failed_cell, launcher_cell, missing_row, p99_cell, syscalls_cell};
 use super::{ms, ratio_cell};
 use crate::model::{BackendReport, Report, Section, Summary, mib};
 
@@ -194,8 +192,7 @@ pub fn failures(r: &Report) -> Vec<String> {
         .filter_map(|b| Some((b, b.failures.as_ref()?)))
         .flat_map(|(b, f)| {
             let verdict = if f.too_many() {
-                b.note_for("startup")
-                    .map_or_else(|| s("more than 10% failed: no numbers"), note_text)
+                s("more than 10%, so the row has no startup numbers")
             } else {
                 s("the row keeps its other runs")
             };

@@ -22,6 +22,8 @@ const WIDTH: u32 = 860;
 const HEIGHT: u32 = 520;
 const FONT: &str = "sans-serif";
 const MARKER: i32 = 8;
+/// A label's line height, px.
+const LINE: i32 = 15;
 
 /// One marker: (ms, MiB, label, class).
 struct Point {
@@ -131,19 +133,39 @@ pub fn svg(r: &Report) -> Option<String> {
                 .ok()?
                 .label(class.label())
                 .legend(move |at| EmptyElement::at(at) + Polygon::new(shape(class), rgb.filled()));
-            chart
-                .draw_series(mine.iter().map(|p| {
-                    Text::new(
+        }
+        // The labels, right of their markers; one that would overlap a label placed before it
+        // (two backends with nearly the same numbers) moves to the nearest free line, above or
+        // below.
+        let mut placed: Vec<(i32, i32, i32)> = Vec::new();
+        let mut labels = Vec::new();
+        for p in &pts {
+            let (x, y) = chart.backend_coord(&(p.ms, p.mib));
+            let x = x + MARKER + 6;
+            let width = 7 * p.label.chars().count() as i32;
+            let free = |dy: i32| {
+                !placed.iter().any(|&(px, py, pw)| {
+                    (y + dy - py).abs() < LINE && x < px + pw && px < x + width
+                })
+            };
+            let dy = (0..20)
+                .map(|k| if k % 2 == 0 { k / 2 * LINE } else { -(k / 2 + 1) * LINE })
+                .find(|&dy| free(dy))
+                .unwrap_or(0);
+            placed.push((x, y + dy, width));
+            labels.push(
+                EmptyElement::at((p.ms, p.mib))
+                    + Text::new(
                         p.label.clone(),
-                        (p.ms * 1.12, p.mib),
+                        (MARKER + 6, dy),
                         (FONT, 13)
                             .into_font()
                             .color(&BLACK)
                             .pos(Pos::new(HPos::Left, VPos::Center)),
-                    )
-                }))
-                .ok()?;
+                    ),
+            );
         }
+        chart.draw_series(labels).ok()?;
         super::charts::legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         root.present().ok()?;
     }
