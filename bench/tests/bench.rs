@@ -676,3 +676,56 @@ fn a_bad_seccomp_profile_is_one_error_naming_the_flag_and_field() {
         "{err}"
     );
 }
+
+/// The seed is recorded; every row has its launcher's peak RSS; the summary sets the fastest
+/// container first; p99 is left out below n = 100 and shown from it.
+#[test]
+fn a_run_records_its_seed_the_launchers_peak_rss_and_a_summary() {
+    skip_unless!(is_root(), "containers need root");
+    skip_unless!(on_path("crun").is_some(), "crun is not on PATH");
+    let run = RealRun::new();
+    let stdout = run.bench_ok(&[
+        "--backends",
+        "process,crun,runc",
+        "--runs",
+        "4",
+        "--warmup",
+        "1",
+        "--instances",
+        "2",
+        "--seed",
+        "12345",
+    ]);
+    let r = run.report();
+    assert_eq!(r.seed, Some(12345));
+    for b in &r.backends {
+        assert!(b.failures.is_none(), "{}: {:?}", b.name, b.failures);
+        let peak = b.launcher_peak_rss_kib.as_ref();
+        // The process row's launcher is the guest, which may be gone when the line arrives.
+        if b.name != "process" {
+            let peak = peak.unwrap_or_else(|| panic!("{}: no launcher peak RSS", b.name));
+            assert!(peak.n >= 1 && peak.p50 > 500.0, "{}: {peak:?}", b.name);
+        }
+        assert!(b.launcher_peak_rss_method.is_some());
+    }
+    // runc (a Go binary) takes far more memory to start a container than crun (C).
+    let peak = |n: &str| {
+        let b = r.backends.iter().find(|b| b.name == n).unwrap();
+        b.launcher_peak_rss_kib.as_ref().unwrap().p50
+    };
+    assert!(
+        peak("runc") > 2.0 * peak("crun"),
+        "runc {} crun {}",
+        peak("runc"),
+        peak("crun")
+    );
+    let s = r.summary.as_ref().expect("a summary");
+    let fastest = s.container.as_ref().unwrap();
+    assert!(["crun", "runc"].contains(&fastest.backend.as_str()));
+    assert!(s.vm.is_none() && s.reason.as_deref().unwrap().contains("no VM"));
+    assert!(stdout.starts_with("Summary\n"), "{stdout}");
+    let md = std::fs::read_to_string(run.out_dir.join("report.md")).unwrap();
+    assert!(md.contains("p99 is shown only where n ≥ 100"), "{md}");
+    assert!(md.contains("| crun | bulkhead-guest |  | 4 |"), "{md}");
+    run.finish();
+}

@@ -801,3 +801,17 @@ fn every_fixture_validates_and_renders_with_a_summary() {
     }
     assert!(seen >= 1, "no fixtures in {}", dir.display());
 }
+
+#[test]
+fn p99_is_shown_from_100_samples_only() {
+    let of = |n: usize| {
+        let samples: Vec<f64> = (1..=n).map(|i| i as f64 * 1e6).collect();
+        report::tables::p99_cell(&bulkhead::stats::summarize(&samples).unwrap())
+    };
+    assert_eq!(of(99), "—");
+    assert_eq!(of(30), "—");
+    assert_eq!(of(100), report::ms(99.01e6));
+    // And the fixture's startup table (5 runs each) says why.
+    let md = report::markdown::render(&json::read(&fixture()).unwrap());
+    assert!(md.contains(report::tables::P99_NOTE), "{md}");
+}
