@@ -24,6 +24,7 @@ const ELF_GUESTS: &[(&str, u32)] = &[
     ("poweroff.elf", 6),
     ("pvh.elf", 7),
     ("hog.elf", 8),
+    ("virtio.elf", 9),
 ];
 
 fn run(cmd: &mut Command) {

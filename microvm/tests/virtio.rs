@@ -308,6 +308,47 @@ fn hostile_requests_in_a_loop_do_not_grow_memory() {
     assert!(d.transport.is_active());
 }
 
+/// The whole path on a real VM (this runs on PVM too: the guest is bare): QueueNotify through
+/// KVM's ioeventfd to the event loop, under the seccomp filter, the interrupt back through the
+/// irqfd. A hostile driver fails the device and the VMM lives on; after a reset an honest
+/// FLUSH completes.
+#[test]
+fn a_bare_guest_drives_the_device_through_kvm_hostile_then_honest() {
+    bulkhead_testkit::skip_unless!(common::have_kvm(), "/dev/kvm is not available");
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = common::write_file(dir.path(), "virtio.elf", common::guests::VIRTIO);
+    let img = image(dir.path(), "d.img", &pattern(MIB as usize, 5));
+    let out = common::vmm(&[
+        "--kernel",
+        kernel.to_str().unwrap(),
+        "--disk",
+        img.to_str().unwrap(),
+        "--timeout",
+        "20",
+        "--timings",
+    ]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    let stdout = out.stdout_str();
+    assert!(stdout.starts_with("BULKHEAD-READY "), "{stdout}");
+    // ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK | DEVICE_NEEDS_RESET, then FLUSH: OK.
+    assert!(stdout.contains("\nvirtio 79 0\n"), "{stdout}");
+    // One line about the failed device, and the timings.
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with("bulkhead-vm: virtio device 2 failed")
+            && lines[0].contains("invalid available ring index"),
+        "{lines:?}"
+    );
+    let t: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    assert!(
+        t["devices_ready"].as_u64() >= t["kernel_loaded"].as_u64(),
+        "{t}"
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), pattern(MIB as usize, 5));
+    common::assert_nothing_left(dir.path().to_str().unwrap());
+}
+
 // ---- Linux guests -----------------------------------------------------------------------
 
 /// Generous for a TCG-nested boot plus 64 MiB through virtio-blk.

@@ -22,6 +22,12 @@
  *              given (past its RAM each write is an MMIO exit), prints `BULKHEAD-READY
  *              <tsc> hog` and halts with interrupts off, forever: the VMM's RSS must stay
  *              within the RAM it was told to give (--memory), however much the guest touches.
+ *   9 virtio   a hostile, then an honest virtio driver for the first virtio-mmio device (run
+ *              with --disk): 200 chains that loop and point past RAM, notified 1000 times;
+ *              an available index 1000 ahead (the device must fail: DEVICE_NEEDS_RESET);
+ *              then a reset and one well-formed FLUSH. Prints `BULKHEAD-READY <tsc> virtio`
+ *              and `virtio <status after the lie> <the flush's status byte>`, then resets.
+ *              Every notification goes through KVM's ioeventfd and the VMM's event loop.
  */
         .set COM1,        0x3f8
         .set I8042_CMD,   0x64
@@ -31,6 +37,11 @@
         .set UNMAPPED,    0xe0000000      /* inside the 32-bit MMIO gap, no device there */
         .set HOG_START,   0x200000        /* above the image, its .bss and the boot tables */
         .set HOG_END,     0x2000000       /* 32 MiB: inside the VMM's 1 GiB identity map */
+        .set VIO,         0xd0001000      /* the first virtio-mmio device (its 2 MiB page is the boot timer's) */
+        .set Q_DESC,      0x300000        /* its queue: descriptor table, rings, a request */
+        .set Q_AVAIL,     0x310000
+        .set Q_USED,      0x320000
+        .set REQ,         0x330000        /* a request header; its status byte at +0x100 */
 
         .section .text
         .code64
@@ -96,6 +107,75 @@ _start:
         jb      7b
 .endif
 
+.if VARIANT == 9
+        mov     $VIO, %ebx
+        call    vio_init
+        /* 256 descriptors, each a loop to itself, writable, past RAM, with a lying length. */
+        mov     $Q_DESC, %edi
+        xor     %ecx, %ecx
+1:      movabs  $0xfffffff000000000, %rax
+        mov     %rax, (%rdi)
+        movl    $0xffffffff, 8(%rdi)
+        movw    $3, 12(%rdi)                /* NEXT | WRITE */
+        mov     %cx, 14(%rdi)               /* next: itself */
+        add     $16, %rdi
+        inc     %ecx
+        cmp     $256, %ecx
+        jb      1b
+        /* The available ring offers 200 of them... */
+        mov     $Q_AVAIL, %edi
+        xor     %ecx, %ecx
+2:      mov     %cx, 4(%rdi,%rcx,2)
+        inc     %ecx
+        cmp     $256, %ecx
+        jb      2b
+        movw    $200, 2(%rdi)
+        /* ...notified 1000 times (QueueNotify = 0: KVM's ioeventfd, no exit to the VMM). */
+        mov     $1000, %ecx
+3:      movl    $0, 0x50(%rbx)
+        loop    3b
+        /* Then an available index 1000 ahead of what the device has seen. */
+        movw    $1200, 2(%rdi)
+        movl    $0, 0x50(%rbx)
+        /* Wait, boundedly, for DEVICE_NEEDS_RESET (each Status read is an MMIO exit). */
+        mov     $1000000, %ecx
+4:      mov     0x70(%rbx), %eax
+        test    $64, %eax
+        jnz     5f
+        pause
+        loop    4b
+5:      mov     %eax, %r12d
+        /* An honest driver: reset, set up again, one FLUSH request. */
+        call    vio_init
+        mov     $REQ, %edi
+        movl    $4, (%rdi)                  /* VIRTIO_BLK_T_FLUSH */
+        movl    $0, 4(%rdi)
+        movq    $0, 8(%rdi)
+        movb    $0xee, 0x100(%rdi)
+        mov     $Q_DESC, %edi
+        movq    $REQ, (%rdi)                /* the header: readable, next 1 */
+        movl    $16, 8(%rdi)
+        movw    $1, 12(%rdi)
+        movw    $1, 14(%rdi)
+        movq    $(REQ + 0x100), 16(%rdi)    /* the status byte: writable, last */
+        movl    $1, 24(%rdi)
+        movw    $2, 28(%rdi)
+        movw    $0, 30(%rdi)
+        mov     $Q_AVAIL, %edi
+        movw    $0, 4(%rdi)
+        movw    $1, 2(%rdi)
+        movl    $0, 0x50(%rbx)
+        /* Wait for the used index (guest RAM: no exits), boundedly. */
+        mov     $Q_USED, %esi
+        mov     $1000000000, %ecx
+6:      cmpw    $1, 2(%rsi)
+        je      7f
+        pause
+        loop    6b
+7:      mov     $REQ, %edi
+        movzbl  0x100(%rdi), %r13d
+.endif
+
         /* The ready line: `BULKHEAD-READY <tsc> <boot_id>`. */
         lea     msg_ready(%rip), %rsi
         call    puts
@@ -110,6 +190,19 @@ _start:
         mov     $UNMAPPED, %edi
 4:      movb    $0x55, (%rdi)
         jmp     4b
+.endif
+
+.if VARIANT == 9
+        lea     msg_virtio(%rip), %rsi
+        call    puts
+        mov     %r12, %rax
+        call    putu64
+        lea     msg_space(%rip), %rsi
+        call    puts
+        mov     %r13, %rax
+        call    putu64
+        lea     msg_newline(%rip), %rsi
+        call    puts
 .endif
 
 .if VARIANT == 5
@@ -151,6 +244,35 @@ puts:
         jmp     1b
 2:      ret
 
+.if VARIANT == 9
+/*
+ * vio_init: the virtio-mmio device at %rbx from reset to DRIVER_OK (virtio 1.2 §3.1.1), taking
+ * only VERSION_1, with queue 0 of 256 entries at Q_DESC, Q_AVAIL, Q_USED (rings emptied).
+ */
+vio_init:
+        movl    $0, 0x70(%rbx)              /* Status: reset */
+        movl    $1, 0x70(%rbx)              /* ACKNOWLEDGE */
+        movl    $3, 0x70(%rbx)              /* DRIVER */
+        movl    $1, 0x24(%rbx)              /* DriverFeaturesSel: bits 32-63 */
+        movl    $1, 0x20(%rbx)              /* VIRTIO_F_VERSION_1 */
+        movl    $11, 0x70(%rbx)             /* FEATURES_OK */
+        movl    $0, 0x30(%rbx)              /* QueueSel */
+        movl    $256, 0x38(%rbx)            /* QueueNum */
+        movl    $Q_DESC, 0x80(%rbx)
+        movl    $0, 0x84(%rbx)
+        movl    $Q_AVAIL, 0x90(%rbx)
+        movl    $0, 0x94(%rbx)
+        movl    $Q_USED, 0xa0(%rbx)
+        movl    $0, 0xa4(%rbx)
+        mov     $Q_AVAIL, %edi
+        movl    $0, (%rdi)
+        mov     $Q_USED, %edi
+        movl    $0, (%rdi)
+        movl    $1, 0x44(%rbx)              /* QueueReady */
+        movl    $15, 0x70(%rbx)             /* DRIVER_OK */
+        ret
+.endif
+
 /* putu64: write %rax in decimal to COM1. */
 putu64:
         lea     numbuf_end(%rip), %rdi
@@ -177,6 +299,8 @@ msg_tail:
         .asciz  " linux64\n"
 .elseif VARIANT == 8
         .asciz  " hog\n"
+.elseif VARIANT == 9
+        .asciz  " virtio\n"
 .else
         .asciz  " hostile\n"
 .endif
@@ -187,6 +311,14 @@ msg_panic:
 .if VARIANT == 6
 msg_poweroff:
         .asciz  "[    1.000000] reboot: Power down\n"
+.endif
+.if VARIANT == 9
+msg_virtio:
+        .asciz  "virtio "
+msg_space:
+        .asciz  " "
+msg_newline:
+        .asciz  "\n"
 .endif
 .if VARIANT == 7
 msg_pvh:

@@ -35,3 +35,9 @@ pub const POWER_OFF: &[u8] = guest!("poweroff.elf");
 /// `BULKHEAD-READY <tsc> hog` and halts with interrupts off: however much it touches, the
 /// VMM's memory must stay within the guest RAM it was given.
 pub const HOG: &[u8] = guest!("hog.elf");
+
+/// A hostile, then an honest virtio driver for the first virtio-mmio device (run it with
+/// `--disk`): looping chains past RAM notified 1000 times, a lying available index, then a
+/// reset and one FLUSH. Prints `BULKHEAD-READY <tsc> virtio`, then
+/// `virtio <status after the lie> <flush status byte>`, then resets.
+pub const VIRTIO: &[u8] = guest!("virtio.elf");
