@@ -1,88 +1,127 @@
 //! `bulkhead-vm`: our KVM VMM, beside our own executable.
 //!
-//! Two rows: `bulkhead-vm` runs the freestanding bare guest (boots even under PVM), and
-//! `bulkhead-vm-linux` the Linux kernel + initramfs with bulkhead-guest as init, which needs
-//! hardware (or nested) KVM. The Linux row is not wired yet; it reports why it has no numbers.
-//!
-//! The bare row's idle instance is the HALT guest: it prints its ready line and halts with
-//! interrupts off, so the VM stays up doing nothing until the harness kills the VMM. Its memory
-//! row is the VMM's own overhead (RSS/PSS, and the RSS outside the guest's RAM).
+//! Two rows:
+//! - `bulkhead-vm-linux` boots the Linux guest ([`super::linux`]: the images' kernel, the
+//!   initramfs whose `/init` is bulkhead-guest, the task on the command line) for every task,
+//!   as the containers run them. It needs KVM that runs Linux (hardware or nested); on PVM it
+//!   says so, and the nested test (bench/tests/nested_linux.rs) runs this same code path
+//!   inside a nested test host.
+//! - `bulkhead-vm`, the VMM floor, runs the freestanding bare ELF (boots even under PVM); its
+//!   idle instance is the HALT guest, which prints its ready line and halts with interrupts
+//!   off until the harness stops the VMM.
 
-use super::vm::{self, Launcher, bare_only_reason};
-use super::{Backend, BareImages, Context, Description, Instance, Task};
-use crate::model::KvmKind;
+use super::linux::{self, PVH_ENTRY};
+use super::vm::{self, FLOOR_MEMORY_MIB, Launcher};
+use super::{Backend, BareImages, Context, Description, Instance, LinuxImages, Task};
+use crate::model::{ProbeRun, VmGuest};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-/// Guest RAM of an idle bare instance, MiB. The HALT guest touches a few pages only; a small
-/// size keeps N idle VMs cheap to map, while staying far larger than any other read-write
-/// anonymous mapping of the VMM, which is how the memory metric finds the guest's RAM
-/// (`metrics::memory::NON_GUEST_RULE`).
-pub const IDLE_MEMORY_MIB: u64 = 16;
+/// A ready/probe instance's `--timeout`: the VMM ends a guest that hangs by itself, so nothing
+/// outlives a failed run even if the harness is killed. Generous: a nested guest boots in
+/// 15–30 s; the harness's own timeout is the one that normally fires.
+const RUN_TIMEOUT_S: &str = "300";
 
-/// An idle instance's `--timeout`: well past any memory measurement, so a VM is never left
-/// behind even if the harness itself is killed before it can stop it.
-const IDLE_TIMEOUT_S: &str = "120";
+/// An idle instance's `--timeout`: well past any memory measurement, for the same reason.
+const IDLE_TIMEOUT_S: &str = "600";
 
 pub struct BulkheadVm {
-    linux: bool,
     launcher: Launcher,
     bare: Result<BareImages, String>,
+    linux: Option<Result<LinuxImages, String>>,
     stderr: PathBuf,
     timings: Option<serde_json::Value>,
 }
 
 impl BulkheadVm {
+    /// The VMM floor row, `bulkhead-vm`.
     pub fn bare(ctx: &Context) -> BulkheadVm {
-        BulkheadVm::new(ctx, false)
+        BulkheadVm::new(ctx, None)
     }
 
+    /// The Linux row, `bulkhead-vm-linux`.
     pub fn linux(ctx: &Context) -> BulkheadVm {
-        BulkheadVm::new(ctx, true)
+        BulkheadVm::new(ctx, Some(ctx.linux.clone()))
     }
 
-    fn new(ctx: &Context, linux: bool) -> BulkheadVm {
+    fn new(ctx: &Context, linux: Option<Result<LinuxImages, String>>) -> BulkheadVm {
         BulkheadVm {
-            linux,
             // Ours lives beside our own executable (the same cargo target directory).
             launcher: Launcher {
                 path: Some(ctx.exe_dir.join("bulkhead-vm")),
                 how_to_get: "build it: cargo build -p bulkhead-vm",
                 kvm: ctx.kvm,
                 dev_kvm: ctx.dev_kvm,
+                needs_kvm: true,
             },
             bare: ctx.bare.clone(),
-            stderr: ctx.workdir.join(if linux {
+            stderr: ctx.workdir.join(if linux.is_some() {
                 "bulkhead-vm-linux.stderr"
             } else {
                 "bulkhead-vm.stderr"
             }),
+            linux,
             timings: None,
         }
     }
 
-    /// Whether this row's guest can run here (`Err(why)` when not).
+    /// Whether this row's guest can run here (`Err(why)` when not): the Linux guest needs KVM
+    /// that runs Linux, then its images.
     fn guest_ok(&self) -> Result<(), String> {
-        let kvm = self.launcher.kvm;
-        if !self.linux {
-            vm::usable(&self.bare)
-        } else if kvm == KvmKind::Pvm {
-            Err("needs hardware KVM — this host has PVM".into())
-        } else if !kvm.runs_linux_guests() {
-            Err(format!(
-                "needs hardware KVM — this host has {}",
-                kvm.label()
-            ))
-        } else {
-            Err("the Linux guest is not wired into the harness yet".into())
+        match &self.linux {
+            None => vm::usable(&self.bare),
+            Some(images) => {
+                vm::kvm_runs_linux(self.launcher.kvm, self.launcher.dev_kvm)?;
+                vm::usable(images)
+            }
         }
+    }
+
+    /// The Linux row's kernel file and the `--boot-protocol` it is entered by, with the entry
+    /// as the report names it.
+    fn linux_boot(images: &LinuxImages) -> (PathBuf, &'static str, &'static str) {
+        match images.boot_file() {
+            (vmlinux, true) => (vmlinux, "pvh", PVH_ENTRY),
+            (bz, false) => (
+                bz,
+                "linux64",
+                "64-bit Linux boot protocol (bzImage, zero page)",
+            ),
+        }
+    }
+
+    fn vm_guest(&self) -> Option<VmGuest> {
+        let accel = vm::accel(self.launcher.kvm)?;
+        Some(match &self.linux {
+            None => vm::bare_elf_floor(self.launcher.kvm)?,
+            Some(Ok(images)) => {
+                let (file, _, entry) = Self::linux_boot(images);
+                linux::vm_guest(Some(images), Some(&file), entry, accel)
+            }
+            Some(Err(_)) => linux::vm_guest(None, None, PVH_ENTRY, accel),
+        })
+    }
+
+    fn linux_command(&self, images: &LinuxImages, task: &Task) -> anyhow::Result<Command> {
+        let (kernel, protocol, _) = Self::linux_boot(images);
+        let memory = linux::MEMORY_MIB.to_string();
+        let cpus = vm::VCPUS.to_string();
+        let mut cmd = Command::new(self.launcher.executable(self.name())?);
+        cmd.arg("--kernel")
+            .arg(kernel)
+            .arg("--initrd")
+            .arg(&images.initramfs)
+            .args(["--cmdline", &linux::cmdline(task, false)?])
+            .args(["--memory", &memory, "--cpus", &cpus])
+            .args(["--boot-protocol", protocol]);
+        Ok(cmd)
     }
 }
 
 impl Backend for BulkheadVm {
     fn name(&self) -> &str {
-        if self.linux {
+        if self.linux.is_some() {
             "bulkhead-vm-linux"
         } else {
             "bulkhead-vm"
@@ -90,81 +129,108 @@ impl Backend for BulkheadVm {
     }
 
     fn describe(&self) -> Description {
-        let guest = if self.linux {
-            "linux + bulkhead-guest"
-        } else {
-            "bare"
-        };
-        self.launcher.describe(self.name(), guest, self.guest_ok())
+        let linux = self.linux.is_some();
+        self.launcher
+            .describe(self.name(), linux, self.guest_ok(), self.vm_guest())
     }
 
     fn supports(&self, task: &Task) -> Result<(), String> {
-        match task {
-            Task::Ready => Ok(()),
+        match (task, &self.linux) {
+            // The Linux guest runs every task as a container's process does.
+            (_, Some(images)) => vm::usable(images),
+            (Task::Ready, None) => Ok(()),
             // The HALT bare guest idles: ready line, then halted until the VMM is killed.
-            Task::Idle if !self.linux => Ok(()),
-            _ => Err(bare_only_reason(task)),
+            (Task::Idle, None) => Ok(()),
+            (_, None) => Err(vm::bare_only_reason(task)),
         }
     }
 
     fn guest_ram_kib(&self) -> Option<u64> {
-        (!self.linux).then_some(IDLE_MEMORY_MIB * 1024)
+        Some(match self.linux {
+            Some(_) => linux::MEMORY_MIB * 1024,
+            None => FLOOR_MEMORY_MIB * 1024,
+        })
     }
 
     fn memory_subject(&self) -> Option<String> {
-        (!self.linux).then(|| {
-            format!(
+        Some(match self.linux {
+            Some(_) => format!(
+                "the bulkhead-vm process with the idle Linux guest (bulkhead-guest idle as \
+                 PID 1, --memory {})",
+                linux::MEMORY_MIB
+            ),
+            None => format!(
                 "VMM overhead, bare guest: the bulkhead-vm process with the halted bare guest \
-                 (--memory {IDLE_MEMORY_MIB})"
-            )
+                 (--memory {FLOOR_MEMORY_MIB})"
+            ),
+        })
+    }
+
+    fn probe_run(&self) -> Option<ProbeRun> {
+        let Some(Ok(images)) = &self.linux else {
+            return None;
+        };
+        Some(ProbeRun {
+            guest: format!(
+                "Linux {} + bulkhead-guest as init (initramfs)",
+                images.version
+            ),
+            accel: "kvm".into(),
+            why: format!("{} runs Linux guests", self.launcher.kvm.label()),
         })
     }
 
     fn prepare(&mut self) -> anyhow::Result<()> {
-        self.launcher.check(self.name(), self.guest_ok())
+        self.launcher.check(self.name(), self.guest_ok())?;
+        if let Some(Ok(images)) = &self.linux {
+            let (kernel, _, _) = Self::linux_boot(images);
+            linux::check_boots(self, &kernel)?;
+            // The check's run is no measurement.
+            self.timings = None;
+        }
+        Ok(())
     }
 
     fn start(&mut self, task: &Task) -> anyhow::Result<Instance> {
-        let images = self.bare.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut cmd = Command::new(self.launcher.executable(self.name())?);
+        let idle = *task == Task::Idle;
         // --timeout: the VMM itself ends a guest that hangs, so nothing outlives a failed run.
         // --timings: one JSON line of phase timestamps on stderr when the VM ends.
-        if *task == Task::Idle {
-            let memory = IDLE_MEMORY_MIB.to_string();
-            cmd.arg("--kernel").arg(&images.halt).args([
-                "--memory",
-                &memory,
-                "--timeout",
-                IDLE_TIMEOUT_S,
-            ]);
+        let mut cmd = match &self.linux {
+            Some(images) => {
+                let images = images.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+                self.linux_command(images, task)?
+            }
+            None => {
+                let images = self.bare.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut cmd = Command::new(self.launcher.executable(self.name())?);
+                let memory = FLOOR_MEMORY_MIB.to_string();
+                cmd.arg("--kernel")
+                    .arg(if idle { &images.halt } else { &images.elf })
+                    .args(["--memory", &memory, "--boot-protocol", "linux64"]);
+                cmd
+            }
+        };
+        if idle {
+            cmd.args(["--timeout", IDLE_TIMEOUT_S]);
         } else {
-            cmd.arg("--kernel")
-                .arg(&images.elf)
-                .args(["--timeout", "30", "--timings"]);
+            cmd.args(["--timeout", RUN_TIMEOUT_S, "--timings"]);
         }
         Ok(Instance::spawn(cmd, task, &self.stderr)?)
     }
 
     fn stop(&mut self, mut inst: Instance, timeout: Duration) -> anyhow::Result<Option<u64>> {
-        if inst.task == Task::Idle {
-            // The halted guest never ends the VM: the VMM is stopped from outside. SIGTERM
-            // first (its default action ends the VMM, which tears the VM down with it), then
-            // SIGKILL and reap if it is still there; the exit status means nothing here.
-            inst.signal(libc::SIGTERM);
-            let _ = inst.wait_exit(timeout.min(Duration::from_secs(2)));
-            inst.kill();
-            return Ok(None);
+        let idle = inst.task == Task::Idle;
+        let at = vm::stop(&mut inst, timeout, |s| s.success());
+        if !idle {
+            // The last stderr line that parses as a JSON object is the timings line.
+            self.timings = std::fs::read_to_string(&inst.stderr_path)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .find_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+                .filter(serde_json::Value::is_object);
         }
-        let at = inst.check_exit(timeout, |s| s.success());
-        inst.kill();
-        // The last stderr line that parses as a JSON object is the timings line.
-        self.timings = std::fs::read_to_string(&inst.stderr_path)
-            .unwrap_or_default()
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
-            .filter(serde_json::Value::is_object);
-        Ok(Some(at?))
+        at
     }
 
     /// The VMM's own filter (microvm/src/seccomp.rs, installed on every thread before the
@@ -174,7 +240,8 @@ impl Backend for BulkheadVm {
     fn seccomp_profile(&self) -> Option<serde_json::Value> {
         use libseccomp::{ScmpArch, ScmpSyscall};
         let (mut any, mut some) = (Vec::new(), Vec::new());
-        for (nr, rules) in bulkhead_vm::seccomp::rules(libc::STDERR_FILENO) {
+        for (nr, rules) in bulkhead_vm::seccomp::rules(&bulkhead_vm::seccomp::DeviceFds::default())
+        {
             let Ok(name) = ScmpSyscall::from(nr as i32).get_name_by_arch(ScmpArch::X8664) else {
                 continue;
             };

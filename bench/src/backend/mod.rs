@@ -7,14 +7,16 @@
 //!
 //! Here: the trait, what every backend is given ([`Context`]) and says ([`Description`]), and
 //! the registry ([`NAMES`], [`create`]). One file per backend ([`process`], [`oci`],
-//! [`bulkhead_vm`], [`qemu`], [`firecracker`]), and what the three VM backends share in
-//! [`vm`]; the launcher process each instance runs is supervised by [`instance`], and Ctrl-C
-//! is handled by [`interrupt`].
+//! [`bulkhead_vm`], [`qemu`], [`firecracker`]; each VMM has a Linux row and a VMM-floor row),
+//! what the VM backends share in [`vm`], and the Linux guest they boot, written once, in
+//! [`linux`]; the launcher process each instance runs is supervised by [`instance`], and
+//! Ctrl-C is handled by [`interrupt`].
 
 pub mod bulkhead_vm;
 pub mod firecracker;
 pub mod instance;
 pub mod interrupt;
+pub mod linux;
 pub mod oci;
 pub mod process;
 pub mod qemu;
@@ -22,23 +24,43 @@ pub mod vm;
 
 pub use instance::{Instance, InstanceError, Ready, Task};
 
-use crate::model::{Availability, Kind, KvmKind, ProbeRun};
+use crate::model::{Availability, Kind, KvmKind, ProbeRun, Section, VmGuest};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Every backend name `--backends` accepts, in report order (the floor first, VMs last).
+/// Every backend name `--backends` accepts, in report order: the process floor, the
+/// containers, the Linux VMs (the same guest program as the containers, with a kernel of its
+/// own), then the VMM floor (each VMM with a bare guest, no kernel: section `vmm_floor`).
 pub const NAMES: &[&str] = &[
     "process",
     "bulkhead-runtime",
     "runc",
     "crun",
     "youki",
-    "bulkhead-vm",
     "bulkhead-vm-linux",
+    "qemu-microvm-linux",
+    "firecracker-linux",
+    "bulkhead-vm",
     "qemu-microvm",
     "firecracker",
 ];
+
+/// Whether any of `backends` boots the Linux guest, so the run needs a kernel.
+pub fn needs_linux_kernel(backends: &[String]) -> bool {
+    backends.iter().any(|b| b.ends_with("-linux"))
+}
+
+/// Fewer runs than the run asked for, for a backend whose instances take seconds (a VM
+/// emulated in software): each count is an upper bound on the run's own, and `why` is what
+/// the report says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunLimits {
+    pub runs: usize,
+    pub warmup: usize,
+    pub instances: usize,
+    pub why: String,
+}
 
 /// What a backend says about itself (no measurement).
 #[derive(Debug, Clone)]
@@ -48,12 +70,18 @@ pub struct Description {
     /// The launcher's version line, when it has one.
     pub version: Option<String>,
     pub availability: Availability,
-    /// Which guest it runs: `bulkhead-guest` or `bare` (the freestanding ELF / firmware).
+    /// Which guest it runs: `bulkhead-guest`, `linux + bulkhead-guest` or `bare` (the
+    /// freestanding ELF / firmware).
     pub guest: String,
     /// The launcher executable.
     pub launcher: Option<PathBuf>,
     /// For VMs: the KVM serving them, so no VM number is shown without it.
     pub kvm: Option<KvmKind>,
+    /// Where the report shows the row: the VMM floor's bare-guest rows apart from the rest.
+    pub section: Section,
+    /// For VMs: what the VM runs and how (guest, kernel, entry, exit device, RAM, vCPUs,
+    /// command line, accelerator), so rows that differ say how.
+    pub vm: Option<VmGuest>,
 }
 
 /// The common inputs of every backend.
@@ -153,6 +181,11 @@ pub trait Backend {
     fn probe_run(&self) -> Option<ProbeRun> {
         None
     }
+    /// At most how many runs, warm-up runs and idle instances this backend gets, and why;
+    /// `None`: the run's own counts.
+    fn run_limits(&self) -> Option<RunLimits> {
+        None
+    }
     /// Remove whatever `prepare` and the instances left (called once, also after errors).
     fn cleanup(&mut self) {}
 }
@@ -162,10 +195,12 @@ pub fn create(name: &str, ctx: &Context) -> Option<Box<dyn Backend>> {
     Some(match name {
         "process" => Box::new(process::Process::new(ctx)),
         "bulkhead-runtime" | "runc" | "crun" | "youki" => Box::new(oci::Oci::new(name, ctx)),
-        "bulkhead-vm" => Box::new(bulkhead_vm::BulkheadVm::bare(ctx)),
         "bulkhead-vm-linux" => Box::new(bulkhead_vm::BulkheadVm::linux(ctx)),
-        "qemu-microvm" => Box::new(qemu::Qemu::new(ctx)),
-        "firecracker" => Box::new(firecracker::Firecracker::new(ctx)),
+        "qemu-microvm-linux" => Box::new(qemu::Qemu::linux(ctx)),
+        "firecracker-linux" => Box::new(firecracker::Firecracker::linux(ctx)),
+        "bulkhead-vm" => Box::new(bulkhead_vm::BulkheadVm::bare(ctx)),
+        "qemu-microvm" => Box::new(qemu::Qemu::bare(ctx)),
+        "firecracker" => Box::new(firecracker::Firecracker::bare(ctx)),
         _ => return None,
     })
 }

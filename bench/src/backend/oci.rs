@@ -15,7 +15,7 @@
 use super::instance::{show, stderr_tail};
 use super::{Backend, Context, Description, Instance, InstanceError, Task, version_line};
 use crate::env::on_path;
-use crate::model::{Availability, Kind};
+use crate::model::{Availability, Kind, Section};
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -200,6 +200,8 @@ impl Backend for Oci {
             guest: "bulkhead-guest".into(),
             launcher: self.binary.clone(),
             kvm: None,
+            section: Section::Main,
+            vm: None,
         }
     }
 

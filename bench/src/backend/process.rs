@@ -2,7 +2,7 @@
 //! backend is compared with (the cost of exec'ing a static binary and reading one line).
 
 use super::{Backend, Context, Description, Instance, Task};
-use crate::model::{Availability, Kind};
+use crate::model::{Availability, Kind, Section};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -41,6 +41,8 @@ impl Backend for Process {
             guest: "bulkhead-guest".into(),
             launcher: Some(self.guest.clone()),
             kvm: None,
+            section: Section::Main,
+            vm: None,
         }
     }
 

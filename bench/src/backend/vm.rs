@@ -1,10 +1,23 @@
-//! What the three VM backends (bulkhead-vm, qemu-microvm, firecracker) share: how a VMM
-//! launcher describes itself and when it can run ([`Launcher`]), and the bare guest they boot
-//! ([`write_bare`]) with what it cannot do ([`bare_only_reason`]).
+//! What the VM backends (bulkhead-vm, qemu-microvm, firecracker, each with a Linux row and a
+//! bare VMM-floor row) share: how a VMM launcher describes itself and when it can run
+//! ([`Launcher`]), which accelerator runs a VM here ([`accel`]), how an instance is stopped
+//! ([`stop`]), and the bare guests of the VMM floor ([`write_bare`], [`FLOOR_MEMORY_MIB`],
+//! [`floor_guest`]). The Linux guest has a module of its own, [`super::linux`].
 
-use super::{BareImages, Description, Task, version_line};
-use crate::model::{Availability, Kind, KvmKind};
+use super::{BareImages, Description, Instance, Task, version_line};
+use crate::model::{Accel, Availability, Kind, KvmKind, Section, VmGuest};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Guest RAM of every VMM-floor instance, MiB, the same for all three VMMs (a floor measured
+/// with different RAM would not be a floor). The bare guests touch a few pages only; a small
+/// size keeps N idle VMs cheap to map, while staying far larger than any other read-write
+/// anonymous mapping of the VMM, which is how the memory metric finds the guest's RAM
+/// (`metrics::memory::NON_GUEST_RULE`).
+pub const FLOOR_MEMORY_MIB: u64 = 16;
+
+/// vCPUs of every VM instance, floor and Linux alike.
+pub const VCPUS: u32 = 1;
 
 /// A VMM executable and the KVM it would run on.
 #[derive(Debug, Clone)]
@@ -15,6 +28,8 @@ pub struct Launcher {
     pub how_to_get: &'static str,
     pub kvm: KvmKind,
     pub dev_kvm: bool,
+    /// Whether its instances need /dev/kvm (QEMU's software emulation does not).
+    pub needs_kvm: bool,
 }
 
 impl Launcher {
@@ -31,7 +46,7 @@ impl Launcher {
                 how_to_get: self.how_to_get.into(),
             };
         }
-        if !self.dev_kvm {
+        if self.needs_kvm && !self.dev_kvm {
             return Availability::Unavailable {
                 reason: "no /dev/kvm on this host".into(),
             };
@@ -42,9 +57,21 @@ impl Launcher {
         }
     }
 
-    /// What the backend `name`, running `guest` (as the report names it), says about itself;
-    /// `guest_ok` as for [`Launcher::availability`].
-    pub fn describe(&self, name: &str, guest: &str, guest_ok: Result<(), String>) -> Description {
+    /// What the backend `name` says about itself: a Linux row (`linux`) in the main section,
+    /// a bare-guest row in the VMM floor; `guest_ok` as for [`Launcher::availability`]; `vm`
+    /// what its instances run and how.
+    pub fn describe(
+        &self,
+        name: &str,
+        linux: bool,
+        guest_ok: Result<(), String>,
+        vm: Option<VmGuest>,
+    ) -> Description {
+        let (guest, section) = if linux {
+            ("linux + bulkhead-guest", Section::Main)
+        } else {
+            ("bare", Section::VmmFloor)
+        };
         Description {
             name: name.into(),
             kind: Kind::Vm,
@@ -56,6 +83,8 @@ impl Launcher {
             guest: guest.into(),
             launcher: self.path.clone(),
             kvm: Some(self.kvm),
+            section,
+            vm,
         }
     }
 
@@ -78,9 +107,56 @@ impl Launcher {
     }
 }
 
+/// The accelerator a KVM VM runs under on a host whose /dev/kvm is `kvm`; `None` without KVM.
+pub fn accel(kvm: KvmKind) -> Option<Accel> {
+    match kvm {
+        KvmKind::HardwareIntel | KvmKind::HardwareAmd => Some(Accel::KvmHardware),
+        KvmKind::Nested => Some(Accel::KvmNested),
+        KvmKind::Pvm => Some(Accel::KvmPvm),
+        KvmKind::None => None,
+    }
+}
+
+/// Whether KVM here runs an unmodified Linux guest (`Err(why)` when not). The wording names
+/// the host's KVM, so a reader knows what to change.
+pub fn kvm_runs_linux(kvm: KvmKind, dev_kvm: bool) -> Result<(), String> {
+    if !dev_kvm {
+        Err("no /dev/kvm on this host".into())
+    } else if kvm == KvmKind::Pvm {
+        Err("needs hardware KVM — this host has PVM".into())
+    } else if !kvm.runs_linux_guests() {
+        Err(format!(
+            "needs hardware KVM — this host has {}",
+            kvm.label()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// A guest's images as the availability rule takes them: `Err(why)` when there are none.
 pub fn usable<T>(images: &Result<T, String>) -> Result<(), String> {
     images.as_ref().map(|_| ()).map_err(Clone::clone)
+}
+
+/// Stop a VM instance. An idle guest never ends its VM: the VMM is stopped from outside —
+/// SIGTERM first (every VMM here ends on it, tearing the VM down), then SIGKILL and reap if
+/// it is still there; no exit time is meaningful then. Any other instance ends itself (the
+/// guest resets the VM); its exit is an error unless `ok(status)`.
+pub fn stop(
+    inst: &mut Instance,
+    timeout: Duration,
+    ok: impl Fn(&std::process::ExitStatus) -> bool,
+) -> anyhow::Result<Option<u64>> {
+    if inst.task == Task::Idle {
+        inst.signal(libc::SIGTERM);
+        let _ = inst.wait_exit(timeout.min(Duration::from_secs(2)));
+        inst.kill();
+        return Ok(None);
+    }
+    let at = inst.check_exit(timeout, ok);
+    inst.kill();
+    Ok(Some(at?))
 }
 
 /// The bare guests ship inside the bulkhead-vm library (assembled from microvm/guests/bare by
@@ -102,11 +178,39 @@ pub fn write_bare(workdir: &Path) -> Result<BareImages, String> {
     Ok(images)
 }
 
+/// The bare ELF that bulkhead-vm and Firecracker both run in the VMM floor.
+pub const BARE_ELF_GUEST: &str = "bare ELF (microvm/guests/bare: ready line, boot timer, reset; \
+                                  idle: the halt variant)";
+/// Their entry: the bare ELF has no PVH note.
+pub const BARE_ELF_ENTRY: &str = "64-bit ELF entry (Linux 64-bit boot protocol, no PVH note)";
+/// Their exit: the bare guest resets the VM through the i8042.
+pub const I8042_EXIT: &str = "i8042 reset (0xFE to port 0x64)";
+
+/// What a VMM-floor row runs: `guest`, entered by `entry`, leaving through `exit_device`,
+/// with [`FLOOR_MEMORY_MIB`] and [`VCPUS`], under KVM `kvm`.
+pub fn floor_guest(guest: &str, entry: &str, exit_device: &str, kvm: KvmKind) -> Option<VmGuest> {
+    Some(VmGuest {
+        guest: guest.into(),
+        kernel: None,
+        entry: entry.into(),
+        exit_device: exit_device.into(),
+        memory_mib: FLOOR_MEMORY_MIB,
+        vcpus: VCPUS,
+        cmdline: None,
+        accel: accel(kvm)?,
+    })
+}
+
+/// The floor row of bulkhead-vm and of Firecracker: both run the same bare ELF.
+pub fn bare_elf_floor(kvm: KvmKind) -> Option<VmGuest> {
+    floor_guest(BARE_ELF_GUEST, BARE_ELF_ENTRY, I8042_EXIT, kvm)
+}
+
 /// Why a bare-guest backend has no number for `task`.
 pub fn bare_only_reason(task: &Task) -> String {
     format!(
-        "the bare guest only prints its ready line and powers off: `{}` needs the Linux guest \
-         (hardware KVM)",
+        "the bare guest only prints its ready line and powers off: `{}` runs in the Linux \
+         guest's row",
         task.name()
     )
 }

@@ -11,3 +11,4 @@ pub mod memory;
 pub mod startup;
 pub mod summary;
 pub mod syscalls;
+pub mod vm_memory;
