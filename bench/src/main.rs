@@ -41,7 +41,7 @@ struct BenchArgs {
     /// Few runs and instances: first impressions and CI (well under a minute).
     #[arg(long)]
     quick: bool,
-    /// Measured startup runs per backend [default: as many as fit in 15 s by the backend's
+    /// Measured startup runs per backend [default: as many as fit in 20 s by the backend's
     /// warm-up runs, 10 to 100 (p99 is shown from 100); --quick: 5].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     runs: Option<u32>,
@@ -158,14 +158,13 @@ fn bench(args: BenchArgs) -> Result<()> {
     // An unusable --out must fail now, not after minutes of measuring.
     run::check_out_dir(&args.out).map_err(|e| anyhow::anyhow!("--out {e}"))?;
     let env = env::detect();
-    // The bare guest and the containers need no kernel. qemu-microvm's isolation probe boots
-    // the Linux guest (under TCG where KVM cannot run Linux), so a kernel is fetched only when
-    // that backend is asked for and can run; failing to get one costs only that probe.
+    // The bare guests and the containers need no kernel; the Linux VM rows (and their
+    // isolation probes) do. A kernel is fetched only when one of those is asked for; failing
+    // to get one costs only their rows, which then say why.
     let mut opts = Options::new(guest_path(args.guest)?);
     opts.cache_dir = args.cache;
     opts.kernel = KernelChoice::None;
-    let wants_linux = plan.backends.iter().any(|b| b == "qemu-microvm")
-        && env::on_path("qemu-system-x86_64").is_some();
+    let wants_linux = bulkhead::backend::needs_linux_kernel(&plan.backends);
     let (built, no_kernel) = if wants_linux {
         let mut with_kernel = opts.clone();
         with_kernel.kernel = KernelChoice::Distro;

@@ -7,7 +7,7 @@
 
 use crate::backend::interrupt::interrupted;
 use crate::backend::{self, Backend, Context, Task};
-use crate::metrics::{compare, density, isolation, memory, startup, summary, syscalls};
+use crate::metrics::{compare, density, isolation, memory, startup, summary, syscalls, vm_memory};
 use crate::model::{
     self, Availability, BackendReport, Environment, Images, NoteKind, Report, Settings, Tool,
 };
@@ -223,9 +223,22 @@ pub fn run(
             Err(e) => row.note("backend", NoteKind::Error, format!("prepare: {e:#}")),
         }
     }
-    let after_startup = |b: &dyn Backend| {
-        let idle = if b.supports(&Task::Idle).is_ok() {
-            plan.instances as u64
+    // A backend whose every instance takes seconds (a VM emulated in software) may ask for
+    // fewer runs, warm-up runs and idle instances than the run's; the report says why.
+    let limits: Vec<Option<backend::RunLimits>> = backends.iter().map(|b| b.run_limits()).collect();
+    let instances = |i: usize| {
+        limits[i]
+            .as_ref()
+            .map_or(plan.instances, |l| plan.instances.min(l.instances))
+    };
+    let warmup = |i: usize| {
+        limits[i]
+            .as_ref()
+            .map_or(plan.warmup, |l| plan.warmup.min(l.warmup))
+    };
+    let after_startup = |i: usize| {
+        let idle = if backends[i].supports(&Task::Idle).is_ok() {
+            instances(i) as u64
         } else {
             0
         };
@@ -235,9 +248,19 @@ pub fn run(
     bar.set_length(
         ready
             .iter()
-            .map(|&i| plan.warmup as u64 + after_startup(backends[i].as_ref()))
+            .map(|&i| warmup(i) as u64 + after_startup(i))
             .sum(),
     );
+    let startup_limits: Vec<Option<startup::Limit>> = ready
+        .iter()
+        .map(|&i| {
+            limits[i].as_ref().map(|l| startup::Limit {
+                max_runs: l.runs,
+                warmup: l.warmup,
+                why: l.why.clone(),
+            })
+        })
+        .collect();
 
     let outcomes = {
         let mut picked: Vec<&mut dyn Backend> = backends
@@ -259,11 +282,9 @@ pub fn run(
             startup::Event::Done => bar.inc(1),
             startup::Event::Planned { runs } => bar.inc_length(runs),
         };
-        // No backend asks for fewer runs than the run's yet.
-        let limits = vec![None; picked.len()];
         startup::measure_all(
             &mut picked,
-            &limits,
+            &startup_limits,
             plan.runs,
             plan.warmup,
             plan.timeout,
@@ -288,14 +309,18 @@ pub fn run(
             break;
         }
         bar.set_message(rows[i].name.clone());
+        let instances = instances(i);
         measure_rest(
             backends[i].as_mut(),
             plan,
+            instances,
             &canary,
             &syscall_table,
             &mut rows[i],
             &bar,
         );
+        let row = &mut rows[i];
+        row.vm_memory = vm_memory::of(row.kind, row.memory.as_ref(), row.isolation.as_ref());
     }
     for b in &mut backends {
         b.cleanup();
@@ -363,8 +388,8 @@ fn row_of(desc: backend::Description) -> BackendReport {
         host: None,
         density: None,
         syscalls: None,
-        section: None,
-        vm: None,
+        section: Some(desc.section),
+        vm: desc.vm,
         vm_memory: None,
         launcher_peak_rss_kib: None,
         launcher_peak_rss_method: None,
@@ -376,6 +401,7 @@ fn row_of(desc: backend::Description) -> BackendReport {
 fn measure_rest(
     b: &mut dyn Backend,
     plan: &Plan,
+    instances: usize,
     canary: &isolation::Canary,
     syscall_table: &(std::collections::BTreeSet<String>, String),
     row: &mut BackendReport,
@@ -383,7 +409,7 @@ fn measure_rest(
 ) {
     let mut tick = || bar.inc(1);
     match b.supports(&Task::Idle) {
-        Ok(()) => match memory::measure(b, plan.instances, plan.timeout, &mut tick) {
+        Ok(()) => match memory::measure(b, instances, plan.timeout, &mut tick) {
             Ok(m) => {
                 row.density = Some(density::from_memory(&m));
                 row.memory = Some(m);

@@ -438,7 +438,7 @@ fn quick_vm_run_shows_a_ratio_to_qemu_and_the_vmm_non_guest_rss() {
 }
 
 /// The scorecard tells a process, a container and a VM apart by what each guest really saw:
-/// qemu-microvm boots the Linux guest for its probe (with KVM where KVM runs Linux, with TCG
+/// qemu-microvm-linux boots the Linux guest for its probe (with KVM where KVM runs Linux, with TCG
 /// otherwise, as on a PVM host), so the VM row has a kernel and boot_id of its own while the
 /// container shares the host's. Also the new rows of the same run: host syscalls, density.
 #[test]
@@ -446,7 +446,7 @@ fn scorecard_tells_a_process_a_container_and_a_vm_apart() {
     skip_unless!(is_root(), "containers need root");
     skip_unless!(
         std::path::Path::new("/dev/kvm").exists(),
-        "no /dev/kvm: qemu-microvm is unavailable"
+        "no /dev/kvm: qemu-microvm-linux is unavailable"
     );
     skip_unless!(
         on_path("qemu-system-x86_64").is_some(),
@@ -458,12 +458,12 @@ fn scorecard_tells_a_process_a_container_and_a_vm_apart() {
     let stdout = run.bench_ok(&[
         "--quick",
         "--backends",
-        "process,bulkhead-runtime,qemu-microvm",
+        "process,bulkhead-runtime,qemu-microvm-linux",
     ]);
     eprintln!("quick run of three backends: {:?}", t.elapsed());
     let r = run.report();
     let by = |n: &str| r.backends.iter().find(|b| b.name == n).unwrap();
-    let qemu = by("qemu-microvm");
+    let qemu = by("qemu-microvm-linux");
     // No kernel to boot (no network for apt-get download): a skip saying so, not a pass.
     if let Some(n) = qemu
         .note_for("isolation")
@@ -490,21 +490,27 @@ fn scorecard_tells_a_process_a_container_and_a_vm_apart() {
     let boot_id = |n: &str| iso(n).probe["boot_id"].as_str().unwrap().to_string();
     // The container shares the host's kernel; the VM has its own.
     assert_eq!(boot_id("bulkhead-runtime"), host_boot_id.trim());
-    assert_ne!(boot_id("qemu-microvm"), host_boot_id.trim());
+    assert_ne!(boot_id("qemu-microvm-linux"), host_boot_id.trim());
     assert_eq!(fact("bulkhead-runtime", "shares_host_kernel"), Some(true));
-    assert_eq!(fact("qemu-microvm", "shares_host_kernel"), Some(false));
     assert_eq!(
-        iso("qemu-microvm").probe["kernel_release"].as_str(),
+        fact("qemu-microvm-linux", "shares_host_kernel"),
+        Some(false)
+    );
+    assert_eq!(
+        iso("qemu-microvm-linux").probe["kernel_release"].as_str(),
         r.images.kernel.as_deref()
     );
     // The process sees the host's pids; the container and the VM do not.
     assert_eq!(fact("process", "sees_host_pids"), Some(true));
     assert_eq!(fact("bulkhead-runtime", "sees_host_pids"), Some(false));
-    assert_eq!(fact("qemu-microvm", "sees_host_pids"), Some(false));
-    assert_eq!(fact("qemu-microvm", "sees_host_canary"), Some(false));
-    assert_eq!(fact("qemu-microvm", "reaches_host_loopback"), Some(false));
+    assert_eq!(fact("qemu-microvm-linux", "sees_host_pids"), Some(false));
+    assert_eq!(fact("qemu-microvm-linux", "sees_host_canary"), Some(false));
+    assert_eq!(
+        fact("qemu-microvm-linux", "reaches_host_loopback"),
+        Some(false)
+    );
     // The accelerator is named: TCG wherever KVM cannot boot Linux (PVM here).
-    let probe_run = iso("qemu-microvm").run.as_ref().unwrap();
+    let probe_run = iso("qemu-microvm-linux").run.as_ref().unwrap();
     let accel = if r.environment.dev_kvm && r.environment.kvm.runs_linux_guests() {
         "kvm"
     } else {
@@ -515,12 +521,15 @@ fn scorecard_tells_a_process_a_container_and_a_vm_apart() {
         assert!(probe_run.why.contains("this host has PVM"), "{probe_run:?}");
     }
     let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
-    let label = format!("| qemu-microvm [Linux guest, {}] |", accel.to_uppercase());
+    let label = format!(
+        "| qemu-microvm-linux [Linux guest, {}] |",
+        accel.to_uppercase()
+    );
     assert!(md.contains(&label), "{label} missing:\n{md}");
 
     // Host syscalls: read from each instance's host process; none of these has a filter
     // (the bundle has no linux.seccomp, bulkhead-vm/QEMU install none), so all of them.
-    for n in ["process", "bulkhead-runtime", "qemu-microvm"] {
+    for n in ["process", "bulkhead-runtime", "qemu-microvm-linux"] {
         let s = by(n)
             .syscalls
             .as_ref()
@@ -530,7 +539,7 @@ fn scorecard_tells_a_process_a_container_and_a_vm_apart() {
         assert!(s.total > 300, "{s:?}");
     }
     assert!(
-        by("qemu-microvm")
+        by("qemu-microvm-linux")
             .syscalls
             .as_ref()
             .unwrap()

@@ -15,14 +15,16 @@ use crate::model::{BackendReport, Comparison, Ratio};
 pub fn peer_of(name: &str) -> Option<&'static str> {
     match name {
         "bulkhead-runtime" | "runc" | "youki" => Some("crun"),
-        "bulkhead-vm" | "bulkhead-vm-linux" | "firecracker" => Some("qemu-microvm"),
+        // Like with like: a Linux VM against QEMU's Linux VM, a bare guest against QEMU's.
+        "bulkhead-vm-linux" | "firecracker-linux" => Some("qemu-microvm-linux"),
+        "bulkhead-vm" | "firecracker" => Some("qemu-microvm"),
         _ => None,
     }
 }
 
 /// Whether some backend is compared with `name`.
 pub fn is_peer(name: &str) -> bool {
-    matches!(name, "crun" | "qemu-microvm")
+    matches!(name, "crun" | "qemu-microvm" | "qemu-microvm-linux")
 }
 
 /// Why `b` has no number for `metric`: its availability, its note, or "no data".

@@ -230,8 +230,8 @@ pub fn startup(r: &Report) -> Table {
         .map(|st| {
             format!(
                 "From {} to {} (p50 … max); \"exit\" ends at {}. Host CLOCK_MONOTONIC. \
-                 \"vs peer\": this p50 / the peer's p50 in this run (containers: crun; VMs: \
-                 qemu-microvm). {P99_NOTE}. Failed runs are counted (see \"Failed runs\"); a \
+                 \"vs peer\": this p50 / the peer's p50 in this run (containers: crun; Linux \
+                 VMs: qemu-microvm-linux; the VMM floor: qemu-microvm). {P99_NOTE}. Failed runs are counted (see \"Failed runs\"); a \
                  row keeps its other runs unless more than 10% failed.",
                 st.from, st.to_ready, st.to_exit
             )
