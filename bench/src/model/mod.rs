@@ -529,9 +529,29 @@ impl BackendReport {
         self.section.unwrap_or(Section::Main)
     }
 
-    /// The label a VM number carries: "(PVM (software KVM))"; empty for non-VMs.
+    /// The label a VM number carries: what ran the guest, "TCG: software emulation, …" for a
+    /// row emulated in software, else the host's KVM kind ("PVM (software KVM)"); empty for
+    /// non-VMs.
     pub fn kvm_label(&self) -> String {
-        self.kvm.map(|k| k.label().to_string()).unwrap_or_default()
+        match (&self.vm, self.kvm) {
+            (Some(vm), _) if vm.accel == Accel::Tcg => vm.accel.label().to_string(),
+            (_, Some(k)) => k.label().to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// [`BackendReport::kvm_label`] in a few words, for a row's name in the terminal and the
+    /// charts ("TCG", "PVM", "hw KVM").
+    pub fn kvm_short(&self) -> Option<&'static str> {
+        if self.vm.as_ref().is_some_and(|vm| vm.accel == Accel::Tcg) {
+            return Some("TCG");
+        }
+        Some(match self.kvm? {
+            KvmKind::HardwareIntel | KvmKind::HardwareAmd => "hw KVM",
+            KvmKind::Nested => "nested",
+            KvmKind::Pvm => "PVM",
+            KvmKind::None => "no KVM",
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 //! backend emits `<text>`), so no font files are needed at build or run time.
 
 use crate::metrics::density;
-use crate::model::{Kind, KvmKind, Report, Startup};
+use crate::model::{Kind, Report, Startup};
 use plotters::backend::SVGBackend;
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::SegmentedCoord;
@@ -82,10 +82,8 @@ pub fn startup_svg(report: &Report) -> Option<String> {
         .iter()
         .filter_map(|b| {
             let s = b.startup.as_ref()?;
-            let label = match b.kvm {
-                Some(k) if b.kind == Kind::Vm => {
-                    format!("{} [{}]", b.label(), short_kvm(k))
-                }
+            let label = match b.kvm_short() {
+                Some(k) if b.kind == Kind::Vm => format!("{} [{k}]", b.label()),
                 _ => b.label(),
             };
             Some((label, s))
@@ -413,14 +411,4 @@ where
             .ok()?;
     }
     Some(())
-}
-
-fn short_kvm(k: KvmKind) -> &'static str {
-    use KvmKind::*;
-    match k {
-        HardwareIntel | HardwareAmd => "hw KVM",
-        Nested => "nested",
-        Pvm => "PVM",
-        None => "no KVM",
-    }
 }

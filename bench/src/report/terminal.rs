@@ -78,8 +78,8 @@ fn backend_lines(r: &Report) -> String {
             extra.push(format!("{:<18} {why}", b.label()));
             continue;
         }
-        let name = match b.kvm {
-            Some(k) => format!("{} [{}]", b.label(), k.label()),
+        let name = match b.kvm_short() {
+            Some(k) => format!("{} [{k}]", b.label()),
             None => b.label(),
         };
         let startup = b.startup.as_ref().map_or("–".to_string(), |s| {
