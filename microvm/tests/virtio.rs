@@ -527,3 +527,132 @@ fn linux_guests_log_no_acpi_or_virtio_error() {
         assert!(bad.is_empty(), "{bad:#?}\n{}", run.transcript());
     }
 }
+
+// ---- virtio-net, at the device: a real tap in a network namespace of the test's own ------
+
+/// Runs `f` on a thread of its own in a new network namespace (a namespace is per thread
+/// until the thread ends; so are the tap and addresses made in it, and they go with it).
+fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: unshare with a constant flag; only this thread's namespace changes.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+}
+
+/// A tap `name` with 10.0.2.1/24, up (in the caller's network namespace).
+fn make_tap(name: &str) {
+    ip(&["tuntap", "add", "dev", name, "mode", "tap"]);
+    ip(&["addr", "add", "10.0.2.1/24", "dev", name]);
+    ip(&["link", "set", name, "up"]);
+}
+
+/// An ARP request for 10.0.2.1 from `mac` at 10.0.2.2, behind a zero virtio-net header.
+fn arp_request(mac: [u8; 6]) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend([0xff; 6]);
+    f.extend(mac);
+    f.extend([0x08, 0x06]);
+    f.extend([0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend(mac);
+    f.extend([10, 0, 2, 2]);
+    f.extend([0; 6]);
+    f.extend([10, 0, 2, 1]);
+    f
+}
+
+/// The driver sends an ARP request through the transmit queue; the host's kernel, behind the
+/// tap, answers; the answer arrives in a receive buffer, header first.
+#[test]
+fn net_frames_go_out_through_the_tap_and_answers_come_back() {
+    use bulkhead_vm::devices::virtio::net::{Net, Tap, default_mac};
+    in_new_netns(|| {
+        make_tap("bhtap0");
+        let mac = default_mac(0);
+        let tap = Tap::open("bhtap0").unwrap();
+        let mut d = Driver::new(Box::new(Net::new(tap, mac)), 2, 64);
+        // MAC in the configuration space.
+        let mut got = [0u8; 6];
+        d.transport.read(u64::from(VIRTIO_MMIO_CONFIG), &mut got);
+        assert_eq!(got, mac);
+        // Receive buffers: 32 of 2 KiB (the host sends IPv6 multicast of its own too).
+        d.select(0);
+        for i in 0..32 {
+            d.submit(&[Buf(DATA + i * 2048, 2048, true)]);
+        }
+        d.kick();
+        assert_eq!(d.used_idx(), 0, "no frame yet");
+        // Transmit the request.
+        d.select(1);
+        let req = arp_request(mac);
+        d.mem.write_slice(&req, GuestAddress(SCRATCH)).unwrap();
+        d.submit(&[Buf(SCRATCH, req.len() as u32, false)]);
+        d.kick();
+        assert_eq!(d.used_idx(), 1, "the frame was sent and its chain returned");
+        // The answer: serve the receive queue as the event loop does on the tap's readiness,
+        // until an ARP reply is among the frames received.
+        d.select(0);
+        let is_reply = |d: &Driver, i: u16| {
+            let (head, len) = d.used(i);
+            assert!((12..=2048).contains(&len), "{len}");
+            let mut frame = vec![0u8; len as usize];
+            let at = DATA + u64::from(head) * 2048;
+            d.mem.read_slice(&mut frame, GuestAddress(at)).unwrap();
+            let eth = &frame[12..];
+            // To us, ARP, a reply, from the host's address.
+            eth.len() >= 42
+                && eth[..6] == mac
+                && eth[12..14] == [0x08, 0x06]
+                && eth[20..22] == [0, 2]
+                && eth[28..32] == [10, 0, 2, 1]
+        };
+        let start = Instant::now();
+        let mut seen = 0;
+        let mut found = false;
+        while !found && start.elapsed().as_secs() < 5 {
+            d.transport.process_queue(0);
+            while seen < d.used_idx() {
+                found |= is_reply(&d, seen);
+                seen += 1;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(found, "no ARP reply in {seen} frames from the tap");
+    });
+}
+
+/// A tap that does not exist is not created; one in use is refused.
+#[test]
+fn net_tap_missing_or_busy_is_refused() {
+    use bulkhead_vm::devices::virtio::net::{Tap, TapError};
+    in_new_netns(|| {
+        assert!(matches!(Tap::open("bhnone0"), Err(TapError::NotFound(_))));
+        assert!(
+            std::process::Command::new("ip")
+                .args(["link", "show", "bhnone0"])
+                .output()
+                .is_ok_and(|o| !o.status.success())
+        );
+        make_tap("bhtap1");
+        let first = Tap::open("bhtap1").unwrap();
+        assert!(matches!(Tap::open("bhtap1"), Err(TapError::Busy(_))));
+        drop(first);
+        Tap::open("bhtap1").unwrap();
+        assert!(matches!(Tap::open("lo"), Err(TapError::NotATap(_))));
+        assert!(matches!(Tap::open("a/b"), Err(TapError::BadName(_))));
+        assert!(matches!(
+            Tap::open(&"x".repeat(16)),
+            Err(TapError::BadName(_))
+        ));
+    });
+}

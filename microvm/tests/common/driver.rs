@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bulkhead_vm::devices::virtio::VirtioDevice;
 use bulkhead_vm::devices::virtio::block::{Block, Disk, DiskSpec};
 use bulkhead_vm::devices::virtio::mmio::MmioTransport;
 use bulkhead_vm::vstate::memory;
@@ -19,6 +20,8 @@ pub const VRING_DESC_F_INDIRECT: u16 = 4;
 pub const DESC_TABLE: u64 = 0x1_0000;
 pub const AVAIL_RING: u64 = 0x2_0000;
 pub const USED_RING: u64 = 0x3_0000;
+/// Queue q's rings are `QUEUE_STRIDE * q` after queue 0's.
+pub const QUEUE_STRIDE: u64 = 0x4_0000;
 /// Request headers and status bytes, then data buffers.
 pub const SCRATCH: u64 = 0x10_0000;
 pub const DATA: u64 = 0x20_0000;
@@ -28,8 +31,11 @@ pub struct Driver {
     pub transport: Arc<MmioTransport>,
     pub mem: GuestMemoryMmap,
     pub size: u16,
-    next_desc: u16,
-    avail_idx: u16,
+    /// How many queues the device has, and the one the calls below work on.
+    queues: u16,
+    q: u16,
+    next_desc: [u16; 2],
+    avail_idx: [u16; 2],
 }
 
 /// One descriptor: address, length, device-writable.
@@ -44,18 +50,35 @@ impl Driver {
             read_only,
         })
         .unwrap();
+        Self::new(Box::new(Block::new(disk, 0)), 1, size)
+    }
+
+    /// `device`, with `queues` queues (at most 2) of `size`, set up to DRIVER_OK.
+    pub fn new(device: Box<dyn VirtioDevice>, queues: u16, size: u16) -> Self {
         let mem = GuestMemoryMmap::from_ranges(&memory::ram_ranges(GUEST_MIB << 20)).unwrap();
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
-        let t = MmioTransport::new(Box::new(Block::new(disk, 0)), mem.clone(), irq).unwrap();
+        let t = MmioTransport::new(device, mem.clone(), irq).unwrap();
         let mut d = Self {
             transport: Arc::new(t),
             mem,
             size,
-            next_desc: 0,
-            avail_idx: 0,
+            queues,
+            q: 0,
+            next_desc: [0; 2],
+            avail_idx: [0; 2],
         };
         d.init();
         d
+    }
+
+    /// The queue the calls below work on.
+    pub fn select(&mut self, q: u16) {
+        assert!(q < self.queues);
+        self.q = q;
+    }
+
+    fn ring(&self, base: u64) -> u64 {
+        base + QUEUE_STRIDE * u64::from(self.q)
     }
 
     pub fn w(&self, reg: u32, v: u32) {
@@ -88,41 +111,47 @@ impl Driver {
         self.w(VIRTIO_MMIO_DRIVER_FEATURES, (f >> 32) as u32);
         self.w(VIRTIO_MMIO_STATUS, 1 | 2 | 8);
         assert_eq!(self.r(VIRTIO_MMIO_STATUS) & 8, 8, "FEATURES_OK refused");
-        self.w(VIRTIO_MMIO_QUEUE_SEL, 0);
-        self.w(VIRTIO_MMIO_QUEUE_NUM, u32::from(self.size));
-        for (lo, hi, addr) in [
-            (
-                VIRTIO_MMIO_QUEUE_DESC_LOW,
-                VIRTIO_MMIO_QUEUE_DESC_HIGH,
-                DESC_TABLE,
-            ),
-            (
-                VIRTIO_MMIO_QUEUE_AVAIL_LOW,
-                VIRTIO_MMIO_QUEUE_AVAIL_HIGH,
-                AVAIL_RING,
-            ),
-            (
-                VIRTIO_MMIO_QUEUE_USED_LOW,
-                VIRTIO_MMIO_QUEUE_USED_HIGH,
-                USED_RING,
-            ),
-        ] {
-            self.w(lo, addr as u32);
-            self.w(hi, (addr >> 32) as u32);
+        for q in 0..self.queues {
+            self.q = q;
+            self.w(VIRTIO_MMIO_QUEUE_SEL, u32::from(q));
+            self.w(VIRTIO_MMIO_QUEUE_NUM, u32::from(self.size));
+            for (lo, hi, addr) in [
+                (
+                    VIRTIO_MMIO_QUEUE_DESC_LOW,
+                    VIRTIO_MMIO_QUEUE_DESC_HIGH,
+                    DESC_TABLE,
+                ),
+                (
+                    VIRTIO_MMIO_QUEUE_AVAIL_LOW,
+                    VIRTIO_MMIO_QUEUE_AVAIL_HIGH,
+                    AVAIL_RING,
+                ),
+                (
+                    VIRTIO_MMIO_QUEUE_USED_LOW,
+                    VIRTIO_MMIO_QUEUE_USED_HIGH,
+                    USED_RING,
+                ),
+            ] {
+                let addr = self.ring(addr);
+                self.w(lo, addr as u32);
+                self.w(hi, (addr >> 32) as u32);
+            }
+            // Rings start empty.
+            for ring in [AVAIL_RING, USED_RING] {
+                let at = GuestAddress(self.ring(ring));
+                self.mem.write_slice(&[0u8; 4], at).unwrap();
+            }
+            self.w(VIRTIO_MMIO_QUEUE_READY, 1);
         }
-        // Rings start empty.
-        for ring in [AVAIL_RING, USED_RING] {
-            self.mem.write_slice(&[0u8; 4], GuestAddress(ring)).unwrap();
-        }
-        self.w(VIRTIO_MMIO_QUEUE_READY, 1);
+        self.q = 0;
         self.w(VIRTIO_MMIO_STATUS, 1 | 2 | 8 | 4);
-        self.next_desc = 0;
-        self.avail_idx = 0;
+        self.next_desc = [0; 2];
+        self.avail_idx = [0; 2];
     }
 
     /// Writes a raw descriptor at `index` of the table.
     pub fn desc(&self, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = DESC_TABLE + 16 * u64::from(index);
+        let at = self.ring(DESC_TABLE) + 16 * u64::from(index);
         let mut b = [0u8; 16];
         b[..8].copy_from_slice(&addr.to_le_bytes());
         b[8..12].copy_from_slice(&len.to_le_bytes());
@@ -133,24 +162,26 @@ impl Driver {
 
     /// Puts `head` in the available ring and publishes the new index (not notified yet).
     pub fn offer(&mut self, head: u16) {
-        let slot = u64::from(self.avail_idx % self.size);
+        let q = usize::from(self.q);
+        let slot = u64::from(self.avail_idx[q] % self.size);
         self.mem
-            .write_obj(head, GuestAddress(AVAIL_RING + 4 + 2 * slot))
+            .write_obj(head, GuestAddress(self.ring(AVAIL_RING) + 4 + 2 * slot))
             .unwrap();
-        self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.set_avail_idx(self.avail_idx);
+        self.avail_idx[q] = self.avail_idx[q].wrapping_add(1);
+        self.set_avail_idx(self.avail_idx[q]);
     }
 
     /// Sets the available ring's index to anything (a hostile driver's lie).
     pub fn set_avail_idx(&self, idx: u16) {
         self.mem
-            .write_obj(idx, GuestAddress(AVAIL_RING + 2))
+            .write_obj(idx, GuestAddress(self.ring(AVAIL_RING) + 2))
             .unwrap();
     }
 
     /// Chains `bufs` in free descriptors and offers the chain; returns its head.
     pub fn submit(&mut self, bufs: &[Buf]) -> u16 {
-        let head = self.next_desc;
+        let q = usize::from(self.q);
+        let head = self.next_desc[q];
         for (i, b) in bufs.iter().enumerate() {
             let index = (head + i as u16) % self.size;
             let last = i + 1 == bufs.len();
@@ -158,27 +189,29 @@ impl Driver {
                 if b.2 { VRING_DESC_F_WRITE } else { 0 } | if last { 0 } else { VRING_DESC_F_NEXT };
             self.desc(index, b.0, b.1, flags, (index + 1) % self.size);
         }
-        self.next_desc = (head + bufs.len() as u16) % self.size;
+        self.next_desc[q] = (head + bufs.len() as u16) % self.size;
         self.offer(head);
         head
     }
 
     /// The guest's QueueNotify, then the event loop's turn.
     pub fn kick(&self) {
-        self.w(VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        self.w(VIRTIO_MMIO_QUEUE_NOTIFY, u32::from(self.q));
         // The transport signalled its queue eventfd; the event loop would clear it and serve.
-        let _ = self.transport.queue_events()[0].read();
-        self.transport.process_queue(0);
+        let _ = self.transport.queue_events()[usize::from(self.q)].read();
+        self.transport.process_queue(usize::from(self.q));
     }
 
     /// The used ring's index.
     pub fn used_idx(&self) -> u16 {
-        self.mem.read_obj(GuestAddress(USED_RING + 2)).unwrap()
+        self.mem
+            .read_obj(GuestAddress(self.ring(USED_RING) + 2))
+            .unwrap()
     }
 
     /// Used element `i`: (descriptor head, length written).
     pub fn used(&self, i: u16) -> (u32, u32) {
-        let at = USED_RING + 4 + 8 * u64::from(i % self.size);
+        let at = self.ring(USED_RING) + 4 + 8 * u64::from(i % self.size);
         (
             self.mem.read_obj(GuestAddress(at)).unwrap(),
             self.mem.read_obj(GuestAddress(at + 4)).unwrap(),

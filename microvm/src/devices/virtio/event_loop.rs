@@ -31,10 +31,13 @@ pub struct EventLoop {
     transports: Vec<Arc<MmioTransport>>,
 }
 
-/// Packs (device, queue) into an epoll event's data.
+/// Packs (device, queue) into an epoll event's data; [`DEVICE_FD`] marks a device's own fd
+/// (see `VirtioDevice::event_fds`) rather than a queue's notification.
 fn token(device: usize, queue: usize) -> u64 {
     ((device as u64) << 32) | queue as u64
 }
+
+const DEVICE_FD: u64 = 1 << 63;
 
 impl EventLoop {
     pub fn new(transports: Vec<Arc<MmioTransport>>) -> Result<Self, Error> {
@@ -47,6 +50,16 @@ impl EventLoop {
                         ControlOperation::Add,
                         evt.as_raw_fd(),
                         EpollEvent::new(EventSet::IN, token(d, q)),
+                    )
+                    .map_err(Error::Epoll)?;
+            }
+            for (fd, q) in t.device_event_fds() {
+                let events = EventSet::IN | EventSet::EDGE_TRIGGERED;
+                epoll
+                    .ctl(
+                        ControlOperation::Add,
+                        fd,
+                        EpollEvent::new(events, DEVICE_FD | token(d, q)),
                     )
                     .map_err(Error::Epoll)?;
             }
@@ -72,11 +85,13 @@ impl EventLoop {
     /// Serves one notification: clear the eventfd first, so that a notification arriving
     /// while we work wakes us again.
     pub fn serve(&self, token: u64) {
+        let device_fd = token & DEVICE_FD != 0;
+        let token = token & !DEVICE_FD;
         let (d, q) = ((token >> 32) as usize, (token & 0xffff_ffff) as usize);
         let Some(t) = self.transports.get(d) else {
             return;
         };
-        if let Some(evt) = t.queue_events().get(q) {
+        if !device_fd && let Some(evt) = t.queue_events().get(q) {
             let _ = evt.read();
         }
         t.process_queue(q);

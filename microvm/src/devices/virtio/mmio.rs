@@ -127,6 +127,11 @@ impl MmioTransport {
         })
     }
 
+    /// The device's own fds for the event loop (see [`VirtioDevice::event_fds`]).
+    pub fn device_event_fds(&self) -> Vec<(std::os::fd::RawFd, usize)> {
+        self.lock().device.event_fds()
+    }
+
     /// The eventfd of each queue, for KVM_IOEVENTFD and the event loop.
     pub fn queue_events(&self) -> &[EventFd] {
         &self.queue_events

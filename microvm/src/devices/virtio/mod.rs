@@ -33,8 +33,10 @@
 //! bookkeeping is bounded by [`MAX_CHAIN_DESCRIPTORS`].
 
 pub mod block;
+pub mod chain;
 pub mod event_loop;
 pub mod mmio;
+pub mod net;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -151,6 +153,13 @@ pub trait VirtioDevice: Send {
     fn queue_max_sizes(&self) -> &[u16];
     /// Reads the device-specific configuration space at `offset`; bytes past its end read 0.
     fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Host fds whose readability means work for a queue: (fd, queue index). The event loop
+    /// watches them edge-triggered, beside the queues' notifications: a device must then take
+    /// all it can (until EAGAIN or until the queue has no buffer left; the driver's next
+    /// notification brings it back). A tap's frames for the receive queue, say.
+    fn event_fds(&self) -> Vec<(std::os::fd::RawFd, usize)> {
+        Vec::new()
+    }
     /// Serves the available requests of queue `index`, at most a queue's worth.
     fn process_queue(
         &mut self,

@@ -14,17 +14,16 @@
 //! preadv/pwritev straight between the image and the guest's pages: no buffer of ours grows
 //! with the data (only a list of at most that many iovecs, freed with the request).
 
-use std::os::fd::RawFd;
-
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
     VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
 };
 use virtio_queue::DescriptorChain;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::{Disk, SECTOR_SIZE};
-use crate::devices::virtio::MAX_CHAIN_DESCRIPTORS;
+pub use crate::devices::virtio::chain::Segment;
+use crate::devices::virtio::chain::{self, BadChain, Direction, Split};
 
 /// The request header's size.
 const HEADER_LEN: usize = 16;
@@ -38,13 +37,6 @@ pub enum Kind {
     GetId,
     /// Discard, write-zeroes, zoned, SCSI...: answered VIRTIO_BLK_S_UNSUPP.
     Unsupported(u32),
-}
-
-/// A piece of guest memory the data moves through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Segment {
-    pub addr: GuestAddress,
-    pub len: u32,
 }
 
 /// A well-formed request.
@@ -68,8 +60,8 @@ impl Request {
 /// Why a chain is not a request.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
-    #[error("more than {MAX_CHAIN_DESCRIPTORS} descriptors")]
-    TooLong,
+    #[error(transparent)]
+    Chain(#[from] BadChain),
     #[error("a buffer at {addr:#x} of {len} bytes is not in guest memory")]
     OutsideMemory { addr: u64, len: u32 },
     #[error("a device-readable descriptor follows a device-writable one")]
@@ -94,39 +86,11 @@ pub fn parse(
     mem: &GuestMemoryMmap,
 ) -> Result<Request, ParseError> {
     let fail = |why, status| ParseError { why, status };
-    let mut readable: Vec<Segment> = Vec::new();
-    let mut writable: Vec<Segment> = Vec::new();
-    let mut count = 0;
-    let mut order_broken = false;
-    for desc in chain {
-        count += 1;
-        if count > MAX_CHAIN_DESCRIPTORS {
-            return Err(fail(Malformed::TooLong, None));
-        }
-        let seg = Segment {
-            addr: desc.addr(),
-            len: desc.len(),
-        };
-        if seg.len == 0 {
-            continue;
-        }
-        // One region only: get_slice (used for the I/O) cannot span two.
-        if mem.get_slice(seg.addr, seg.len as usize).is_err() {
-            return Err(fail(
-                Malformed::OutsideMemory {
-                    addr: seg.addr.0,
-                    len: seg.len,
-                },
-                None,
-            ));
-        }
-        if desc.is_write_only() {
-            writable.push(seg);
-        } else {
-            order_broken |= !writable.is_empty();
-            readable.push(seg);
-        }
-    }
+    let Split {
+        readable,
+        mut writable,
+        readable_after_writable: order_broken,
+    } = chain::split(chain, mem).map_err(|e| fail(e.into(), None))?;
     // The status: the last writable byte.
     let status = writable.last_mut().map(|last| {
         last.len -= 1;
@@ -202,8 +166,14 @@ pub fn execute(req: &Request, mem: &GuestMemoryMmap, disk: &Disk, id: &[u8]) -> 
                 return (VIRTIO_BLK_S_IOERR, 0);
             }
             let write = req.kind == Kind::Out;
-            match transfer(mem, &req.data, disk.fd(), req.sector * SECTOR_SIZE, write) {
-                Ok(()) => (VIRTIO_BLK_S_OK, if write { 0 } else { len }),
+            let dir = if write {
+                Direction::FromGuest
+            } else {
+                Direction::ToGuest
+            };
+            let at = Some(req.sector * SECTOR_SIZE);
+            match chain::transfer(mem, &req.data, disk.fd(), at, dir) {
+                Ok(_) => (VIRTIO_BLK_S_OK, if write { 0 } else { len }),
                 Err(_) => (VIRTIO_BLK_S_IOERR, 0),
             }
         }
@@ -237,71 +207,6 @@ pub fn execute(req: &Request, mem: &GuestMemoryMmap, disk: &Disk, id: &[u8]) -> 
         }
         Kind::Unsupported(_) => (VIRTIO_BLK_S_UNSUPP, 0),
     }
-}
-
-/// Moves the data between the segments and the image at `offset`, straight into or out of
-/// the guest's pages: one preadv/pwritev per request (Linux sends a request as a list of
-/// pages), again for the rest after a short transfer.
-fn transfer(
-    mem: &GuestMemoryMmap,
-    segments: &[Segment],
-    fd: RawFd,
-    offset: u64,
-    write: bool,
-) -> std::io::Result<()> {
-    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(segments.len());
-    for seg in segments {
-        let slice = mem
-            .get_slice(seg.addr, seg.len as usize)
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EFAULT))?;
-        iovs.push(libc::iovec {
-            iov_base: slice.ptr_guard_mut().as_ptr().cast(),
-            iov_len: slice.len(),
-        });
-    }
-    let (mut first, mut at) = (0usize, offset);
-    while first < iovs.len() {
-        let rest = &iovs[first..];
-        let count = rest.len().min(libc::UIO_MAXIOV as usize) as libc::c_int;
-        // SAFETY: every iovec points into guest memory that vm-memory checked lies inside one
-        // mapped region, which lives as long as `mem`; the kernel reads or writes only those
-        // bytes. The guest may change them meanwhile, which only changes the data it gets or
-        // gives, never our memory.
-        let n = unsafe {
-            if write {
-                libc::pwritev(fd, rest.as_ptr(), count, at as libc::off_t)
-            } else {
-                libc::preadv(fd, rest.as_ptr(), count, at as libc::off_t)
-            }
-        };
-        let mut n = match n {
-            n if n > 0 => n as usize,
-            // The image shrank under us (someone else truncated it).
-            0 => return Err(std::io::Error::from_raw_os_error(libc::EIO)),
-            _ => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-        };
-        at += n as u64;
-        // Skip what was done: whole buffers, then part of the next.
-        while n > 0 && first < iovs.len() {
-            let iov = &mut iovs[first];
-            if n >= iov.iov_len {
-                n -= iov.iov_len;
-                first += 1;
-            } else {
-                // SAFETY: n < iov_len: still inside the same buffer.
-                iov.iov_base = unsafe { iov.iov_base.cast::<u8>().add(n).cast() };
-                iov.iov_len -= n;
-                n = 0;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// What to return to the driver for one chain.
