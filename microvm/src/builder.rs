@@ -11,6 +11,7 @@ use crate::boot::{Boot, ProtocolChoice};
 use crate::config::Config;
 use crate::devices::virtio::block::{self, Block, Disk};
 use crate::devices::virtio::event_loop::EventLoop;
+use crate::devices::virtio::net::{self, Net, Tap};
 use crate::devices::virtio::{self, VirtioDevice};
 use crate::devices::{self, Devices};
 use crate::exit::{VmExit, exit_channel};
@@ -25,24 +26,29 @@ pub struct Prepared {
     pub boot: Boot,
     /// The `--disk` images, open and locked, in order.
     pub disks: Vec<Disk>,
+    /// The `--net` taps, open, in order.
+    pub taps: Vec<Tap>,
 }
 
 /// Checks the input without touching KVM: the memory size, then the kernel, the command line
 /// for this kernel (with the virtio devices' `virtio_mmio.device=` appended), the initrd and
-/// the boot protocol for this kernel (and this KVM), then the disks.
+/// the boot protocol for this kernel (and this KVM), then the disks and the taps.
 pub fn preflight(cfg: &Config) -> Result<Prepared, Error> {
     memory::validate_size(cfg.memory_mib, memory::host_mem_total_mib()?)?;
-    let boot = if cfg.disks.is_empty() {
+    let devices = cfg.disks.len() + cfg.nets.len();
+    let boot = if devices == 0 {
         Boot::prepare(cfg, vm::is_pvm())?
     } else {
         let mut with_devices = cfg.clone();
         with_devices
             .cmdline
-            .push_str(&virtio::cmdline_devices(cfg.disks.len()));
+            .push_str(&virtio::cmdline_devices(devices));
         Boot::prepare(&with_devices, vm::is_pvm())?
     };
     let disks = block::open_all(&cfg.disks)?;
-    Ok(Prepared { boot, disks })
+    let names: Vec<&str> = cfg.nets.iter().map(|n| n.tap.as_str()).collect();
+    let taps = net::open_all(&names, disks.len())?;
+    Ok(Prepared { boot, disks, taps })
 }
 
 /// Boots the VM described by `cfg` and returns how it ended.
@@ -51,7 +57,7 @@ pub fn preflight(cfg: &Config) -> Result<Prepared, Error> {
 /// therefore deliberately leaked, never unmapped: a vCPU still inside KVM_RUN would keep
 /// writing through its memory slot into whatever the address got reused for.
 pub fn run(cfg: &Config) -> Result<VmExit, Error> {
-    let Prepared { boot, disks } = preflight(cfg)?;
+    let Prepared { boot, disks, taps } = preflight(cfg)?;
 
     let vm = Vm::new()?;
     vm.check_vcpu_count(cfg.cpus)?;
@@ -66,7 +72,9 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
     // Both ways of describing CPUs and the IOAPIC: ACPI for distro kernels (no MPPARSE),
     // the MP table for small kernels built without ACPI.
     mptable::write(&mem, cfg.cpus)?;
-    let slots: Vec<_> = (0..disks.len()).filter_map(virtio_slot).collect();
+    let slots: Vec<_> = (0..disks.len() + taps.len())
+        .filter_map(virtio_slot)
+        .collect();
     let rsdp = acpi::write(&mem, cfg.cpus, &slots)?;
     let choice = boot.choice();
     let entry = boot.load(&mem, rsdp)?;
@@ -79,14 +87,17 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
     let (exits_tx, exits) = exit_channel();
     let mut devices = Devices::new(vm.fd(), exits_tx.clone())?;
     let mut allowed = seccomp::DeviceFds::serial(devices.serial_irq_fd());
-    let virtio_devices: Vec<Box<dyn VirtioDevice>> = disks
-        .into_iter()
-        .enumerate()
-        .map(|(i, disk)| {
-            allowed.add_disk(&disk);
-            Box::new(Block::new(disk, i)) as Box<dyn VirtioDevice>
-        })
-        .collect();
+    // Disks first (vda, vdb, ...), then the network devices, in the window's slots.
+    let mut virtio_devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
+    for (i, disk) in disks.into_iter().enumerate() {
+        allowed.add_disk(&disk);
+        virtio_devices.push(Box::new(Block::new(disk, i)));
+    }
+    for (i, (tap, spec)) in taps.into_iter().zip(&cfg.nets).enumerate() {
+        allowed.add_tap(&tap);
+        let mac = spec.mac.unwrap_or_else(|| net::default_mac(i));
+        virtio_devices.push(Box::new(Net::new(tap, mac)));
+    }
     if !virtio_devices.is_empty() {
         let transports =
             virtio::attach(vm.fd(), &mem, virtio_devices).map_err(devices::Error::from)?;

@@ -5,7 +5,7 @@
 //! returns how the guest ended (`--timings` keys on the right):
 //!
 //! 0. [`builder::preflight`]: memory size, kernel, command line, initrd, boot protocol and
-//!    disks checked before KVM is touched, so bad input gives the same error with or without
+//!    disks and taps checked before KVM is touched, so bad input gives the same error with or without
 //!    /dev/kvm; the kernel, initrd and disk images stay open for the steps below
 //!    ([`boot::Boot::prepare`], [`devices::virtio::block::open_all`])
 //! 1. [`vstate::vm`]: open /dev/kvm, create the VM                     → `kvm_ready`
@@ -49,6 +49,8 @@ pub enum Error {
     Boot(#[from] boot::Error),
     #[error("{}", Named(self))]
     Disk(#[from] devices::virtio::block::DiskError),
+    #[error("{}", Named(self))]
+    Net(#[from] devices::virtio::net::TapError),
     #[error(transparent)]
     Arch(#[from] arch::x86_64::Error),
     #[error(transparent)]
@@ -66,6 +68,7 @@ impl AboutSetting for Error {
             Self::Memory(e) => e.setting(),
             Self::Boot(e) => e.setting(),
             Self::Disk(e) => e.setting(),
+            Self::Net(e) => e.setting(),
             Self::Arch(_) | Self::Devices(_) | Self::Vcpu(_) | Self::Seccomp(_) => None,
         }
     }
@@ -76,6 +79,7 @@ impl AboutSetting for Error {
             Self::Memory(e) => e,
             Self::Boot(e) => e,
             Self::Disk(e) => e,
+            Self::Net(e) => e,
             Self::Arch(e) => e,
             Self::Devices(e) => e,
             Self::Vcpu(e) => e,

@@ -94,6 +94,8 @@ pub struct DeviceFds {
     /// read-write ones.
     pub disks: Vec<RawFd>,
     pub writable_disks: Vec<RawFd>,
+    /// Tap interfaces: frames read (readv) and written (writev).
+    pub taps: Vec<RawFd>,
 }
 
 impl DeviceFds {
@@ -110,6 +112,10 @@ impl DeviceFds {
         if !disk.read_only() {
             self.writable_disks.push(disk.fd());
         }
+    }
+
+    pub fn add_tap(&mut self, tap: &crate::devices::virtio::net::Tap) {
+        self.taps.push(tap.fd());
     }
 
     pub fn add_transport(&mut self, t: &crate::devices::virtio::mmio::MmioTransport) {
@@ -194,6 +200,8 @@ pub fn rules(fds: &DeviceFds) -> BTreeMap<i64, Vec<SeccompRule>> {
             on_fds(libc::SYS_preadv, &fds.disks),
             on_fds(libc::SYS_pwritev, &fds.writable_disks),
             on_fds(libc::SYS_fdatasync, &fds.writable_disks),
+            on_fds(libc::SYS_readv, &fds.taps),
+            on_fds(libc::SYS_writev, &fds.taps),
         ]
         .into_iter()
         .flatten(),
@@ -314,6 +322,7 @@ mod tests {
             eventfds_read: vec![8],
             disks: vec![9, 10],
             writable_disks: vec![9],
+            taps: vec![11],
         }
     }
 
@@ -325,6 +334,8 @@ mod tests {
             libc::SYS_preadv,
             libc::SYS_pwritev,
             libc::SYS_fdatasync,
+            libc::SYS_readv,
+            libc::SYS_writev,
             libc::SYS_epoll_wait,
         ] {
             assert!(!plain.contains_key(&call), "{call}");
@@ -400,6 +411,8 @@ mod tests {
             libc::SYS_preadv => "preadv",
             libc::SYS_pwritev => "pwritev",
             libc::SYS_fdatasync => "fdatasync",
+            libc::SYS_readv => "readv",
+            libc::SYS_writev => "writev",
             libc::SYS_epoll_wait => "epoll_wait",
             libc::SYS_epoll_pwait => "epoll_pwait",
             other => panic!("syscall {other} has no name here: add it"),

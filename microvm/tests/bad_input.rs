@@ -219,3 +219,56 @@ fn disk_in_use_by_another_process() {
     drop(held);
     assert_nothing_left(dir.path().to_str().unwrap());
 }
+
+/// Runs `f` on a thread of its own in a new network namespace (see tests/virtio.rs): a tap
+/// made there, and the VMM spawned from there, see only that namespace.
+fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: unshare with a constant flag; only this thread's namespace changes.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn net_tap_that_is_missing_busy_or_one_too_many() {
+    in_new_netns(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = write_file(dir.path(), "bare.elf", bulkhead_vm::guests::BARE);
+        let k = kernel.to_str().unwrap();
+        // Missing: named, and not created behind our back.
+        rejected(
+            &["--kernel", k, "--net", "tap=bhmissing0"],
+            &["--net", "bhmissing0", "no such interface"],
+        );
+        let shown = std::process::Command::new("ip")
+            .args(["link", "show", "bhmissing0"])
+            .output()
+            .unwrap();
+        assert!(!shown.status.success(), "a tap was created: {shown:?}");
+        // Busy: another process (here, this test) has it.
+        let out = std::process::Command::new("ip")
+            .args(["tuntap", "add", "dev", "bhbusy0", "mode", "tap"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let held = bulkhead_vm::devices::virtio::net::Tap::open("bhbusy0").unwrap();
+        rejected(
+            &["--kernel", k, "--net", "tap=bhbusy0"],
+            &["--net", "bhbusy0", "busy"],
+        );
+        drop(held);
+        // Eight disks and a network device: one more than the window holds.
+        let img = write_file(dir.path(), "d.img", &[0; 4096]);
+        let ro = format!("{},ro", img.display());
+        let mut args = vec!["--kernel", k];
+        for _ in 0..8 {
+            args.extend(["--disk", ro.as_str()]);
+        }
+        args.extend(["--net", "tap=bhbusy0"]);
+        rejected(&args, &["--net", "with 8 --disk", "holds 8"]);
+        assert_nothing_left(dir.path().to_str().unwrap());
+    });
+}

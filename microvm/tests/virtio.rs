@@ -656,3 +656,30 @@ fn net_tap_missing_or_busy_is_refused() {
         ));
     });
 }
+
+/// Both kinds of device in one VM, under the seccomp filter: the bare virtio guest drives the
+/// disk (slot 0) while the host sends its own frames to the tap (slot 1), whose driver never
+/// came: they wait in the tap, and the VMM exits 0 as without it.
+#[test]
+fn a_vm_with_a_disk_and_a_tap_runs_under_the_filter() {
+    bulkhead_testkit::skip_unless!(common::have_kvm(), "/dev/kvm is not available");
+    in_new_netns(|| {
+        make_tap("bhvm0");
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = common::write_file(dir.path(), "virtio.elf", common::guests::VIRTIO);
+        let img = image(dir.path(), "d.img", &[0; 4096]);
+        let out = common::vmm(&[
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--disk",
+            img.to_str().unwrap(),
+            "--net",
+            "tap=bhvm0,mac=02:00:00:00:00:01",
+            "--timeout",
+            "20",
+        ]);
+        assert_eq!(out.code(), Some(0), "{out:?}");
+        assert!(out.stdout_str().contains("\nvirtio 79 0\n"), "{out:?}");
+        common::assert_nothing_left(dir.path().to_str().unwrap());
+    });
+}

@@ -119,6 +119,7 @@ mod tests {
             debug: false,
             seccomp: true,
             disks: Vec::new(),
+            nets: Vec::new(),
         }
     }
 

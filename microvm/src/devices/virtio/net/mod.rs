@@ -28,7 +28,7 @@ use vm_memory::GuestMemoryMmap;
 
 use super::chain::{self, Direction};
 use super::{QueueError, Served, VirtioDevice};
-pub use tap::{Tap, TapError};
+pub use tap::{Tap, TapError, open_all};
 
 /// Each queue's size.
 pub const QUEUE_SIZE: u16 = 256;

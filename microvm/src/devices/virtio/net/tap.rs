@@ -34,6 +34,35 @@ pub enum TapError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error(
+        "is given {nets} times, with {disks} --disk, but the virtio-mmio window holds {max} devices"
+    )]
+    TooMany {
+        nets: usize,
+        disks: usize,
+        max: usize,
+    },
+}
+
+impl TapError {
+    /// The setting these errors are about (see crate::config::Setting).
+    pub fn setting(&self) -> Option<crate::config::Setting> {
+        Some(crate::config::Setting::Nets)
+    }
+}
+
+/// Opens every tap, after checking that they fit the virtio-mmio window beside `disks` block
+/// devices. On an error the taps opened so far are closed again: nothing is left attached.
+pub fn open_all(taps: &[&str], disks: usize) -> Result<Vec<Tap>, TapError> {
+    let max = crate::arch::x86_64::layout::VIRTIO_MMIO_SLOTS;
+    if disks + taps.len() > max {
+        return Err(TapError::TooMany {
+            nets: taps.len(),
+            disks,
+            max,
+        });
+    }
+    taps.iter().map(|name| Tap::open(name)).collect()
 }
 
 /// An open tap, non-blocking, with 12-byte virtio-net headers.

@@ -9,11 +9,11 @@
 //! ```json
 //! {"kernel": "bare.elf", "initrd": "initrd.cpio", "cmdline": "console=ttyS0",
 //!  "memory_mib": 128, "cpus": 1, "timeout_s": 20, "boot_protocol": "auto", "seccomp": true,
-//!  "disks": ["rootfs.ext4", "data.img,ro"]}
+//!  "disks": ["rootfs.ext4", "data.img,ro"], "nets": ["tap=tap0,mac=02:00:00:00:00:01"]}
 //! ```
 //!
-//! `disks` takes the `--disk` values as a list; `--disk` on the command line replaces the
-//! whole list. Relative `kernel`, `initrd` and disk paths resolve against the file's directory. Values from the
+//! `disks` and `nets` take the `--disk` and `--net` values as lists; the flag on the command
+//! line replaces the file's whole list. Relative `kernel`, `initrd` and disk paths resolve against the file's directory. Values from the
 //! file go through the same checks as the flags. An error about a value names the setting
 //! where the value came from: the flag (`--memory must be at least ...`) or the file and its
 //! field (`FILE: memory_mib must be at least ...`). The library's errors report which setting
@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
+
+mod devices;
+pub use devices::{DiskSpec, NetSpec};
 
 /// The default command line: serial console, i8042 reboot (which ends the VM), no PCI probe.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
@@ -46,6 +49,8 @@ pub struct Config {
     pub seccomp: bool,
     /// The virtio-blk devices (`--disk`), in order: the guest sees them as vda, vdb, ...
     pub disks: Vec<DiskSpec>,
+    /// The virtio-net devices (`--net`), in order, after the disks in the MMIO window.
+    pub nets: Vec<NetSpec>,
 }
 
 /// The `--boot-protocol` setting: which entry to use, or `Auto` to choose per kernel (see
@@ -72,49 +77,6 @@ impl BootProtocol {
     }
 }
 
-/// `--disk PATH[,ro]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DiskSpec {
-    pub path: PathBuf,
-    pub read_only: bool,
-}
-
-impl DiskSpec {
-    /// Parses `PATH[,ro]`. A path with a comma in it needs `,ro` or nothing after it: the
-    /// last comma-separated word is an option only when it is one we know.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (path, read_only) = match s.rsplit_once(',') {
-            // A last word of letters is an option; anything else belongs to the path.
-            Some((path, opt))
-                if !opt.is_empty() && opt.bytes().all(|c| c.is_ascii_alphabetic()) =>
-            {
-                if opt != "ro" {
-                    return Err(format!("{s:?}: unknown option {opt:?} (PATH or PATH,ro)"));
-                }
-                (path, true)
-            }
-            _ => (s, false),
-        };
-        if path.is_empty() {
-            return Err(format!("{s:?}: no path (PATH or PATH,ro)"));
-        }
-        Ok(Self {
-            path: path.into(),
-            read_only,
-        })
-    }
-}
-
-impl std::fmt::Display for DiskSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.path.display())?;
-        if self.read_only {
-            f.write_str(",ro")?;
-        }
-        Ok(())
-    }
-}
-
 /// A setting of [`Config`]: what an error about bad input is about.
 ///
 /// The module errors for bad input say only what is wrong with the value ("must be at least
@@ -136,10 +98,12 @@ pub enum Setting {
     Seccomp,
     /// The block devices (`--disk`, repeated).
     Disks,
+    /// The network devices (`--net`, repeated).
+    Nets,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 9] = [
+    pub const ALL: [Setting; 10] = [
         Self::Kernel,
         Self::Initrd,
         Self::Cmdline,
@@ -149,6 +113,7 @@ impl Setting {
         Self::Timeout,
         Self::Seccomp,
         Self::Disks,
+        Self::Nets,
     ];
 
     /// The command-line flag that sets it.
@@ -163,6 +128,7 @@ impl Setting {
             Self::Timeout => "--timeout",
             Self::Seccomp => "--no-seccomp",
             Self::Disks => "--disk",
+            Self::Nets => "--net",
         }
     }
 }
@@ -179,7 +145,7 @@ Config file (--config FILE): one flat JSON object; unknown fields are an error.
   {\"kernel\": PATH, \"initrd\": PATH, \"cmdline\": STR,
    \"memory_mib\": N, \"cpus\": N, \"timeout_s\": SECS,
    \"boot_protocol\": \"auto\"|\"pvh\"|\"linux64\", \"seccomp\": true|false,
-   \"disks\": [\"PATH[,ro]\", ...]}
+   \"disks\": [\"PATH[,ro]\", ...], \"nets\": [\"tap=NAME[,mac=MAC]\", ...]}
 Only \"kernel\" is required (unless --kernel is given). Flags on the command line
 override the file's values. Relative paths resolve against the file's directory."
 )]
@@ -224,6 +190,10 @@ pub struct Flags {
     /// (the guest sees vda, vdb, ...).
     #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = DiskSpec::parse)]
     pub disks: Vec<DiskSpec>,
+    /// A virtio-net device on an existing tap interface, with the guest's MAC address if
+    /// given; repeat for more.
+    #[arg(long = "net", value_name = "tap=NAME[,mac=MAC]", value_parser = NetSpec::parse)]
+    pub nets: Vec<NetSpec>,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -259,6 +229,7 @@ struct FileConfig {
     boot_protocol: Option<String>,
     seccomp: Option<bool>,
     disks: Option<Vec<String>>,
+    nets: Option<Vec<String>>,
 }
 
 /// The config file's field for each setting.
@@ -273,6 +244,7 @@ fn field(setting: Setting) -> &'static str {
         Setting::Timeout => "timeout_s",
         Setting::Seccomp => "seccomp",
         Setting::Disks => "disks",
+        Setting::Nets => "nets",
     }
 }
 
@@ -380,6 +352,7 @@ fn load_config(path: &Path) -> Result<FileConfig, Error> {
         boot_protocol: parse(path, entry(&map, Setting::BootProtocol))?,
         seccomp: parse(path, entry(&map, Setting::Seccomp))?,
         disks: parse(path, entry(&map, Setting::Disks))?,
+        nets: parse(path, entry(&map, Setting::Nets))?,
     })
 }
 
@@ -448,6 +421,7 @@ impl Settings {
             ),
             (Setting::Seccomp, flags.no_seccomp, fc.seccomp.is_some()),
             (Setting::Disks, !flags.disks.is_empty(), fc.disks.is_some()),
+            (Setting::Nets, !flags.nets.is_empty(), fc.nets.is_some()),
         ] {
             if file_set && !flag_set {
                 used.push(setting);
@@ -491,6 +465,13 @@ impl Settings {
             }
             _ => Vec::new(),
         };
+        let file_nets = match &fc.nets {
+            Some(list) if flags.nets.is_empty() => list
+                .iter()
+                .map(|s| NetSpec::parse(s).map_err(|e| file_error(Setting::Nets, e)))
+                .collect::<Result<Vec<_>, Error>>()?,
+            _ => Vec::new(),
+        };
         let kernel = match (flags.kernel.clone(), fc.kernel) {
             (Some(k), _) | (None, Some(k)) => k,
             (None, None) => {
@@ -523,6 +504,11 @@ impl Settings {
                     file_disks
                 } else {
                     flags.disks.clone()
+                },
+                nets: if flags.nets.is_empty() {
+                    file_nets
+                } else {
+                    flags.nets.clone()
                 },
             },
             timeout: flags.timeout.or(file_timeout),
