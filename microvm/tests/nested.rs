@@ -28,6 +28,7 @@ const SCENARIOS: &[Scenario] = &[
         cmdline: "bulkhead.task=probe",
         timeout_s: INNER_TIMEOUT_S,
         disk: None,
+        net: None,
     },
     Scenario {
         name: "probe-2cpu",
@@ -37,6 +38,7 @@ const SCENARIOS: &[Scenario] = &[
         cmdline: "bulkhead.task=probe",
         timeout_s: INNER_TIMEOUT_S,
         disk: None,
+        net: None,
     },
     // The vmlinux has the PVH note: `--boot-protocol auto` (the default) enters it through
     // PVH (32-bit protected mode, hvm_start_info). One vCPU: the APs start the same way
@@ -49,6 +51,7 @@ const SCENARIOS: &[Scenario] = &[
         cmdline: "bulkhead.task=probe",
         timeout_s: INNER_TIMEOUT_S,
         disk: None,
+        net: None,
     },
     // `quiet` from here on: every console byte is a port I/O exit, which nesting makes dear,
     // and the lines these scenarios look for are KERN_EMERG (printed even so).
@@ -60,6 +63,7 @@ const SCENARIOS: &[Scenario] = &[
         cmdline: "quiet bulkhead.task=ready",
         timeout_s: INNER_TIMEOUT_S,
         disk: None,
+        net: None,
     },
     Scenario {
         name: "poweroff",
@@ -69,6 +73,7 @@ const SCENARIOS: &[Scenario] = &[
         cmdline: "quiet",
         timeout_s: INNER_TIMEOUT_S,
         disk: None,
+        net: None,
     },
     // A real kernel panic: with no /nonexistent the kernel falls back to mounting a root
     // device, there is none, and it panics "VFS: Unable to mount root fs" (then panic=-1
@@ -81,6 +86,7 @@ const SCENARIOS: &[Scenario] = &[
         cmdline: "quiet rdinit=/nonexistent",
         timeout_s: INNER_TIMEOUT_S,
         disk: None,
+        net: None,
     },
 ];
 

@@ -368,6 +368,7 @@ const fn disk_scenario(name: &'static str, cmdline: &'static str, read_only: boo
             name: "data",
             read_only,
         }),
+        net: None,
     }
 }
 
@@ -389,6 +390,19 @@ const SCENARIOS: &[Scenario] = &[
         "quiet bulkhead.task=disk bulkhead.args=write,/dev/vda,1,9",
         true,
     ),
+    // The guest takes 10.0.2.2 (its init applies ip=: the kernel could not, virtio_net being
+    // a module), and does 1000 TCP echo round trips of 64 bytes with the host's server.
+    Scenario {
+        name: "net-echo",
+        cpus: 1,
+        kernel: GuestKernel::BzImage,
+        image: GuestImage::Guest,
+        cmdline: "quiet ip=10.0.2.2::10.0.2.1:255.255.255.0::eth0:off \
+                  bulkhead.task=net bulkhead.args=echo,10.0.2.1:7000,1000,64",
+        timeout_s: LINUX_TIMEOUT_S,
+        disk: None,
+        net: Some("bhtap0"),
+    },
 ];
 
 /// Every run, in order, once per test process; `None` when skipped here (printed; a failure
@@ -503,6 +517,27 @@ fn linux_guest_cannot_write_a_read_only_disk() {
     assert!(ro.console.iter().any(|l| l == "BULKHEAD-EXIT 1"), "{t}");
     assert_eq!(ro.status, Some(0), "{t}");
     assert_eq!(image_sum(ro, false), image_sum(ro, true), "{t}");
+}
+
+/// `--net`: the guest's TCP connection to the host's echo server carries every byte both
+/// ways, 1000 times.
+#[test]
+fn linux_guest_echoes_over_virtio_net() {
+    let Some(run) = scenario(module_path!(), "net-echo") else {
+        return;
+    };
+    let t = run.transcript();
+    assert_eq!(run.status, Some(0), "{t}");
+    let line = run
+        .console
+        .iter()
+        .find(|l| l.starts_with("{\"net\""))
+        .unwrap_or_else(|| panic!("no net line:\n{t}"));
+    let v = json(line);
+    assert_eq!(v["rounds"], 1000, "{t}");
+    assert_eq!(v["bytes_out"], 64_000, "{t}");
+    assert_eq!(v["bytes_back"], 64_000, "{t}");
+    assert_eq!(v["same"], true, "{t}");
 }
 
 /// The ACPI description of the devices is one Linux accepts, and the VMM said nothing of a

@@ -16,7 +16,8 @@
 //!
 //! Sequence: mount /proc, /sys, /dev (devtmpfs) → hostname from /etc/hostname → load the
 //! kernel modules in /lib/modules/bulkhead when the VM has virtio-mmio devices (see
-//! [`load_modules`]) → run the task in-process (so `probe` reports
+//! [`load_modules`]) → apply `ip=` if the kernel could not (its NIC driver was a module) → run
+//! the task in-process (so `probe` reports
 //! pid 1 as in a container) → print `BULKHEAD-EXIT <status>` → sync → reboot(RB_AUTOBOOT),
 //! which with `reboot=t`/`reboot=k` and QEMU `-no-reboot` (or an i8042 reset in Firecracker and
 //! our VMM) ends the VM; if that fails, RB_POWER_OFF; if that fails too we exit, and the
@@ -61,6 +62,13 @@ pub fn main() -> ! {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     if has_virtio_mmio(&cmdline) {
         load_modules(MODULES_DIR);
+    }
+    // `ip=`, which the kernel could not apply when the NIC's driver is one of those modules.
+    if let Some((dev, addr, prefix)) = crate::net::ip_from_cmdline(&cmdline)
+        && let Err(e) = crate::net::configure(&dev, addr, prefix)
+        && e.raw_os_error() != Some(libc::EEXIST)
+    {
+        eprintln!("bulkhead-guest: ip={addr}/{prefix} on {dev}: {e}");
     }
     let (task, args) = task_from_cmdline(&cmdline);
     // A panicking task must still end in an exit line and a power-off, not a kernel panic.

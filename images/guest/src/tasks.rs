@@ -12,14 +12,17 @@
 //!   `fork N` forks N children that wait, counts the successful forks (a pids limit makes some
 //!   fail), then kills and reaps them; it exits 0 either way.
 //! - `disk write|read DEV MIB SEED | disk sum FILE`: block I/O with a checksum (`disk.rs`).
+//! - `net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX`: TCP echo rounds; a tap for
+//!   a VM on the host side (`net.rs`).
 
 use crate::output::{self, Json};
-use crate::{disk, probe};
+use crate::{disk, net, probe};
 
 pub const USAGE: &str = "usage: bulkhead-guest ready | idle | \
                          probe [--host-path PATH]... [--connect HOST:PORT[:TOKEN]]... | \
                          work cpu|memory|syscall|fork N | \
-                         disk write|read DEV MIB SEED | disk sum FILE";
+                         disk write|read DEV MIB SEED | disk sum FILE | \
+                         net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX";
 
 /// Run `task` with `args`; the result is the exit status.
 pub fn run(task: &str, args: &[String]) -> i32 {
@@ -38,6 +41,7 @@ pub fn run(task: &str, args: &[String]) -> i32 {
         },
         "work" => work(args),
         "disk" => disk::run(args),
+        "net" => net::run(args),
         other => usage_error(&format!("unknown task {other:?}")),
     }
 }

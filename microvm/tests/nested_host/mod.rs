@@ -112,7 +112,15 @@ pub struct Scenario {
     pub timeout_s: u32,
     /// A `--disk` for the inner VMM, if any.
     pub disk: Option<Disk>,
+    /// A `--net` for the inner VMM: a tap of this name, made on the (outer) host with
+    /// [`NET_HOST`]/24, and a TCP echo server there on [`ECHO_PORT`] while the VMM runs.
+    pub net: Option<&'static str>,
 }
+
+/// The host's address on a scenario's tap; the guest takes another of the /24.
+pub const NET_HOST: &str = "10.0.2.1";
+/// The echo server's port on the host (busybox `nc -ll -e /bin/cat`).
+pub const ECHO_PORT: u16 = 7000;
 
 /// An image the inner VMM gets as `--disk`: created empty ([`DISK_MIB`]) by the first scenario
 /// that names it, and kept for the later ones (a second boot sees what the first wrote).
@@ -264,6 +272,8 @@ fn is_static_elf(path: &Path) -> bool {
 #[derive(Debug)]
 pub struct Inputs {
     pub vmm: PathBuf,
+    /// The distro kernel's tun.ko: the nested host's kernel needs it for a scenario's tap.
+    pub tun: PathBuf,
     /// bulkhead-guest, run on the (outer) host to check disk images (`disk sum`).
     pub guest: PathBuf,
     pub bzimage: PathBuf,
@@ -291,9 +301,16 @@ pub fn inputs(vmm: &Path) -> Result<Inputs, String> {
         .ok_or("images extracted no vmlinux from the distro kernel")?;
     let kvm_modules = kernel
         .modules
+        .clone()
         .and_then(|m| m.kvm)
         .ok_or("the distro kernel ships no KVM modules")?;
+    let tun = kernel
+        .modules
+        .as_ref()
+        .map(|m| m.dir.join("kernel/drivers/net/tun.ko"))
+        .ok_or("the distro kernel has no modules")?;
     Ok(Inputs {
+        tun,
         guest: guest.clone(),
         vmm: vmm.to_path_buf(),
         bzimage,
@@ -378,6 +395,43 @@ fn inner_cmdline(s: &Scenario) -> String {
 }
 
 fn run_direct(inputs: &Inputs, busybox: &Path, s: &Scenario) -> Result<InnerRun, String> {
+    let Some(tap) = s.net else {
+        return run_direct_here(inputs, busybox, s, None);
+    };
+    // A network namespace of our own, on a thread (namespaces are per thread): the tap, the
+    // echo server and the VMM all live in it, and go with it.
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: unshare with a constant flag; only this thread's namespace changes.
+                if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                    return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+                }
+                let made = Command::new(&inputs.guest)
+                    .args(["net", "tap", tap, &format!("{NET_HOST}/24")])
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if !made.status.success() {
+                    return Err(format!("tap {tap}: {made:?}"));
+                }
+                let server = Command::new(busybox)
+                    .args(["nc", "-ll", "-p", &ECHO_PORT.to_string(), "-e", "/bin/cat"])
+                    .spawn()
+                    .map_err(|e| e.to_string())?;
+                let _server = crate::common::Reaper(Some(server));
+                run_direct_here(inputs, busybox, s, Some(tap))
+            })
+            .join()
+            .map_err(|_| "the network namespace's thread panicked".to_string())?
+    })
+}
+
+fn run_direct_here(
+    inputs: &Inputs,
+    busybox: &Path,
+    s: &Scenario,
+    tap: Option<&str>,
+) -> Result<InnerRun, String> {
     let initrd = match s.image {
         GuestImage::Guest => inputs.guest_initramfs.clone(),
         GuestImage::PowerOff => {
@@ -411,6 +465,9 @@ fn run_direct(inputs: &Inputs, busybox: &Path, s: &Scenario) -> Result<InnerRun,
     };
     let disk_before = image.as_deref().map(sum).transpose()?;
     let mut cmd = Command::new(&inputs.vmm);
+    if let Some(tap) = tap {
+        cmd.arg("--net").arg(format!("tap={tap}"));
+    }
     if let (Some(img), Some(d)) = (&image, s.disk) {
         let ro = if d.read_only { ",ro" } else { "" };
         cmd.arg("--disk").arg(format!("{}{ro}", img.display()));
@@ -462,10 +519,12 @@ grep -qw vmx /proc/cpuinfo && vendor=kvm-intel
 for m in irqbypass kvm $vendor; do
   insmod /modules/$m.ko || echo "NESTED-ERROR insmod $m.ko failed"
 done
+# A scenario's tap needs it (only there when one has a tap).
+[ -e /modules/tun.ko ] && { insmod /modules/tun.ko || echo "NESTED-ERROR insmod tun.ko failed"; }
 if [ -c /dev/kvm ]; then echo NESTED-HOST-READY; else echo "NESTED-ERROR no /dev/kvm"; fi
 for w in $(cat /proc/cmdline); do
   case "$w" in bulkhead.run=*) ;; *) continue ;; esac
-  IFS=, read -r name cpus timeout image kernel disk extra <<EOF
+  IFS=, read -r name cpus timeout image kernel disk net extra <<EOF
 ${w#bulkhead.run=}
 EOF
   extra=$(echo "$extra" | tr '~' ' ')
@@ -478,12 +537,21 @@ EOF
     set -- --disk "$img$ro"
     echo "NESTED-DISK $name before $(/bin/bulkhead-guest disk sum "$img")"
   fi
+  server=""
+  if [ "$net" != "-" ]; then
+    [ -e "/sys/class/net/$net" ] || /bin/bulkhead-guest net tap "$net" NET_HOST/24
+    ip link set lo up
+    nc -ll -p ECHO_PORT -e /bin/cat &
+    server=$!
+    set -- "$@" --net "tap=$net"
+  fi
   # Into files, printed afterwards, so nothing else runs in the outer host while the guest
   # does: one of the two soft lockups seen by hand came with a `sleep 1` running beside the
   # VMM, and a `| sed` would be such a neighbour too.
   /bin/bulkhead-vm --debug --kernel "/guest/$kernel" --initrd "/guest/$image" --cpus "$cpus" \
     --timeout "$timeout" --cmdline "$extra" "$@" >/tmp/out 2>/tmp/err
   rc=$?
+  [ -n "$server" ] && kill "$server"
   [ "$disk" != "-" ] && echo "NESTED-DISK $name after $(/bin/bulkhead-guest disk sum "$img")"
   # The guest's last line may lack its newline (a crash, a timeout): end it, so the next
   # marker starts a line of its own.
@@ -498,7 +566,8 @@ reboot -f
 "#;
 
 /// One scenario as an outer kernel parameter:
-/// `bulkhead.run=NAME,CPUS,TIMEOUT,IMAGE,KERNEL,DISK,CMDLINE` (DISK: `-`, `NAME` or `NAME:ro`)
+/// `bulkhead.run=NAME,CPUS,TIMEOUT,IMAGE,KERNEL,DISK,NET,CMDLINE` (DISK: `-`, `NAME` or
+/// `NAME:ro`; NET: `-` or a tap's name)
 /// with the inner command line's spaces as `~` (a kernel parameter cannot hold a bare space;
 /// the dotted name keeps the kernel from passing it to init or warning about it). The last
 /// field takes the rest, so the inner command line may contain commas.
@@ -510,13 +579,14 @@ pub fn encode(s: &Scenario) -> String {
         s.name
     );
     format!(
-        "bulkhead.run={},{},{},{},{},{},{}",
+        "bulkhead.run={},{},{},{},{},{},{},{}",
         s.name,
         s.cpus,
         s.timeout_s,
         s.image.file_name(),
         s.kernel.file_name(),
         Disk::field(s.disk),
+        s.net.unwrap_or("-"),
         cmdline.replace(' ', "~")
     )
 }
@@ -532,7 +602,10 @@ fn outer_initramfs(
     poweroff_initramfs(busybox, &poweroff)?;
     let m = &inputs.kvm_modules;
     let mut img = Initramfs::new();
-    let init = OUTER_INIT.replace("DISK_MIB", &DISK_MIB.to_string());
+    let init = OUTER_INIT
+        .replace("DISK_MIB", &DISK_MIB.to_string())
+        .replace("NET_HOST", NET_HOST)
+        .replace("ECHO_PORT", &ECHO_PORT.to_string());
     img.file("/init", 0o755, init.into_bytes())
         .symlink("/bin/sh", "busybox")
         .char_dev("/dev/console", 0o600, 5, 1)
@@ -544,8 +617,15 @@ fn outer_initramfs(
         .map_err(e)?;
     img.file_from_host("/bin/bulkhead-vm", 0o755, &inputs.vmm)
         .map_err(e)?;
-    // The image checker (`disk sum`), only when a scenario has a disk.
-    if scenarios.iter().any(|s| s.disk.is_some()) {
+    if scenarios.iter().any(|s| s.net.is_some()) {
+        img.file_from_host("/modules/tun.ko", 0o644, &inputs.tun)
+            .map_err(e)?;
+    }
+    // The image checker (`disk sum`) and the tap maker (`net tap`), only when needed.
+    if scenarios
+        .iter()
+        .any(|s| s.disk.is_some() || s.net.is_some())
+    {
         img.file_from_host("/bin/bulkhead-guest", 0o755, &inputs.guest)
             .map_err(e)?;
     }
