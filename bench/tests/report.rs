@@ -821,3 +821,62 @@ fn p99_is_shown_from_100_samples_only() {
     let md = report::markdown::render(&json::read(&fixture()).unwrap());
     assert!(md.contains(report::tables::P99_NOTE), "{md}");
 }
+
+/// A report of the default run on this host (PVM: the Linux VM under TCG, the bare guests in
+/// the VMM floor), kept as a fixture: its summary is what the rows give, and every section
+/// renders.
+#[test]
+fn the_vmm_floor_the_vms_and_the_summary_render_from_a_real_run() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/report-v1-vm-floor-and-summary.json");
+    let r = json::read(&path).unwrap();
+    assert_eq!(
+        r.summary.as_ref(),
+        Some(&bulkhead::metrics::summary::of(&r.backends)),
+        "the stored summary is the rows' own"
+    );
+    let s = r.summary.as_ref().unwrap();
+    assert_eq!(s.vm.as_ref().unwrap().backend, "qemu-microvm-linux");
+    assert!(s.startup_ratio.unwrap() > 10.0 && s.memory_ratio.unwrap() > 10.0);
+    assert_eq!(s.buys[0].key, "shares_host_kernel");
+    assert!(r.seed.is_some());
+
+    let md = report::markdown::render(&r);
+    // The bare guests have their own section, each row saying what ran.
+    let floor = &md[md.find("## VMM floor").expect("a VMM floor section")..];
+    for n in ["bulkhead-vm", "qemu-microvm", "firecracker"] {
+        assert!(floor.contains(&format!("| {n} |")), "{n} missing:\n{floor}");
+    }
+    assert!(floor.contains("isa-debug-exit") && floor.contains("i8042 reset"));
+    // The main startup table leaves them out, and shows p99 where n = 100 only.
+    let startup = &md[md.find("## Startup").unwrap()..];
+    let startup = &startup[..3 + startup[3..].find("\n## ").unwrap()];
+    assert!(!startup.contains("| bulkhead-vm |"), "{startup}");
+    let crun = startup.lines().find(|l| l.starts_with("| crun |")).unwrap();
+    assert!(crun.contains("| 100 |") && !crun.contains("—"), "{crun}");
+    let tcg = startup
+        .lines()
+        .find(|l| l.starts_with("| qemu-microvm-linux |"))
+        .unwrap();
+    assert!(
+        tcg.contains("TCG: software emulation") && tcg.contains("| — |"),
+        "{tcg}"
+    );
+    assert!(
+        startup.contains("Fewer runs: qemu-microvm-linux: 10 runs"),
+        "{startup}"
+    );
+    assert!(md.contains("## An idle VM's memory, three ways"), "{md}");
+    // Every backend's launcher has its peak RSS in the memory table, runc's above crun's.
+    let peak = |n: &str| {
+        r.backends
+            .iter()
+            .find(|b| b.name == n)
+            .unwrap()
+            .launcher_peak_rss_kib
+            .as_ref()
+            .unwrap()
+            .p50
+    };
+    assert!(peak("runc") > 2.0 * peak("crun"));
+}
