@@ -308,7 +308,7 @@ pub fn run(
         if interrupted() {
             break;
         }
-        bar.set_message(rows[i].name.clone());
+        bar.set_message(format!("{}: memory, isolation", rows[i].name));
         let instances = instances(i);
         measure_rest(
             backends[i].as_mut(),
