@@ -11,8 +11,10 @@
 //! write uid/gid maps
 //!   (rootless: newuidmap/newgidmap, or our own id)
 //! send GO  ──────────────────────────────────▶ setns / unshare the other namespaces, hostname
-//! add pid to cgroups (RCU wait, overlapped)    mounts up to the first cgroupfs
-//! send GO  ──────────────────────────────────▶ cgroup namespace, cgroupfs mounts, devices
+//!                                              mounts up to the first cgroupfs
+//!                                              v1, no user ns: join own cgroups (tasks ← 0)
+//! or: add pid to cgroups (RCU wait), send GO ▶ (else: wait for this second GO)
+//!                                              cgroup namespace, cgroupfs mounts, devices
 //!                                                                       (prestart hooks: H ◀▶ G)
 //!                                              pivot_root, masked/readonly paths, sysctls
 //!                                              rlimits, oom_score_adj, user, caps, no_new_privs
@@ -211,12 +213,19 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     // until then (see `spawn`). Decided here, once: in the child, geteuid() changes when the
     // parent writes the uid map.
     let stay_dumpable = plan.new_user && euid != 0;
-    let init_fifo = fifo.as_ref().map(|f| f.as_raw_fd());
+    // On v1 the init moves itself into its groups (`cgroups::join_self`: no RCU grace period)
+    // unless a user namespace keeps it from writing the host's cgroup files; else we move it.
+    let in_userns = plan.new_user || plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER);
+    let join_self = cgroups::can_join_self() && !in_userns;
+    let from_parent = FromParent {
+        fifo: fifo.as_ref().map(|f| f.as_raw_fd()),
+        join_cgroups: join_self.then_some(cg.leaves.as_slice()),
+    };
     let init = child::spawn(
         "the container's init",
         plan.clone_flags,
         stay_dumpable,
-        |chan, host_pid| init_setup(chan, host_pid, &bundle, &plan, opts, &saved, init_fifo),
+        |chan, host_pid| init_setup(chan, host_pid, &bundle, &plan, opts, &saved, &from_parent),
     )?;
     drop(fifo);
     let pid = init.pid();
@@ -232,18 +241,23 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
     init.go().context("releasing the init")?;
     crate::fault::point("create:after-go");
-    // While the init builds its namespaces and mounts (see `init_setup`): the first write to
-    // a v1 cgroup.procs waits for an RCU grace period, ~10 ms on a loaded host.
-    if let Err(e) = cg.add(pid) {
-        // The init may have failed (and exited) first: its message is the one to report.
-        if let Some(Msg::Error(msg)) = init.try_recv() {
-            bail!("{msg}");
+    if !join_self {
+        // While the init builds its namespaces and mounts (see `init_setup`): a write of a pid
+        // to cgroup.procs waits for an RCU grace period, ~10 ms on a loaded host.
+        if let Err(e) = cg.add(pid) {
+            // The init may have failed (and exited) first: its message is the one to report.
+            if let Some(Msg::Error(msg)) = init.try_recv() {
+                bail!("{msg}");
+            }
+            return Err(e.context("moving the init into its cgroups"));
         }
-        return Err(e.context("moving the init into its cgroups"));
     }
+    // (With `join_self` the init is on its way into its groups by now.)
     crate::fault::point("create:after-cgroup-add");
-    // A failed send means the init is gone: the loop below reports why.
-    let _ = init.go();
+    if !join_self {
+        // A failed send means the init is gone: the loop below reports why.
+        let _ = init.go();
+    }
 
     loop {
         match init.recv().context("waiting for the init")? {
@@ -284,6 +298,13 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     Ok(Created { pid, saved })
 }
 
+/// What the parent hands the init besides the spec: the fifo to block on until `start`, and
+/// the cgroups to join by itself (None: the parent moves it, then sends a second GO).
+struct FromParent<'a> {
+    fifo: Option<RawFd>,
+    join_cgroups: Option<&'a [PathBuf]>,
+}
+
 /// The init's set-up, after the parent's go-ahead (`host_pid`: the init's pid as the host
 /// sees it). Returns only on failure: on success it execs the user's program.
 fn init_setup(
@@ -293,7 +314,7 @@ fn init_setup(
     plan: &Plan,
     opts: &CreateOpts,
     saved: &Saved,
-    fifo: Option<RawFd>,
+    from_parent: &FromParent,
 ) -> Result<Infallible> {
     let spec = &bundle.spec;
     let process = spec.process().as_ref().context("process")?;
@@ -335,13 +356,19 @@ fn init_setup(
         no_pivot: opts.no_pivot,
         in_userns: plan.new_user || plan.join.iter().any(|(f, _)| *f == libc::CLONE_NEWUSER),
     };
-    // The parent moves us into our cgroups while we get this far, and says so with a second
-    // GO: what depends on the cgroups waits for it. That is a new cgroup namespace (its root
-    // is the group we are in when it is made), the mounts of cgroupfs (they show that
-    // namespace), device nodes (v1's devices controller checks mknod) and everything after
-    // (hooks, the user's program). `rootfs::prepare` calls this before the first of those.
+    // Into our cgroups, before what depends on them: a new cgroup namespace (its root is the
+    // group we are in when it is made), the mounts of cgroupfs (they show that namespace),
+    // device nodes (v1's devices controller checks mknod) and everything after (hooks, the
+    // user's program). `rootfs::prepare` calls this before the first of those. Either we join
+    // them ourselves, or the parent moves us while we got this far and says so with a second
+    // GO.
     let mut in_cgroups = || -> Result<()> {
-        chan.wait_for_go()?;
+        match from_parent.join_cgroups {
+            Some(leaves) => cgroups::join_self(leaves)?,
+            None => {
+                chan.wait_for_go()?;
+            }
+        }
         if plan.new_cgroup {
             namespaces::unshare(libc::CLONE_NEWCGROUP).context("creating the cgroup namespace")?;
         }
@@ -394,7 +421,7 @@ fn init_setup(
     let prog = finish::finish_process(process, bundle.seccomp.as_ref(), opts.preserve_fds)?;
 
     chan.send(&Msg::Ready)?;
-    if let Some(fd) = fifo {
+    if let Some(fd) = from_parent.fifo {
         // Block here until `start` writes its byte.
         // SAFETY: fd is our fifo descriptor; ManuallyDrop keeps it open (it is CLOEXEC).
         let mut f = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });

@@ -8,8 +8,10 @@
 //! open /proc/<init>/ns/* and /proc/<init>/root
 //! setns(pid)  (only sets where children are born)
 //! clone()  ──────────────────────────────────▶ non-dumpable; wait for GO
-//! add pid to the container's cgroups
-//! send GO  ──────────────────────────────────▶ connect --console-socket (a host path)
+//! add pid to the container's cgroups (rootless,
+//!   or v2; else the child joins them itself)
+//! send GO  ──────────────────────────────────▶ v1 as root: join the cgroups (tasks ← 0)
+//!                                              connect --console-socket (a host path)
 //!                                              setns user (become its root), then ipc, uts,
 //!                                              net, cgroup, mnt, time; chroot to the init's root
 //!                                              pty; rlimits, seccomp, user, caps, no_new_privs
@@ -45,7 +47,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::{Capabilities, Capability, Process};
 
-use crate::cgroups::Cgroup;
+use crate::cgroups::{self, Cgroup};
 use crate::namespaces;
 use crate::process::channel::Msg;
 use crate::process::{child, finish};
@@ -122,6 +124,9 @@ struct ChildPlan {
     root: OwnedFd,
     console_socket: Option<PathBuf>,
     preserve_fds: u32,
+    /// The container's cgroups, for the child to join by itself (`cgroups::join_self`, v1,
+    /// while it still has the host's root); None: the parent moves it.
+    join_cgroups: Option<Vec<PathBuf>>,
 }
 
 /// Build the process to run: `--process FILE` as is, else the container's process with the
@@ -320,6 +325,7 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         root: root_fd,
         console_socket: o.console_socket.clone(),
         preserve_fds: o.preserve_fds,
+        join_cgroups: None,
     };
 
     // Rootless: joining the pid namespace needs CAP_SYS_ADMIN in the user namespace that owns
@@ -338,6 +344,10 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
         namespaces::setns(f, libc::CLONE_NEWPID, "the container's pid namespace")?;
     }
     crate::fault::point("exec:after-setns-pid");
+    let join_self = cgroups::can_join_self() && !unprivileged;
+    if join_self {
+        plan.join_cgroups = Some(saved.leaves.clone());
+    }
 
     // The child is born non-dumpable, as the init is (see `process/child.rs`): it is born
     // in the container's pid namespace, where a process could otherwise open its
@@ -359,12 +369,16 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     crate::fault::point("exec:after-clone");
     drop(plan);
 
-    Cgroup {
-        leaves: saved.leaves.clone(),
-        created: Vec::new(),
+    if !join_self {
+        // A write of a pid to cgroup.procs waits for an RCU grace period (see
+        // `cgroups::join_self`, which the child uses where it can).
+        Cgroup {
+            leaves: saved.leaves.clone(),
+            created: Vec::new(),
+        }
+        .add(child.pid())
+        .context("moving the process into the container's cgroups")?;
     }
-    .add(child.pid())
-    .context("moving the process into the container's cgroups")?;
     crate::fault::point("exec:after-cgroup-add");
     child.go().context("releasing the process")?;
     crate::fault::point("exec:after-go");
@@ -390,6 +404,9 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
 /// The exec'd process's set-up, after the parent's go-ahead. Returns only on failure: on
 /// success it execs the program.
 fn exec_setup(plan: &ChildPlan) -> Result<Infallible> {
+    if let Some(leaves) = &plan.join_cgroups {
+        cgroups::join_self(leaves)?;
+    }
     // The socket path is on the host: connect before leaving the host's mount namespace.
     let console = match &plan.console_socket {
         Some(p) => Some(crate::console::connect(p)?),
