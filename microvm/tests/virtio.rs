@@ -666,6 +666,45 @@ fn net_frames_go_out_through_the_tap_and_answers_come_back() {
     });
 }
 
+/// Hostile chains on both queues of the net device: returned (empty), counted, and the
+/// device goes on serving; a lying available index fails it as it fails the block device.
+#[test]
+fn net_hostile_chains_are_returned_and_a_lie_fails_the_device() {
+    use bulkhead_vm::devices::virtio::net::{Net, Tap, default_mac};
+    in_new_netns(|| {
+        make_tap("bhtap2");
+        let tap = Tap::open("bhtap2").unwrap();
+        let mut d = Driver::new(Box::new(Net::new(tap, default_mac(0))), 2, 16);
+        let end_of_ram = GUEST_MIB * MIB;
+        for q in [1u16, 0] {
+            d.select(q);
+            // A loop; a buffer past RAM; a length past RAM; the wrong direction.
+            d.desc(0, SCRATCH, 64, VRING_DESC_F_NEXT, 0);
+            d.offer(0);
+            d.desc(1, end_of_ram + 4096, 64, 0, 0);
+            d.offer(1);
+            d.desc(2, DATA, u32::MAX, VRING_DESC_F_WRITE, 0);
+            d.offer(2);
+            let wrong = if q == 1 { VRING_DESC_F_WRITE } else { 0 };
+            d.desc(3, DATA, 64, wrong, 0);
+            d.offer(3);
+            d.kick();
+            assert_eq!(d.used_idx(), 4, "queue {q}: every chain returned");
+            for i in 0..4 {
+                assert_eq!(d.used(i).1, 0, "queue {q}: chain {i} claims bytes");
+            }
+            assert_eq!(d.status() & NEEDS_RESET, 0, "queue {q}");
+        }
+        // A lie on the transmit queue.
+        d.select(1);
+        d.set_avail_idx(d.used_idx().wrapping_add(100));
+        d.kick();
+        assert_ne!(d.status() & NEEDS_RESET, 0);
+        d.init();
+        assert!(d.transport.is_active());
+    });
+}
+
 /// A tap that does not exist is not created; one in use is refused.
 #[test]
 fn net_tap_missing_or_busy_is_refused() {
