@@ -118,14 +118,11 @@ pub fn render(r: &Report) -> String {
     if let Some(t) = sections::vmm_floor(r) {
         table(&t, &mut out, "vmm-floor");
     }
-    let failed = sections::failures(r);
-    if !failed.is_empty() {
-        out.push_str("<section id=\"failures\"><h2>Failed runs</h2><ul>");
-        for f in failed {
-            out.push_str(&format!("<li>{}</li>", esc(&f)));
-        }
-        out.push_str("</ul></section>\n");
-    }
+    list(
+        ("failures", "h2", "Failed runs"),
+        sections::failures(r),
+        &mut out,
+    );
     let details: Vec<String> = r
         .backends
         .iter()
@@ -149,24 +146,36 @@ pub fn render(r: &Report) -> String {
             details.join("")
         ));
     }
-    let methods = tables::isolation_methods(r);
-    if !methods.is_empty() {
-        out.push_str(
-            "<section id=\"isolation-methods\"><h3>How the isolation numbers were obtained</h3><ul>",
-        );
-        for m in methods {
-            out.push_str(&format!("<li>{}</li>", esc(&m)));
-        }
-        out.push_str("</ul></section>\n");
-    }
-    let notes = tables::notes(r);
-    if !notes.is_empty() {
-        out.push_str("<section id=\"notes\"><h2>Not measured, and errors</h2><ul>");
-        for n in notes {
-            out.push_str(&format!("<li>{}</li>", esc(&n)));
-        }
-        out.push_str("</ul></section>\n");
-    }
+    list(
+        (
+            "isolation-methods",
+            "h3",
+            "How the isolation numbers were obtained",
+        ),
+        tables::isolation_methods(r),
+        &mut out,
+    );
+    list(
+        ("notes", "h2", "Not measured, and errors"),
+        tables::notes(r),
+        &mut out,
+    );
     out.push_str("</body></html>\n");
     out
+}
+
+/// A section (id, heading tag, title) holding a bullet list, or nothing when there are no
+/// items.
+fn list((id, h, title): (&str, &str, &str), items: Vec<String>, out: &mut String) {
+    if items.is_empty() {
+        return;
+    }
+    out.push_str(&format!(
+        "<section id=\"{id}\"><{h}>{}</{h}><ul>",
+        esc(title)
+    ));
+    for item in items {
+        out.push_str(&format!("<li>{}</li>", esc(&item)));
+    }
+    out.push_str("</ul></section>\n");
 }

@@ -66,29 +66,24 @@ pub fn render(r: &Report) -> String {
     {
         table(&t, &mut out);
     }
-    let failed = sections::failures(r);
-    if !failed.is_empty() {
-        out.push_str("## Failed runs\n\n");
-        for f in failed {
-            out.push_str(&format!("- {}\n", f.replace('\n', " ")));
-        }
-        out.push('\n');
-    }
-    let methods = tables::isolation_methods(r);
-    if !methods.is_empty() {
-        out.push_str("## How the isolation numbers were obtained\n\n");
-        for m in methods {
-            out.push_str(&format!("- {}\n", m.replace('\n', " ")));
-        }
-        out.push('\n');
-    }
-    let notes = tables::notes(r);
-    if !notes.is_empty() {
-        out.push_str("## Not measured, and errors\n\n");
-        for n in notes {
-            out.push_str(&format!("- {}\n", n.replace('\n', " ")));
-        }
-        out.push('\n');
-    }
+    list("Failed runs", sections::failures(r), &mut out);
+    list(
+        "How the isolation numbers were obtained",
+        tables::isolation_methods(r),
+        &mut out,
+    );
+    list("Not measured, and errors", tables::notes(r), &mut out);
     out
+}
+
+/// A titled bullet list, or nothing when there are no items.
+fn list(title: &str, items: Vec<String>, out: &mut String) {
+    if items.is_empty() {
+        return;
+    }
+    out.push_str(&format!("## {title}\n\n"));
+    for item in items {
+        out.push_str(&format!("- {}\n", item.replace('\n', " ")));
+    }
+    out.push('\n');
 }
