@@ -467,9 +467,9 @@ pub fn render_dir(dir: &Path) -> anyhow::Result<(Report, Written)> {
     let html = dir.join("report.html");
     report::json::write_atomic(&markdown, &report::markdown::render(&report))?;
     report::json::write_atomic(&html, &report::html::render(&report))?;
-    // report.md shows the summary's chart from this file.
+    // report.md shows the summary's chart from this file (a merged report has no summary).
     let chart = dir.join(report::markdown::CHART_FILE);
-    match report::tradeoff::svg(&report) {
+    match summary::of_report(&report).and_then(|_| report::tradeoff::svg(&report)) {
         Some(svg) => report::json::write_atomic(&chart, &svg)?,
         None if chart.exists() => std::fs::remove_file(&chart)
             .with_context(|| format!("removing the stale {}", chart.display()))?,

@@ -218,6 +218,10 @@ fn report_dir_rerenders_from_report_json() {
     let r = json::read(&fixture()).unwrap();
     assert_eq!(md, report::markdown::render(&r));
     assert_eq!(html, report::html::render(&r));
+    // The summary's chart, which report.md shows, is written beside it.
+    let svg = std::fs::read_to_string(dir.path().join("summary.svg")).unwrap();
+    assert_eq!(Some(svg), report::tradeoff::svg(&r));
+    assert!(md.contains("](summary.svg)"), "{md}");
 }
 
 fn report_error(dir: &Path) -> String {
@@ -498,6 +502,8 @@ fn report_merge_keeps_each_host_and_labels_its_rows() {
     );
 
     let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    // Rows of several hosts make no summary, and so no chart of it.
+    assert!(!md.contains("## Summary") && !out_dir.join("summary.svg").exists());
     assert!(md.contains("| what | hostA | hostB |"), "{md}");
     assert!(md.contains("| CPU | AMD EPYC | Intel Xeon |"), "{md}");
     for label in ["runc @ hostA", "runc @ hostB", "bulkhead-vm @ hostB"] {
