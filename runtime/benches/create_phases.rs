@@ -3,7 +3,8 @@
 //! - `clone`: the runtime's fork-like clone() with each CLONE_NEW* flag the init may be born
 //!   with or unshare later, the child exiting at once (the flag's set-up and tear-down);
 //! - `cgroup`: the container's groups created (`linux.resources` of the default spec), a
-//!   process attached (v1 memory: the RCU grace period), the groups removed;
+//!   process attached by pid through `cgroup.procs` (the RCU grace period) or, on v1, moving
+//!   itself through `tasks` (what `create` does), the groups removed;
 //! - `rootfs`: the default spec's mounts, device nodes, pivot_root and masked/readonly paths
 //!   in a fresh mount namespace, timed inside the child;
 //! - `seccomp`: the default profile compiled by libseccomp (cold) and found in the cache
@@ -135,6 +136,30 @@ fn cgroup_phases(c: &mut Criterion) {
             total
         })
     });
+    // What `create` does on v1 instead: the init moves itself (`tasks` ← 0), no RCU wait.
+    if cgroups::can_join_self() {
+        g.bench_function("create_self_join_remove", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    n += 1;
+                    let id = format!("bh-bench-{}-{n}", std::process::id());
+                    let t = Instant::now();
+                    let cg = Cgroup::create(&spec, &id).unwrap();
+                    let created = t.elapsed();
+                    let joined = in_child(0, || {
+                        let t = Instant::now();
+                        cgroups::join_self(&cg.leaves)?;
+                        Ok(t.elapsed().as_nanos() as u64)
+                    });
+                    let t = Instant::now();
+                    cgroups::remove(&cg.created, false).unwrap();
+                    total += created + Duration::from_nanos(joined) + t.elapsed();
+                }
+                total
+            })
+        });
+    }
     g.finish();
 }
 
@@ -164,7 +189,7 @@ fn rootfs_setup(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                total += Duration::from_nanos(in_child(|| {
+                total += Duration::from_nanos(in_child(libc::CLONE_NEWNS, || {
                     let t = Instant::now();
                     rootfs::prepare(&plan, &mut || Ok(()))?;
                     rootfs::enter(&plan)?;
@@ -178,9 +203,9 @@ fn rootfs_setup(c: &mut Criterion) {
     g.finish();
 }
 
-/// Run `f` in a forked child with a mount namespace of its own; its result comes back
-/// through a pipe.
-fn in_child(f: impl FnOnce() -> anyhow::Result<u64>) -> u64 {
+/// Run `f` in a forked child that first unshares `flags` (a mount namespace, say); its result
+/// comes back through a pipe.
+fn in_child(flags: libc::c_int, f: impl FnOnce() -> anyhow::Result<u64>) -> u64 {
     let mut fds = [0; 2];
     // SAFETY: pipe writes two descriptors into the array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -188,9 +213,9 @@ fn in_child(f: impl FnOnce() -> anyhow::Result<u64>) -> u64 {
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // SAFETY: unshare in the single-threaded child.
-        let r = if unsafe { libc::unshare(libc::CLONE_NEWNS) } == 0 {
+        let r = if flags == 0 || unsafe { libc::unshare(flags) } == 0 {
             f().unwrap_or_else(|e| {
-                eprintln!("rootfs set-up failed: {e:#}");
+                eprintln!("set-up in the child failed: {e:#}");
                 0
             })
         } else {
@@ -210,7 +235,7 @@ fn in_child(f: impl FnOnce() -> anyhow::Result<u64>) -> u64 {
         libc::close(fds[0]);
     }
     reap(pid);
-    assert!(r > 0, "the rootfs set-up failed in the child");
+    assert!(r > 0, "the set-up failed in the child");
     r
 }
 
