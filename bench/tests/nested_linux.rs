@@ -32,11 +32,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The backends the nested run measures: the container, both Linux VMs QEMU and our VMM can
-/// run here, and one VMM-floor row, so the floor is seen under nested KVM too.
-const BACKENDS: &str = "bulkhead-runtime,bulkhead-vm-linux,qemu-microvm-linux,qemu-microvm";
-/// The Linux VM rows, whose probe must show a kernel of their own.
-const LINUX_ROWS: [&str; 2] = ["bulkhead-vm-linux", "qemu-microvm-linux"];
+/// The backends the nested run always measures: the container, the Linux VMs of our VMM and
+/// QEMU, and one VMM-floor row, so the floor is seen under nested KVM too. Firecracker's Linux
+/// row joins them where `firecracker` is on PATH (it is in no package registry).
+const BACKENDS: [&str; 4] = [
+    "bulkhead-runtime",
+    "bulkhead-vm-linux",
+    "qemu-microvm-linux",
+    "qemu-microvm",
+];
 /// A few runs: each nested Linux boot takes 10–30 s under the emulation.
 const RUNS: &str = "2";
 
@@ -119,6 +123,10 @@ reboot -f
 /// What the outer host said, once it is done.
 #[derive(Debug)]
 struct Nested {
+    /// The backends asked for, in order.
+    backends: Vec<String>,
+    /// Those that boot the Linux guest, whose probe must show a kernel of their own.
+    linux_rows: Vec<String>,
     host_release: String,
     host_boot_id: String,
     rc: i32,
@@ -344,9 +352,15 @@ fn boot(qemu: &Path, busybox: &Path) -> Result<Nested, String> {
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let e = |e: bulkhead_images::initramfs::InitramfsError| e.to_string();
+    let firecracker = bulkhead_testkit::on_path("firecracker");
+    let mut backends: Vec<String> = BACKENDS.iter().map(|b| b.to_string()).collect();
+    if firecracker.is_some() {
+        backends.push("firecracker-linux".into());
+    }
     let args = format!(
-        "--cache /cache --backends {BACKENDS} --runs {RUNS} --warmup 0 --instances 1 \
-         --timeout 120 -o /tmp/report"
+        "--cache /cache --backends {} --runs {RUNS} --warmup 0 --instances 1 --timeout 120 \
+         -o /tmp/report",
+        backends.join(",")
     );
     let mut img = Initramfs::new();
     img.file("/init", 0o755, STAGE1_INIT.as_bytes().to_vec())
@@ -366,12 +380,16 @@ fn boot(qemu: &Path, busybox: &Path) -> Result<Nested, String> {
         img.file_from_host(&format!("/bin/{name}"), 0o755, &stripped(bin, dir.path())?)
             .map_err(e)?;
     }
-    // QEMU, its libraries at the paths its loader looks in, and the firmware microvm loads.
-    img.file_from_host("/usr/bin/qemu-system-x86_64", 0o755, qemu)
-        .map_err(e)?;
-    for lib in libraries(qemu)? {
-        img.file_from_host(&lib.to_string_lossy(), 0o755, &lib)
+    // QEMU (and Firecracker) with their libraries at the paths the loader looks in, and the
+    // firmware microvm loads.
+    for vmm in std::iter::once(qemu).chain(firecracker.as_deref()) {
+        let name = vmm.file_name().unwrap().to_string_lossy();
+        img.file_from_host(&format!("/usr/bin/{name}"), 0o755, vmm)
             .map_err(e)?;
+        for lib in libraries(vmm)? {
+            img.file_from_host(&lib.to_string_lossy(), 0o755, &lib)
+                .map_err(e)?;
+        }
     }
     for fw in [
         "bios-microvm.bin",
@@ -434,6 +452,12 @@ fn boot(qemu: &Path, busybox: &Path) -> Result<Nested, String> {
         ));
     }
     Ok(Nested {
+        linux_rows: backends
+            .iter()
+            .filter(|b| b.ends_with("-linux"))
+            .cloned()
+            .collect(),
+        backends,
         host_release,
         host_boot_id,
         rc: console.rc.expect("checked by exited()"),
@@ -494,7 +518,7 @@ fn every_row_has_numbers_and_the_vms_say_they_ran_under_nested_kvm() {
     let r = n.report();
     assert_eq!(r.environment.kvm, KvmKind::Nested, "{:?}", r.environment);
     let names: Vec<&str> = r.backends.iter().map(|b| b.name.as_str()).collect();
-    assert_eq!(names, BACKENDS.split(',').collect::<Vec<_>>());
+    assert_eq!(names, n.backends);
     for b in &r.backends {
         let why = || format!("{}: {:?}\n{}", b.name, b.notes, n.transcript());
         assert_eq!(b.availability, Availability::Installed, "{}", why());
@@ -515,8 +539,8 @@ fn every_row_has_numbers_and_the_vms_say_they_ran_under_nested_kvm() {
         assert!(b.isolation.is_some(), "{}", why());
         assert!(b.syscalls.is_some(), "{}", why());
     }
-    for name in LINUX_ROWS {
-        let b = r.backends.iter().find(|b| b.name == name).unwrap();
+    for name in &n.linux_rows {
+        let b = r.backends.iter().find(|b| b.name == *name).unwrap();
         assert_eq!(b.kvm, Some(KvmKind::Nested), "{name}");
         assert_eq!(b.section, Some(Section::Main), "{name}");
         let vm = b.vm.as_ref().unwrap_or_else(|| panic!("{name}: no vm"));
@@ -538,24 +562,19 @@ fn every_row_has_numbers_and_the_vms_say_they_ran_under_nested_kvm() {
             assert!(s.p50 > 0.0, "{name}: {what}: {m:?}");
         }
     }
-    // The same guest program, command line, RAM and vCPUs in both Linux VMs.
-    let vms: Vec<_> = LINUX_ROWS
+    // The same guest program, command line, RAM and vCPUs in every Linux VM.
+    let vms: Vec<_> = n
+        .linux_rows
         .iter()
-        .map(|n| {
-            r.backends
-                .iter()
-                .find(|b| b.name == *n)
-                .unwrap()
-                .vm
-                .clone()
-                .unwrap()
-        })
+        .map(|name| r.backends.iter().find(|b| b.name == *name).unwrap())
+        .map(|b| b.vm.clone().unwrap())
         .collect();
-    assert_eq!(vms[0].cmdline, vms[1].cmdline);
-    assert_eq!(
-        (&vms[0].guest, vms[0].memory_mib, vms[0].vcpus),
-        (&vms[1].guest, vms[1].memory_mib, vms[1].vcpus)
-    );
+    for vm in &vms[1..] {
+        let same = |v: &bulkhead::model::VmGuest| {
+            (v.guest.clone(), v.cmdline.clone(), v.memory_mib, v.vcpus)
+        };
+        assert_eq!(same(vm), same(&vms[0]));
+    }
 }
 
 #[test]
@@ -576,15 +595,17 @@ fn the_vms_run_a_kernel_of_their_own_and_the_container_shares_the_hosts() {
     };
     let host = (n.host_release.clone(), n.host_boot_id.clone());
     assert_eq!(probe("bulkhead-runtime"), host);
-    for name in LINUX_ROWS {
+    for name in &n.linux_rows {
         let (release, boot_id) = probe(name);
         assert_ne!(release, host.0, "{name}");
         assert_eq!(Some(&release), r.images.kernel.as_ref(), "{name}");
         assert_ne!(boot_id, host.1, "{name}");
         assert_eq!(boot_id.len(), 36, "{name}: {boot_id:?}");
     }
-    // Each Linux VM booted its own kernel: two VMs, two boots.
-    assert_ne!(probe(LINUX_ROWS[0]).1, probe(LINUX_ROWS[1]).1);
+    // Each Linux VM booted its own kernel: as many boot_ids as VMs.
+    let boots: std::collections::BTreeSet<String> =
+        n.linux_rows.iter().map(|name| probe(name).1).collect();
+    assert_eq!(boots.len(), n.linux_rows.len(), "{boots:?}");
 }
 
 /// A kernel that does not boot is one clear error on its row, from the boot check, and the run

@@ -13,7 +13,7 @@
 use super::linux::{self, PVH_ENTRY};
 use super::vm::{self, FLOOR_MEMORY_MIB, Launcher};
 use super::{Backend, BareImages, Context, Description, Instance, LinuxImages, Task};
-use crate::model::{ProbeRun, VmGuest};
+use crate::model::VmGuest;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -163,20 +163,6 @@ impl Backend for BulkheadVm {
                 "VMM overhead, bare guest: the bulkhead-vm process with the halted bare guest \
                  (--memory {FLOOR_MEMORY_MIB})"
             ),
-        })
-    }
-
-    fn probe_run(&self) -> Option<ProbeRun> {
-        let Some(Ok(images)) = &self.linux else {
-            return None;
-        };
-        Some(ProbeRun {
-            guest: format!(
-                "Linux {} + bulkhead-guest as init (initramfs)",
-                images.version
-            ),
-            accel: "kvm".into(),
-            why: format!("{} runs Linux guests", self.launcher.kvm.label()),
         })
     }
 

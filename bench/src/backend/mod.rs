@@ -176,8 +176,9 @@ pub trait Backend {
     fn probe_timeout(&self, timeout: Duration) -> Duration {
         timeout
     }
-    /// Where the probe runs when that is not the backend's startup guest (a VM backend whose
-    /// startup runs the bare guest boots Linux for the probe), for the report.
+    /// Which guest the probe ran in and under which accelerator, where the scorecard should
+    /// name it: qemu-microvm-linux, whose Linux guest runs under KVM or under TCG depending on
+    /// the host (the other rows' probe runs in their own guest, as their `vm` says).
     fn probe_run(&self) -> Option<ProbeRun> {
         None
     }
