@@ -5,7 +5,8 @@
 //!   line, then the VM is powered off (see `init.rs`).
 //!
 //! Modules: `init` (PID 1 duties), `tasks` (what the guest does), `disk` (block I/O with a
-//! checksum), `net` (a TCP echo client, interface set-up), `probe` (the isolation probe table), `output` (protocol lines and the hand-written JSON; the guest depends on libc only).
+//! checksum), `net` (a TCP echo client, interface set-up), `probe` (the isolation probe table), `workloads` (the
+//! timed, checked workloads), `output` (protocol lines and the hand-written JSON; the guest depends on libc only).
 
 mod disk;
 mod init;
@@ -13,6 +14,7 @@ mod net;
 mod output;
 mod probe;
 mod tasks;
+mod workloads;
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();

@@ -11,16 +11,18 @@
 //!   `memory N` allocates and touches N MiB (an OOM kill under a smaller limit is the point);
 //!   `fork N` forks N children that wait, counts the successful forks (a pids limit makes some
 //!   fail), then kills and reaps them; it exits 0 either way.
+//! - `work bench KIND REPS N [WHERE] | work exit K`: the workloads the harness compares
+//!   backends on, timed per operation, with values it checks (`workloads.rs`).
 //! - `disk write|read DEV MIB SEED | disk sum FILE`: block I/O with a checksum (`disk.rs`).
 //! - `net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX`: TCP echo rounds; a tap for
 //!   a VM on the host side (`net.rs`).
 
 use crate::output::{self, Json};
-use crate::{disk, net, probe};
+use crate::{disk, net, probe, workloads};
 
 pub const USAGE: &str = "usage: bulkhead-guest ready | idle | \
                          probe [--host-path PATH]... [--connect HOST:PORT[:TOKEN]]... | \
-                         work cpu|memory|syscall|fork N | \
+                         work cpu|memory|syscall|fork N | work bench KIND REPS N [WHERE] | \
                          disk write|read DEV MIB SEED | disk sum FILE | \
                          net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX";
 
@@ -39,6 +41,9 @@ pub fn run(task: &str, args: &[String]) -> i32 {
             }
             Err(e) => usage_error(&e),
         },
+        "work" if matches!(args.first().map(String::as_str), Some("bench" | "exit")) => {
+            workloads::run(args)
+        }
         "work" => work(args),
         "disk" => disk::run(args),
         "net" => net::run(args),
