@@ -74,7 +74,30 @@ fn bundles() -> Vec<(&'static str, Value)> {
         c["linux"]["resources"]["devices"] = json!(rules);
         c
     };
+    // What a container sees of its cgroupfs (tests `the_cgroupfs_shows_only_the_containers_group`).
+    let view = |cgroupns: bool| {
+        let mut c = config(
+            &[
+                "sh",
+                "-c",
+                "echo \"pids.max $(cat /sys/fs/cgroup/pids.max)\"; \
+                 find /sys/fs/cgroup -mindepth 1 -type d | sed 's/^/subdir /'; \
+                 sed 's/^/proc /' /proc/self/cgroup; \
+                 echo 16 2>/dev/null >/sys/fs/cgroup/pids.max; echo \"write $?\"",
+            ],
+            json!({"pids": {"limit": 16}}),
+            None,
+        );
+        if !cgroupns {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "cgroup");
+        }
+        c
+    };
     vec![
+        ("view-ns", view(true)),
+        ("view-nons", view(false)),
+        ("view-sib", config(&["sleep", "60"], json!({}), None)),
         ("devices", devices(json!([]))),
         (
             "devices-allow",
@@ -655,4 +678,38 @@ fn nothing_is_left_in_the_vm() {
         "state dirs left: {:?}",
         f.all("end", "states")
     );
+}
+
+#[test]
+fn the_cgroupfs_shows_only_the_containers_group() {
+    let Some(f) = facts(module_path!()) else {
+        return;
+    };
+    let d = f.dump("view");
+    assert_rc(f, "view", "sib", 0);
+    assert_rc(f, "view", "sib-start", 0);
+    for (key, cgroupns) in [("ns", true), ("nons", false)] {
+        assert_rc(f, "view", key, 0);
+        let out = f.all("view", &format!("{key}.out"));
+        assert!(out.contains(&"pids.max 16"), "{key}: {d}");
+        // The group has no child: any directory would be another group (the sibling's).
+        assert!(!out.iter().any(|l| l.starts_with("subdir ")), "{key}: {d}");
+        assert!(
+            !out.iter().any(|l| l.contains("cg2-view-sib")),
+            "{key}: {d}"
+        );
+        assert!(
+            out.iter()
+                .any(|l| l.starts_with("write ") && *l != "write 0"),
+            "{key}: {d}"
+        );
+        // /proc/self/cgroup: the namespace's root, or the group's path in the host's tree.
+        let own = if cgroupns {
+            "proc 0::/"
+        } else {
+            "proc 0::/cg2-view-nons"
+        };
+        assert!(out.contains(&own), "{key}: {d}");
+    }
+    assert_rc(f, "view", "sib-delete", 0);
 }

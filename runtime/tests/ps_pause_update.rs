@@ -275,11 +275,21 @@ fn update_of_a_controller_the_container_lacks_says_so() {
         !Path::new("/sys/fs/cgroup/cgroup.controllers").exists(),
         "cgroup v1 only: v2 has every controller in the one group"
     );
-    let b = Bundle::new(&["sleep", "100"]);
+    // Without a cgroupfs mount a container gets only the groups its limits need (memory,
+    // pids, freezer); with one it has a group in every hierarchy, cpu included.
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.set(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.retain(|m| m["type"] != "cgroup");
+    });
     with_container(&b, "update-nocpu", |rt, id, _| {
         let o = rt.cmd(&["update", "--cpu-quota", "20000", id]);
         assert!(!o.status.success());
         assert!(stderr(&o).contains("no cpu cgroup"), "{}", stderr(&o));
+    });
+    let b = Bundle::new(&["sleep", "100"]);
+    with_container(&b, "update-cpu", |rt, id, _| {
+        rt.ok(&["update", "--cpu-quota", "20000", id]);
     });
 }
 

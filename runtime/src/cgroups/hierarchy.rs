@@ -75,7 +75,8 @@ pub(super) fn write_hugetlb(dir: &Path, r: &LinuxResources, file: &str) -> Resul
     Ok(())
 }
 
-/// The caller's own cgroup in a v1 hierarchy `ctrl` ("" for v2), from /proc/self/cgroup.
+/// The caller's own cgroup in a v1 hierarchy `ctrl` ("" for v2), from /proc/self/cgroup. A
+/// named hierarchy (`name=systemd`) answers to its name alone (`systemd`), as it is mounted.
 pub(super) fn own_cgroup(proc_cgroup: &str, ctrl: &str) -> String {
     for line in proc_cgroup.lines() {
         let mut it = line.splitn(3, ':');
@@ -83,13 +84,28 @@ pub(super) fn own_cgroup(proc_cgroup: &str, ctrl: &str) -> String {
         let hit = if ctrl.is_empty() {
             ctrls.is_empty()
         } else {
-            ctrls.split(',').any(|c| c == ctrl)
+            ctrls
+                .split(',')
+                .any(|c| c == ctrl || c.strip_prefix("name=") == Some(ctrl))
         };
         if hit {
             return path.to_string();
         }
     }
     "/".to_string()
+}
+
+/// The host directory of the caller's own group in the hierarchy mounted at
+/// `/sys/fs/cgroup/<hierarchy>` (`cpu,cpuacct`, `systemd`; "" for v2 mounted at
+/// `/sys/fs/cgroup` itself). A container without a cgroup namespace is shown this directory
+/// as the root of its cgroupfs, as runc does: never the hierarchy's root with its siblings.
+pub fn own_dir(hierarchy: &str) -> Result<PathBuf> {
+    let pc = fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+    let ctrl = hierarchy.split(',').next().unwrap_or(hierarchy);
+    below(
+        &Path::new(CGROUP_ROOT).join(hierarchy),
+        &own_cgroup(&pc, ctrl),
+    )
 }
 
 /// Join a cgroup path below `base` (a hierarchy's mount point), refusing `..`.
@@ -152,6 +168,7 @@ mod tests {
         assert_eq!(own_cgroup(pc, "cpuacct"), "/a");
         assert_eq!(own_cgroup(pc, ""), "/u");
         assert_eq!(own_cgroup(pc, "pids"), "/");
+        assert_eq!(own_cgroup("9:name=systemd:/s\n", "systemd"), "/s");
     }
 
     #[test]

@@ -39,7 +39,7 @@ use oci_spec::runtime::{LinuxResources, Spec};
 
 pub use delegation::{cgroup_delegated, limits_needing, unapplied_warning, warn_unapplied};
 pub use freezer::{is_frozen, set_frozen, thaw_quietly};
-pub use hierarchy::{Mode, mode, procs};
+pub use hierarchy::{Mode, mode, own_dir, procs};
 pub use stats::{container_oom_kills, oom_kills, stats};
 
 use hierarchy::{CGROUP_ROOT, leaf_path, own_cgroup, write};
@@ -138,10 +138,22 @@ impl Cgroup {
         let proc_cgroup = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         match mode() {
             Mode::Legacy => {
-                for ctrl in v1::controllers(res) {
+                // A container that mounts cgroupfs gets a group in every hierarchy, not only
+                // in those its limits need: each v1 mount shows the group the init is in,
+                // and in a hierarchy it had not joined that is the caller's, siblings and all.
+                let needed = v1::controllers(res);
+                let others = v1::OTHER_HIERARCHIES
+                    .iter()
+                    .filter(|h| mounts_cgroupfs(spec) && !needed.contains(h));
+                let mut seen = Vec::new();
+                for (ctrl, required) in needed
+                    .iter()
+                    .map(|c| (*c, true))
+                    .chain(others.map(|c| (*c, false)))
+                {
                     let mount = Path::new(CGROUP_ROOT).join(ctrl);
                     if !mount.join("cgroup.procs").exists() {
-                        if matches!(ctrl, "memory" | "pids" | "freezer") {
+                        if !required || matches!(ctrl, "memory" | "pids" | "freezer") {
                             // Accounting and pause only: run without it (`pause` and the
                             // stats will say that the group is missing).
                             continue;
@@ -151,12 +163,20 @@ impl Cgroup {
                             mount.display()
                         );
                     }
+                    // cpu and cpuacct may be one hierarchy (`cpu,cpuacct`, both symlinks).
+                    let real = fs::canonicalize(&mount).unwrap_or_else(|_| mount.clone());
+                    if seen.contains(&real) {
+                        continue;
+                    }
+                    seen.push(real);
                     let own = own_cgroup(&proc_cgroup, ctrl);
                     let leaf = leaf_path(&mount, &own, spec_path, id)?;
                     if let Some(s) = skipped.as_deref_mut()
                         && !delegation::cgroup_delegated(&leaf)
                     {
-                        s.push(ctrl);
+                        if required {
+                            s.push(ctrl);
+                        }
                         continue;
                     }
                     let first_new = self.created.len();
@@ -193,6 +213,14 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// Whether the spec mounts cgroupfs (a `cgroup` mount, or v2's `cgroup2`).
+fn mounts_cgroupfs(spec: &Spec) -> bool {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")))
 }
 
 /// Whether a process can move itself into its groups with [`join_self`]: cgroup v1.

@@ -35,6 +35,23 @@ pub(super) fn controllers(res: Option<&LinuxResources>) -> Vec<&'static str> {
     c
 }
 
+/// The v1 hierarchies beyond [`controllers`] that a container mounting cgroupfs joins too
+/// (those mounted on this host; `systemd` is the named one systemd keeps).
+pub(super) const OTHER_HIERARCHIES: [&str; 12] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "blkio",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "rdma",
+    "misc",
+    "systemd",
+];
+
 /// Fill in the group of `ctrl` just created at `leaf` (`new_dirs`: the directories that
 /// creating it made, topmost first) and apply `res`.
 pub(super) fn set_up(

@@ -26,7 +26,7 @@ mod resolve;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 pub use mounts::mount;
 pub use options::{MOUNT_OPTIONS, Opt, parse_option};
@@ -74,12 +74,15 @@ pub fn prepare(p: &RootfsPlan, in_cgroups: &mut dyn FnMut() -> Result<()>) -> Re
     let root = InRoot::open(p.rootfs)?;
     let mut dev_is_tmpfs = false;
     let mut joined = false;
+    let cgroupns = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup));
     for (i, m) in p.spec.mounts().iter().flatten().enumerate() {
         if !joined && matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
             in_cgroups()?;
             joined = true;
         }
-        mounts::mount_one(&root, p.bundle, p.in_userns, m)
+        mounts::mount_one(&root, p.bundle, p.in_userns, cgroupns, m)
             .with_context(|| format!("mounts[{i}] ({})", m.destination().display()))?;
         if m.destination() == Path::new("/dev") {
             dev_is_tmpfs = true;

@@ -49,7 +49,14 @@ pub fn mount(
 
 /// Mount `m` (a spec mount; a relative bind source is relative to `bundle`) inside the rootfs
 /// opened as `root`. `in_userns`: the container has a new user namespace.
-pub(super) fn mount_one(root: &InRoot, bundle: &Path, in_userns: bool, m: &Mount) -> Result<()> {
+/// `cgroupns`: the container has a cgroup namespace (new or joined).
+pub(super) fn mount_one(
+    root: &InRoot,
+    bundle: &Path,
+    in_userns: bool,
+    cgroupns: bool,
+    m: &Mount,
+) -> Result<()> {
     // Where inside the root the destination is meant to be (symlinks in the image followed as
     // if the rootfs were /), so that missing directories can be created there.
     let rel = root.resolve(m.destination())?;
@@ -88,7 +95,7 @@ pub(super) fn mount_one(root: &InRoot, bundle: &Path, in_userns: bool, m: &Mount
         let target = resolve("")?;
         let dest = target.path.as_path();
         match typ {
-            "cgroup" => mount_cgroup_v1_or_v2(dest, || resolve("after mounting"), flags)?,
+            "cgroup" => mount_cgroup_v1_or_v2(dest, || resolve("after mounting"), flags, cgroupns)?,
             _ => {
                 let src = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
                 match mount(Some(&src), dest, Some(typ), flags, data) {
@@ -158,80 +165,138 @@ pub(super) fn remount_bind(dest: &Path, extra: libc::c_ulong) -> Result<()> {
     )
 }
 
-/// A `cgroup` mount: cgroup2 on a unified host; on a v1 host a tmpfs holding one mount per
-/// hierarchy (as the host has them, symlinks like cpu -> cpu,cpuacct included).
+/// A `cgroup` mount, as runc makes it: the container sees its own groups as the roots.
+///
+/// On a unified host, cgroup2: mounted fresh inside a cgroup namespace (whose root is the
+/// container's group), else a bind of the container's own group. On a v1 host, a tmpfs with
+/// one entry per v1 hierarchy the host mounts at /sys/fs/cgroup: a fresh mount of it inside a
+/// cgroup namespace, else a bind of the container's own group in it; a combined hierarchy
+/// (`cpu,cpuacct`) gets one symlink per controller. v2's `unified` of a hybrid host is left
+/// out, as runc does: the container has no group of its own there. The init is in its groups
+/// by now (`prepare` calls `in_cgroups` first), so /proc/self/cgroup names them.
 fn mount_cgroup_v1_or_v2(
     dest: &Path,
     mounted: impl Fn() -> Result<Target>,
     flags: libc::c_ulong,
+    cgroupns: bool,
 ) -> Result<()> {
+    let sec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     if crate::cgroups::mode() == crate::cgroups::Mode::Unified {
-        return mount(
-            Some(Path::new("cgroup2")),
-            dest,
-            Some("cgroup2"),
-            flags,
-            None,
-        );
+        if cgroupns {
+            return mount(
+                Some(Path::new("cgroup2")),
+                dest,
+                Some("cgroup2"),
+                flags,
+                None,
+            );
+        }
+        return bind_own_group("", dest, &mounted, flags | sec);
     }
-    let ro = flags & libc::MS_RDONLY;
     mount(
         Some(Path::new("tmpfs")),
         dest,
         Some("tmpfs"),
-        (flags & !libc::MS_RDONLY) | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        (flags & !libc::MS_RDONLY) | sec,
         Some("mode=755"),
     )?;
     // The tmpfs just mounted (`dest` names the directory under it): each hierarchy's entry
     // is made in it with an *at call, and mounted on through its own descriptor.
     let top = mounted()?;
     let dir = top.dir().context("opening the cgroup tmpfs")?;
-    for e in fs::read_dir("/sys/fs/cgroup")?.flatten() {
-        let name = e.file_name();
-        let Some(name_str) = name.to_str() else {
-            continue;
-        };
-        let ft = e.file_type()?;
-        if ft.is_symlink() {
-            dir.symlink(&fs::read_link(e.path())?, &name)?;
-            continue;
-        }
-        if !ft.is_dir() {
-            continue;
-        }
-        let data = match name_str {
-            "unified" => None,
-            "systemd" => Some("none,name=systemd".to_string()),
-            n => Some(n.to_string()),
-        };
-        match dir.mkdir(&name) {
+    let mut hierarchies: Vec<String> = fs::read_dir("/sys/fs/cgroup")?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n != "unified")
+        .collect();
+    hierarchies.sort();
+    for name in &hierarchies {
+        match dir.mkdir(name.as_ref()) {
             Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e.into()),
             _ => {}
         }
-        let d = dir.open(&name)?;
-        let r = match data {
-            None => mount(
-                Some(Path::new("cgroup2")),
-                &d.path,
-                Some("cgroup2"),
-                flags,
-                None,
-            ),
-            Some(data) => mount(
+        let d = dir.open(name.as_ref())?;
+        let r = if cgroupns {
+            let data = if name == "systemd" {
+                "none,name=systemd"
+            } else {
+                name
+            };
+            mount(
                 Some(Path::new("cgroup")),
                 &d.path,
                 Some("cgroup"),
-                flags | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                Some(&data),
-            ),
+                flags | sec,
+                Some(data),
+            )
+        } else {
+            // The remount is made through a descriptor opened after the bind: `d` names the
+            // directory under it.
+            bind_own_group(name, &d.path, || Ok(dir.open(name.as_ref())?), flags | sec)
         };
-        // A hierarchy we may not mount here (e.g. a named one): leave the directory empty.
+        // A hierarchy we may not mount here (a user namespace without a cgroup namespace
+        // may not mount a named one): leave its directory empty.
         if r.is_err() {
             continue;
         }
+        for (link, target) in combined_links(name) {
+            match dir.symlink(Path::new(target), link.as_ref()) {
+                Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e.into()),
+                _ => {}
+            }
+        }
     }
-    if ro != 0 {
+    if flags & libc::MS_RDONLY != 0 {
         remount_bind(&top.path, libc::MS_RDONLY)?;
     }
     Ok(())
+}
+
+/// Bind the caller's own group of `hierarchy` (see [`crate::cgroups::own_dir`]) on `dest`,
+/// then apply `flags` (read-only unless the spec says `rw`) with a remount.
+fn bind_own_group(
+    hierarchy: &str,
+    dest: &Path,
+    mounted: impl Fn() -> Result<Target>,
+    flags: libc::c_ulong,
+) -> Result<()> {
+    let own = crate::cgroups::own_dir(hierarchy)?;
+    mount(Some(&own), dest, None, libc::MS_BIND | libc::MS_REC, None)?;
+    let extra = flags & !(libc::MS_REMOUNT | libc::MS_BIND | libc::MS_REC);
+    remount_bind(&mounted()?.path, extra)
+}
+
+/// The symlinks beside a combined hierarchy: `cpu,cpuacct` → `cpu` and `cpuacct`, each
+/// pointing at it (programs look for every controller under its own name).
+fn combined_links(hierarchy: &str) -> Vec<(&str, &str)> {
+    if !hierarchy.contains(',') {
+        return Vec::new();
+    }
+    hierarchy
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .map(|c| (c, hierarchy))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::combined_links;
+
+    #[test]
+    fn combined_hierarchies_get_one_link_per_controller() {
+        assert_eq!(
+            combined_links("cpu,cpuacct"),
+            [("cpu", "cpu,cpuacct"), ("cpuacct", "cpu,cpuacct")]
+        );
+        assert_eq!(
+            combined_links("net_cls,net_prio"),
+            [
+                ("net_cls", "net_cls,net_prio"),
+                ("net_prio", "net_cls,net_prio")
+            ]
+        );
+        assert!(combined_links("pids").is_empty());
+    }
 }

@@ -242,6 +242,16 @@ if [ "$(has events)" = yes ] && [ "$(has update)" = yes ]; then
   fact left "$(exists $cg)"
 fi
 
+# view: the container's cgroupfs shows its own group as the root (pids.max where programs
+# read it, no sibling's directory), read-only; with a cgroup namespace (cgroup2 mounted in
+# it) and without one (a bind of its group). A sibling container lives meanwhile.
+SC=view
+rt sib create --bundle /bundles/view-sib cg2-view-sib
+rt sib-start start cg2-view-sib
+rt ns run --bundle /bundles/view-ns cg2-view-ns
+rt nons run --bundle /bundles/view-nons cg2-view-nons
+rt sib-delete delete --force cg2-view-sib
+
 # Nothing may be left: no group below the root, no state directory (the seccomp cache is kept
 # on purpose).
 SC=end
