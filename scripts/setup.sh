@@ -21,6 +21,8 @@ set -euo pipefail
 #   e2fsprogs            mkfs.ext4 -d: the rootfs as an ext4 image for a VM's --disk (images)
 PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev uidmap e2fsprogs)
 
+# Docker's daemon (Debian's dockerd 20.10), a real client of our runtime in runtime/tests/docker.rs.
+PACKAGES+=(docker.io)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
