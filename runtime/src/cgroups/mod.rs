@@ -297,7 +297,8 @@ pub fn pids(leaves: &[PathBuf]) -> Vec<i32> {
 }
 
 /// `update`: apply new `linux.resources` to a running container's groups. Only memory, cpu
-/// (shares, quota, period, cpus, mems) and pids are applied; the caller has rejected the rest.
+/// (shares, quota, period, cpus, mems), pids and hugepageLimits are applied; the caller has
+/// rejected the rest.
 pub fn update(leaves: &[PathBuf], r: &LinuxResources) -> Result<()> {
     match mode() {
         Mode::Legacy => v1::update(leaves, r),

@@ -160,7 +160,8 @@ pub(super) fn update(leaves: &[PathBuf], r: &LinuxResources) -> Result<()> {
         let Some(leaf) = v1_leaf(leaves, ctrl) else {
             bail!(
                 "linux.resources: the container has no {ctrl} cgroup (bulkhead-runtime \
-                 creates one only when config.json sets {ctrl} limits at create time)"
+                 creates one only when config.json sets {ctrl} limits at create time, or \
+                 mounts cgroupfs)"
             );
         };
         if ctrl == "memory" {

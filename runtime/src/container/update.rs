@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use oci_spec::runtime::{LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{LinuxCpu, LinuxHugepageLimit, LinuxMemory, LinuxPids, LinuxResources};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
@@ -36,9 +36,9 @@ pub struct UpdateOpts {
 }
 
 /// Top-level fields of `linux.resources` (OCI), and what `update` does with them.
-const APPLIED: &[&str] = &["memory", "cpu", "pids"];
+const APPLIED: &[&str] = &["memory", "cpu", "pids", "hugepageLimits"];
 const IGNORED: &[&str] = &["devices"];
-const REFUSED: &[&str] = &["blockIO", "hugepageLimits", "network", "rdma", "unified"];
+const REFUSED: &[&str] = &["blockIO", "network", "rdma", "unified"];
 
 const MEMORY_FIELDS: &[&str] = &[
     "limit",
@@ -110,6 +110,28 @@ fn check_section<T: DeserializeOwned>(
     Ok(())
 }
 
+/// `hugepageLimits`: an array of `{pageSize, limit}`; an error names the element.
+fn check_hugepage_limits(v: &Value) -> Result<()> {
+    let Some(a) = v.as_array() else {
+        if v.is_null() {
+            return Ok(());
+        }
+        bail!("--resources: hugepageLimits: must be an array");
+    };
+    for (i, h) in a.iter().enumerate() {
+        // Both are required (OCI); serde would take a missing limit as 0.
+        for k in ["pageSize", "limit"] {
+            if h.get(k).is_none_or(Value::is_null) {
+                bail!("--resources: hugepageLimits[{i}].{k}: missing");
+            }
+        }
+        if let Err(e) = serde_json::from_value::<LinuxHugepageLimit>(h.clone()) {
+            bail!("--resources: hugepageLimits[{i}]: {e}");
+        }
+    }
+    Ok(())
+}
+
 /// Validate `linux.resources` JSON and convert it. Every error names the field.
 pub fn parse_resources(v: &Value) -> Result<LinuxResources> {
     let obj = v
@@ -120,6 +142,7 @@ pub fn parse_resources(v: &Value) -> Result<LinuxResources> {
             "memory" => check_section::<LinuxMemory>(k, val, MEMORY_FIELDS, &[])?,
             "cpu" => check_section::<LinuxCpu>(k, val, CPU_FIELDS, CPU_REFUSED)?,
             "pids" => check_section::<LinuxPids>(k, val, PIDS_FIELDS, &[])?,
+            "hugepageLimits" => check_hugepage_limits(val)?,
             k if IGNORED.contains(&k) => {}
             k if REFUSED.contains(&k) => {
                 let empty = val.is_null()
