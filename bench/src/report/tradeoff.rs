@@ -149,7 +149,13 @@ pub fn svg(r: &Report) -> Option<String> {
                 })
             };
             let dy = (0..20)
-                .map(|k| if k % 2 == 0 { k / 2 * LINE } else { -(k / 2 + 1) * LINE })
+                .map(|k| {
+                    if k % 2 == 0 {
+                        k / 2 * LINE
+                    } else {
+                        -(k / 2 + 1) * LINE
+                    }
+                })
                 .find(|&dy| free(dy))
                 .unwrap_or(0);
             placed.push((x, y + dy, width));
