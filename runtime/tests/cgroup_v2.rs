@@ -36,7 +36,10 @@ fn config(args: &[&str], resources: Value, cgroups_path: Option<&str>) -> Value 
 
 /// The bundles the scenario script uses, by name (`/bundles/<name>` in the VM).
 fn bundles() -> Vec<(&'static str, Value)> {
+    // swappiness: v1 only; v2 accepts it and says so (`create` of the `oom` bundle).
     let mem = json!({"memory": {"limit": 32 * MIB, "swap": 32 * MIB, "reservation": 16 * MIB}});
+    let mut oom_mem = mem.clone();
+    oom_mem["memory"]["swappiness"] = json!(10);
     let placement = config(
         &[
             "sh",
@@ -119,7 +122,7 @@ fn bundles() -> Vec<(&'static str, Value)> {
                     "-c",
                     "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 60",
                 ],
-                mem,
+                oom_mem,
                 None,
             ),
         ),
@@ -277,6 +280,20 @@ fn memory_limit_oom_kills_and_says_so() {
     assert_eq!(f.get("memory", "run_left"), Some("no"), "{d}");
     // create/start: the limit is in memory.max, and the kill is counted in memory.events.
     assert_rc(f, "memory", "create", 0);
+    // v2 has no swappiness: accepted, named once in a warning.
+    let err = f.all("memory", "create.err").join("\n");
+    assert_eq!(
+        err.matches(
+            "linux.resources.memory.swappiness: not applied (cgroup v2 has no such control)"
+        )
+        .count(),
+        1,
+        "{d}"
+    );
+    assert!(
+        !f.all("memory", "run.err").join("\n").contains("swappiness"),
+        "{d}"
+    );
     assert_eq!(
         state_cgroups(f, "memory"),
         ["/sys/fs/cgroup/cg2-oom"],

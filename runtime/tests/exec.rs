@@ -211,6 +211,22 @@ fn exec_flags_env_cwd_user_caps_and_process_file() {
         let o = rt.cmd(&["exec", "--process", pj.to_str().unwrap(), id]);
         assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
         assert!(stdout(&o).contains("from-file y"), "{}", stdout(&o));
+        assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+        // A field exec does not apply runs anyway, named once in a warning.
+        std::fs::write(
+            &pj,
+            json!({"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                   "apparmorProfile": "docker-default"})
+            .to_string(),
+        )
+        .unwrap();
+        let o = rt.cmd(&["exec", "--process", pj.to_str().unwrap(), id]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let want = format!(
+            "warning: --process {}: process.apparmorProfile: not applied",
+            pj.display()
+        );
+        assert_eq!(stderr(&o).matches(&want).count(), 1, "{}", stderr(&o));
     });
 }
 

@@ -306,6 +306,16 @@ pub fn update(leaves: &[PathBuf], r: &LinuxResources) -> Result<()> {
     }
 }
 
+/// The `linux.resources` fields of `spec` this host's cgroups have no control for: on v2,
+/// v1-only ones ([`v2::ignored`]); none on v1.
+pub fn ignored_here(spec: &Spec) -> Vec<&'static str> {
+    let r = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    match (mode(), r) {
+        (Mode::Unified, Some(r)) => v2::ignored(r),
+        _ => Vec::new(),
+    }
+}
+
 /// Which cgroup versions this build drives (for `features`): both, chosen at run time.
 pub const SUPPORTS_V1: bool = true;
 pub const SUPPORTS_V2: bool = true;

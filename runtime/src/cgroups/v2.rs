@@ -161,6 +161,21 @@ pub(super) fn set_up(
 }
 
 /// `update` on v2: the one group takes every field.
+/// The fields of `r` that v2 has no control for (v1's `memory.swappiness` and
+/// `memory.oom_control`): accepted, as runc does, and named in a warning.
+pub(super) fn ignored(r: &LinuxResources) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if let Some(m) = r.memory() {
+        if m.swappiness().is_some() {
+            out.push("linux.resources.memory.swappiness");
+        }
+        if m.disable_oom_killer() == Some(true) {
+            out.push("linux.resources.memory.disableOOMKiller");
+        }
+    }
+    out
+}
+
 pub(super) fn update(leaves: &[PathBuf], r: &LinuxResources) -> Result<()> {
     let leaf = v2_leaf(leaves).context("the container has no cgroup")?;
     apply(leaf, r)

@@ -294,6 +294,9 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     // Once, and only for a container that exists: the fields not implemented, and the limits
     // rootless mode could not apply.
     spec::warn_unapplied(&bundle.unapplied);
+    if !skipped.contains(&"") {
+        spec::warn_v2_ignored(&cgroups::ignored_here(spec));
+    }
     cgroups::warn_unapplied(spec, &skipped);
     Ok(Created { pid, saved })
 }

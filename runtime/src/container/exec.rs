@@ -155,6 +155,10 @@ fn build_process(o: &ExecOpts, base: &Process) -> Result<Process> {
                 p.cwd().display()
             );
         }
+        // Fields the process may set that exec does not apply: named once, as create does.
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            spec::warn_process_file(path, &spec::unapplied_process_fields(&v));
+        }
         return Ok(p);
     }
     if o.args.is_empty() {

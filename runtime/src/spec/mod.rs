@@ -21,7 +21,10 @@ use serde_json::Value;
 pub use default::{default_json, default_seccomp};
 pub use error::SpecError;
 pub use rootless::to_rootless;
-pub use unapplied::{warn as warn_unapplied, warnings as unapplied_warnings};
+pub use unapplied::{
+    process_fields as unapplied_process_fields, warn as warn_unapplied, warn_process_file,
+    warn_v2_ignored, warnings as unapplied_warnings,
+};
 
 use error::err;
 

@@ -48,19 +48,46 @@ pub fn fields(v: &Value) -> Vec<&'static str> {
         .collect()
 }
 
-/// The warning lines for `fields` (one per field).
-pub fn warnings(fields: &[&str]) -> Vec<String> {
+/// Which of [`NOT_APPLIED`]'s `process.*` fields the process JSON `p` sets (`exec --process`).
+pub fn process_fields(p: &Value) -> Vec<&'static str> {
+    fields(&serde_json::json!({ "process": p }))
+}
+
+/// The warning lines for `fields` (one per field) set in `source`, not applied for `why`.
+fn lines(source: &str, fields: &[&str], why: &str) -> Vec<String> {
     fields
         .iter()
-        .map(|f| {
-            format!("bulkhead-runtime: warning: config.json: {f}: not applied (not implemented)")
-        })
+        .map(|f| format!("bulkhead-runtime: warning: {source}: {f}: not applied ({why})"))
         .collect()
+}
+
+/// The warning lines for `fields` of config.json (one per field).
+pub fn warnings(fields: &[&str]) -> Vec<String> {
+    lines("config.json", fields, "not implemented")
 }
 
 /// Print [`warnings`] on stderr.
 pub fn warn(fields: &[&str]) {
     for w in warnings(fields) {
+        eprintln!("{w}");
+    }
+}
+
+/// Print the warnings for the [`process_fields`] of `exec --process FILE`.
+pub fn warn_process_file(file: &std::path::Path, fields: &[&str]) {
+    for w in lines(
+        &format!("--process {}", file.display()),
+        fields,
+        "not implemented",
+    ) {
+        eprintln!("{w}");
+    }
+}
+
+/// Print the warnings for config.json's fields that a cgroup v2 host has no control for
+/// (v1-only limits: `memory.swappiness`, `memory.disableOOMKiller`).
+pub fn warn_v2_ignored(fields: &[&str]) {
+    for w in lines("config.json", fields, "cgroup v2 has no such control") {
         eprintln!("{w}");
     }
 }
@@ -126,6 +153,16 @@ mod tests {
                 "bulkhead-runtime: warning: config.json: linux.personality: not applied (not implemented)"
             ]
         );
+    }
+
+    #[test]
+    fn process_fields_are_the_process_ones() {
+        let p = json!({"args": ["true"], "apparmorProfile": "x", "ioPriority": {"class": "IOPRIO_CLASS_IDLE"}});
+        assert_eq!(
+            process_fields(&p),
+            ["process.apparmorProfile", "process.ioPriority"]
+        );
+        assert!(process_fields(&json!({"args": ["true"]})).is_empty());
     }
 
     #[test]
