@@ -309,7 +309,7 @@ pub fn user(cache: &Cache, path: &Path) -> Result<(Kernel, Outcome), KernelError
     }
 }
 
-fn run(package: &str, cmd: &mut Command) -> Result<String, KernelError> {
+pub(crate) fn run(package: &str, cmd: &mut Command) -> Result<String, KernelError> {
     let shown = format!("{cmd:?}").replace('"', "");
     let out = cmd.output().map_err(|e| KernelError::Command {
         package: package.into(),
@@ -456,22 +456,30 @@ fn cached_any(cache: &Cache) -> Option<(Kernel, Outcome)> {
     Some((from_entry(&cache.entry(&name), pkg, ver), Outcome::Reused))
 }
 
-/// Download, unpack and lay out one kernel package into `tmp`.
-fn unpack(tmp: &Path, package: &str, version: &str) -> Result<(), KernelError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| KernelError::Io { path, source }
-    };
+/// Downloads `spec` (a package name, or `name=version`) with `apt-get download` into
+/// `tmp/download` and unpacks it into `tmp/unpacked` (`dpkg-deb -x`: nothing is installed).
+/// Returns both directories; the caller removes them when done.
+pub(crate) fn fetch_deb(
+    tmp: &Path,
+    package: &str,
+    spec: &str,
+) -> Result<(PathBuf, PathBuf), KernelError> {
     let dl = tmp.join("download");
-    fs::create_dir_all(&dl).map_err(io(&dl))?;
+    fs::create_dir_all(&dl).map_err(|source| KernelError::Io {
+        path: dl.clone(),
+        source,
+    })?;
     run(
         package,
         Command::new("apt-get")
-            .args(["download", "-q", &format!("{package}={version}")])
+            .args(["download", "-q", spec])
             .current_dir(&dl),
     )?;
     let deb = fs::read_dir(&dl)
-        .map_err(io(&dl))?
+        .map_err(|source| KernelError::Io {
+            path: dl.clone(),
+            source,
+        })?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
@@ -484,6 +492,16 @@ fn unpack(tmp: &Path, package: &str, version: &str) -> Result<(), KernelError> {
         package,
         Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&x),
     )?;
+    Ok((dl, x))
+}
+
+/// Download, unpack and lay out one kernel package into `tmp`.
+fn unpack(tmp: &Path, package: &str, version: &str) -> Result<(), KernelError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| KernelError::Io { path, source }
+    };
+    let (dl, x) = fetch_deb(tmp, package, &format!("{package}={version}"))?;
     let release = package.trim_start_matches("linux-image-");
     let vmlinuz = x.join(format!("boot/vmlinuz-{release}"));
     let bz = fs::read(&vmlinuz).map_err(io(&vmlinuz))?;

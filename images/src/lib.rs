@@ -22,6 +22,8 @@
 //! - [`kernel`]: the distro's cloud kernel (bzImage, vmlinux, modules) or a user's kernel;
 //! - [`ext4`]: an ext4 image of the rootfs, for a VM's `--disk` (built on request, not by
 //!   [`build`]: it needs e2fsprogs);
+//! - [`minimal`]: a minimal guest kernel from Debian's kernel source, everything built in (on
+//!   request: it takes minutes to build);
 //! - [`cache`]: where they live, how they are keyed, and why a half-built one never counts.
 //!
 //! Keys: rootfs, bundle and initramfs are keyed by a hash of their inputs (the guest binary's
@@ -33,6 +35,7 @@ pub mod cache;
 pub mod ext4;
 pub mod initramfs;
 pub mod kernel;
+pub mod minimal;
 pub mod modules;
 pub mod rootfs;
 
@@ -42,7 +45,7 @@ pub use kernel::{Kernel, KernelSource, KvmModules, Modules};
 use std::path::{Path, PathBuf};
 
 /// Bump when the layout of rootfs/bundle/initramfs changes, so old cache entries are not reused.
-const LAYOUT_VERSION: &str = "1";
+const LAYOUT_VERSION: &str = "2";
 
 /// Which kernel to provide.
 #[derive(Debug, Clone, PartialEq, Eq)]

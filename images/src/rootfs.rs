@@ -1,6 +1,8 @@
 //! The container root filesystem: a directory with the guest and little else.
 //!
-//! Layout: `/bin/bulkhead-guest` ([`GUEST_PATH`]); when the host has busybox-static at
+//! Layout: `/bin/bulkhead-guest` ([`GUEST_PATH`]) and `/sbin/init` pointing to it (so a VM
+//! that boots this rootfs from a disk runs the guest as its init, which it recognises by the
+//! name); when the host has busybox-static at
 //! `/bin/busybox`, `/bin/busybox` plus one symlink per applet (`/bin/sh`, `/bin/ls`, ...) for a
 //! debug shell; empty `proc sys dev tmp` mount points; `/etc/hostname`, and a minimal
 //! `/etc/passwd` and `/etc/group` (root and nobody) so tools that look up names do not fail.
@@ -42,7 +44,7 @@ fn copy_exec(from: &Path, to: &Path) -> Result<(), RootfsError> {
 
 /// Build the rootfs in `dir` (created; must not exist yet) from `guest` and optional `busybox`.
 pub fn build(dir: &Path, guest: &Path, busybox: Option<&Path>) -> Result<(), RootfsError> {
-    for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+    for d in ["bin", "sbin", "proc", "sys", "dev", "tmp", "etc"] {
         fs::create_dir_all(dir.join(d)).map_err(io(&dir.join(d)))?;
     }
     fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777))
@@ -51,6 +53,8 @@ pub fn build(dir: &Path, guest: &Path, busybox: Option<&Path>) -> Result<(), Roo
     // user other than root can still reach /bin.
     fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).map_err(io(dir))?;
     copy_exec(guest, &dir.join(GUEST_PATH.trim_start_matches('/')))?;
+    let init = dir.join("sbin/init");
+    std::os::unix::fs::symlink("../bin/bulkhead-guest", &init).map_err(io(&init))?;
 
     let etc = dir.join("etc");
     let files: [(&str, String); 3] = [
