@@ -6,7 +6,9 @@
 use serde_json::Value;
 
 /// The fields, as JSON paths; `[]` stands for every element of an array. A field is "set"
-/// when it is present and not null, empty, or an empty object or array.
+/// when it is present and not null, empty, an empty object or array, or the number 0: for
+/// every number here 0 is the kernel's default, which runc also leaves unwritten (Docker
+/// sends `blockIO: {"weight": 0}` on every container).
 const NOT_APPLIED: &[&str] = &[
     "process.apparmorProfile",
     "process.selinuxLabel",
@@ -29,7 +31,13 @@ const NOT_APPLIED: &[&str] = &[
     "linux.resources.cpu.realtimePeriod",
     "linux.resources.cpu.idle",
     "linux.resources.cpu.burst",
-    "linux.resources.blockIO",
+    "linux.resources.blockIO.weight",
+    "linux.resources.blockIO.leafWeight",
+    "linux.resources.blockIO.weightDevice",
+    "linux.resources.blockIO.throttleReadBpsDevice",
+    "linux.resources.blockIO.throttleWriteBpsDevice",
+    "linux.resources.blockIO.throttleReadIOPSDevice",
+    "linux.resources.blockIO.throttleWriteIOPSDevice",
     "linux.resources.network",
     "linux.resources.rdma",
     "linux.resources.unified",
@@ -114,6 +122,7 @@ fn is_set(v: &Value, path: &str) -> bool {
             Value::String(s) => !s.is_empty(),
             Value::Array(a) => !a.is_empty(),
             Value::Object(o) => !o.is_empty(),
+            Value::Number(n) => n.as_f64() != Some(0.0),
             _ => true,
         },
     }
@@ -144,9 +153,12 @@ mod tests {
                 "mounts[].uidMappings",
                 "linux.personality",
                 "linux.resources.memory.kernel",
-                "linux.resources.blockIO"
+                "linux.resources.blockIO.weight"
             ]
         );
+        // Docker's on every container: the defaults, nothing to warn about.
+        let docker = json!({"linux": {"resources": {"blockIO": {"weight": 0}}}});
+        assert!(fields(&docker).is_empty(), "{:?}", fields(&docker));
         assert_eq!(
             warnings(&["linux.personality"]),
             [
