@@ -137,3 +137,59 @@ fn v1_with_a_cgroup_namespace_shows_only_the_containers_groups() {
         assert!(p.ends_with(":/"), "{p} in\n{}", facts.join("\n"));
     }
 }
+
+/// A combined hierarchy gets one symlink per controller. This host mounts cpu and cpuacct
+/// apart, and the kernel cannot combine them now; so the runtime runs in a private mount
+/// namespace whose /sys/fs/cgroup has the host's cpu hierarchy at `cpu,cpuacct`, with the
+/// host-style symlinks beside it (as on a systemd host). The container, without a cgroup
+/// namespace, must get the same names: the hierarchy (its own group) and both symlinks,
+/// each leading to its cpu.shares.
+#[test]
+fn a_combined_hierarchy_gets_its_symlinks() {
+    needs_host!();
+    bulkhead_testkit::skip_unless!(
+        bulkhead_testkit::on_path("unshare").is_some(),
+        "unshare (util-linux) not installed"
+    );
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "for e in cpu cpuacct; do echo \"link $e $(readlink /sys/fs/cgroup/$e)\"; done; \
+         echo \"shares $(cat /sys/fs/cgroup/cpu/cpu.shares) $(cat /sys/fs/cgroup/cpuacct/cpu.shares)\"; \
+         find /sys/fs/cgroup/cpu,cpuacct/ -mindepth 1 -type d | sed 's/^/subdir /'",
+    ]);
+    b.set(|c| {
+        c["linux"]["resources"]["cpu"] = serde_json::json!({"shares": 512});
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "cgroup");
+    });
+    let rt = Rt::new();
+    let me = id("cgview-combined");
+    // The layout: every host hierarchy but cpu and cpuacct as it is, cpu at `cpu,cpuacct`.
+    let script = format!(
+        "set -e; hs=''; for h in /sys/fs/cgroup/*; do n=${{h##*/}}; \
+           case $n in cpu|cpuacct|unified) ;; *) hs=\"$hs $n\";; esac; done; \
+         mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup; \
+         for n in $hs; do mkdir /sys/fs/cgroup/$n; \
+           if [ $n = systemd ]; then o=none,name=systemd; else o=$n; fi; \
+           mount -t cgroup -o $o cgroup /sys/fs/cgroup/$n; done; \
+         mkdir /sys/fs/cgroup/cpu,cpuacct; mount -t cgroup -o cpu cgroup /sys/fs/cgroup/cpu,cpuacct; \
+         ln -s cpu,cpuacct /sys/fs/cgroup/cpu; ln -s cpu,cpuacct /sys/fs/cgroup/cpuacct; \
+         exec {rt} --root {root} run -b {b} {me}",
+        rt = runtime().display(),
+        root = rt.root.path().display(),
+        b = b.path().display(),
+    );
+    let o = output_via_files(
+        std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(&script),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("link cpu cpu,cpuacct\n"), "{out}");
+    assert!(out.contains("link cpuacct cpu,cpuacct\n"), "{out}");
+    assert!(out.contains("shares 512 512\n"), "{out}");
+    assert!(!out.contains("subdir "), "{out}");
+    assert_no_leaks(&rt, &me, b.path(), None);
+}
