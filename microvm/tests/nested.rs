@@ -99,7 +99,7 @@ fn runs(test: &str) -> Option<&'static [InnerRun]> {
             Ok(m) => m,
             Err(why) => return Outcome::Skipped(why),
         };
-        let inputs = match nested_host::inputs(Path::new(common::VMM)) {
+        let inputs = match nested_host::inputs(Path::new(common::VMM), SCENARIOS) {
             Ok(i) => i,
             Err(why) => return Outcome::Skipped(why),
         };

@@ -32,6 +32,9 @@
 //! of test machinery, and the harness does not need it (a VM number measured under TCG would
 //! not mean anything for the report).
 
+// Shared by tests/nested.rs and tests/virtio.rs, each using part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -68,6 +71,8 @@ pub enum GuestImage {
     /// busybox as `/init`, running `poweroff -f`: bulkhead-guest never powers off, and this is
     /// the way a Linux guest does (without ACPI PM it prints "reboot: System halted").
     PowerOff,
+    /// No initramfs at all (`--initrd` not given): the root comes from a disk.
+    None,
 }
 
 impl GuestImage {
@@ -75,6 +80,7 @@ impl GuestImage {
         match self {
             GuestImage::Guest => "guest.cpio",
             GuestImage::PowerOff => "poweroff.cpio",
+            GuestImage::None => "-",
         }
     }
 }
@@ -87,6 +93,9 @@ pub enum GuestKernel {
     /// The uncompressed ELF extracted from it (53 MB, so only the scenarios that need it
     /// use it): it has the PVH note, so `--boot-protocol auto` enters it through PVH.
     Vmlinux,
+    /// bulkhead-images' minimal kernel (`bulkhead_images::minimal`): everything built in,
+    /// devices from `virtio_mmio.device=`; built (minutes, once) only when a scenario uses it.
+    Minimal,
 }
 
 impl GuestKernel {
@@ -94,6 +103,7 @@ impl GuestKernel {
         match self {
             GuestKernel::BzImage => "bzImage",
             GuestKernel::Vmlinux => "vmlinux",
+            GuestKernel::Minimal => "minimal",
         }
     }
 }
@@ -122,8 +132,9 @@ pub const NET_HOST: &str = "10.0.2.1";
 /// The echo server's port on the host (busybox `nc -ll -e /bin/cat`).
 pub const ECHO_PORT: u16 = 7000;
 
-/// An image the inner VMM gets as `--disk`: created empty ([`DISK_MIB`]) by the first scenario
-/// that names it, and kept for the later ones (a second boot sees what the first wrote).
+/// An image the inner VMM gets as `--disk`: created by the first scenario that names it, and
+/// kept for the later ones (a second boot sees what the first wrote). Empty ([`DISK_MIB`]),
+/// except [`ROOTFS_DISK`], a copy of the rootfs's ext4 image (`bulkhead_images::ext4`).
 #[derive(Clone, Copy, Debug)]
 pub struct Disk {
     /// A name without spaces, commas or colons: the image is `NAME.img`.
@@ -133,6 +144,8 @@ pub struct Disk {
 
 /// The size of a scenario's disk image.
 pub const DISK_MIB: u64 = 64;
+/// The disk name that starts as the rootfs's ext4 image.
+pub const ROOTFS_DISK: &str = "rootfs";
 
 impl Disk {
     /// The outer command line's field: `-`, `NAME` or `NAME:ro`.
@@ -272,6 +285,9 @@ fn is_static_elf(path: &Path) -> bool {
 #[derive(Debug)]
 pub struct Inputs {
     pub vmm: PathBuf,
+    /// The minimal kernel and the rootfs's ext4 image, when a scenario needs them.
+    pub minimal: Option<PathBuf>,
+    pub rootfs_ext4: Option<PathBuf>,
     /// The distro kernel's tun.ko: the nested host's kernel needs it for a scenario's tap.
     pub tun: PathBuf,
     /// bulkhead-guest, run on the (outer) host to check disk images (`disk sum`).
@@ -284,8 +300,9 @@ pub struct Inputs {
     pub dir: tempfile::TempDir,
 }
 
-/// Builds (or reuses, from the test cache) the guest kernel and initramfs.
-pub fn inputs(vmm: &Path) -> Result<Inputs, String> {
+/// Builds (or reuses, from the test cache) the guest kernel and initramfs, and what else the
+/// `scenarios` need (the minimal kernel, the rootfs as ext4).
+pub fn inputs(vmm: &Path, scenarios: &[Scenario]) -> Result<Inputs, String> {
     let guest = bulkhead_testkit::built("bulkhead-guest")?;
     if !is_static_elf(vmm) {
         return Err(format!("{} is not a static ELF", vmm.display()));
@@ -309,7 +326,22 @@ pub fn inputs(vmm: &Path) -> Result<Inputs, String> {
         .as_ref()
         .map(|m| m.dir.join("kernel/drivers/net/tun.ko"))
         .ok_or("the distro kernel has no modules")?;
+    let cache = bulkhead_images::Cache::open(&built.cache_dir).map_err(|e| e.to_string())?;
+    let minimal = scenarios
+        .iter()
+        .any(|s| s.kernel == GuestKernel::Minimal)
+        .then(|| bulkhead_images::minimal::vmlinux(&cache))
+        .transpose()
+        .map_err(|e| format!("no minimal kernel: {e}"))?;
+    let rootfs_ext4 = scenarios
+        .iter()
+        .any(|s| s.disk.is_some_and(|d| d.name == ROOTFS_DISK))
+        .then(|| bulkhead_images::ext4::rootfs_image(&cache, &built.rootfs))
+        .transpose()
+        .map_err(|e| format!("no ext4 rootfs: {e}"))?;
     Ok(Inputs {
+        minimal,
+        rootfs_ext4,
         tun,
         guest: guest.clone(),
         vmm: vmm.to_path_buf(),
@@ -433,18 +465,20 @@ fn run_direct_here(
     tap: Option<&str>,
 ) -> Result<InnerRun, String> {
     let initrd = match s.image {
-        GuestImage::Guest => inputs.guest_initramfs.clone(),
+        GuestImage::Guest => Some(inputs.guest_initramfs.clone()),
         GuestImage::PowerOff => {
             let p = inputs.dir.path().join(s.image.file_name());
             if !p.exists() {
                 poweroff_initramfs(busybox, &p)?;
             }
-            p
+            Some(p)
         }
+        GuestImage::None => None,
     };
     let kernel = match s.kernel {
         GuestKernel::BzImage => &inputs.bzimage,
         GuestKernel::Vmlinux => &inputs.vmlinux,
+        GuestKernel::Minimal => inputs.minimal.as_ref().ok_or("no minimal kernel")?,
     };
     let image = s
         .disk
@@ -452,8 +486,15 @@ fn run_direct_here(
     if let Some(img) = &image
         && !img.exists()
     {
-        let f = std::fs::File::create(img).map_err(|e| e.to_string())?;
-        f.set_len(DISK_MIB << 20).map_err(|e| e.to_string())?;
+        match (&inputs.rootfs_ext4, s.disk) {
+            (Some(ext4), Some(d)) if d.name == ROOTFS_DISK => {
+                std::fs::copy(ext4, img).map_err(|e| e.to_string())?;
+            }
+            _ => {
+                let f = std::fs::File::create(img).map_err(|e| e.to_string())?;
+                f.set_len(DISK_MIB << 20).map_err(|e| e.to_string())?;
+            }
+        }
     }
     let sum = |img: &Path| -> Result<String, String> {
         let out = Command::new(&inputs.guest)
@@ -472,11 +513,12 @@ fn run_direct_here(
         let ro = if d.read_only { ",ro" } else { "" };
         cmd.arg("--disk").arg(format!("{}{ro}", img.display()));
     }
+    if let Some(initrd) = &initrd {
+        cmd.arg("--initrd").arg(initrd);
+    }
     cmd.arg("--debug")
         .arg("--kernel")
         .arg(kernel)
-        .arg("--initrd")
-        .arg(&initrd)
         .args(["--cpus", &s.cpus.to_string()])
         .args(["--timeout", &s.timeout_s.to_string()])
         .args(["--cmdline", &inner_cmdline(s)]);
@@ -532,7 +574,10 @@ EOF
   set --
   if [ "$disk" != "-" ]; then
     img="/tmp/${disk%:ro}.img"
-    [ -e "$img" ] || truncate -s DISK_MIBM "$img"
+    if [ ! -e "$img" ]; then
+      if [ -e "/guest/${disk%:ro}.ext4" ]; then cp "/guest/${disk%:ro}.ext4" "$img"
+      else truncate -s DISK_MIBM "$img"; fi
+    fi
     ro=""; [ "${disk%:ro}" != "$disk" ] && ro=",ro"
     set -- --disk "$img$ro"
     echo "NESTED-DISK $name before $(/bin/bulkhead-guest disk sum "$img")"
@@ -548,7 +593,8 @@ EOF
   # Into files, printed afterwards, so nothing else runs in the outer host while the guest
   # does: one of the two soft lockups seen by hand came with a `sleep 1` running beside the
   # VMM, and a `| sed` would be such a neighbour too.
-  /bin/bulkhead-vm --debug --kernel "/guest/$kernel" --initrd "/guest/$image" --cpus "$cpus" \
+  [ "$image" != "-" ] && set -- "$@" --initrd "/guest/$image"
+  /bin/bulkhead-vm --debug --kernel "/guest/$kernel" --cpus "$cpus" \
     --timeout "$timeout" --cmdline "$extra" "$@" >/tmp/out 2>/tmp/err
   rc=$?
   [ -n "$server" ] && kill "$server"
@@ -643,6 +689,13 @@ fn outer_initramfs(
     // 53 MB that every outer boot would unpack under TCG: only when a scenario boots it.
     if scenarios.iter().any(|s| s.kernel == GuestKernel::Vmlinux) {
         img.file_from_host("/guest/vmlinux", 0o644, &inputs.vmlinux)
+            .map_err(e)?;
+    }
+    if let Some(k) = &inputs.minimal {
+        img.file_from_host("/guest/minimal", 0o644, k).map_err(e)?;
+    }
+    if let Some(ext4) = &inputs.rootfs_ext4 {
+        img.file_from_host(&format!("/guest/{ROOTFS_DISK}.ext4"), 0o644, ext4)
             .map_err(e)?;
     }
     img.file_from_host("/guest/guest.cpio", 0o644, &inputs.guest_initramfs)
