@@ -47,7 +47,12 @@ pub fn start(root: &Root, id: &str) -> Result<()> {
 /// no `start`). A failing hook is a warning (runc's rule).
 pub(crate) fn run_poststart(root: &Root, saved: &Saved) -> Result<()> {
     if !saved.poststart.is_empty() {
-        let st = root.oci_state(saved).to_json()?;
+        // The init's pid even if the program has already exited (`true` may be gone before
+        // the hook runs): the hook is about the start that just happened, and runc's
+        // poststart state carries the pid too. The status is what it is now.
+        let mut st = root.oci_state(saved);
+        st.pid = saved.pid;
+        let st = st.to_json()?;
         hooks::run_warn_only("poststart", &saved.poststart, &st);
     }
     Ok(())
