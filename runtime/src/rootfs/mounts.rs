@@ -235,8 +235,8 @@ fn mount_cgroup_v1_or_v2(
             // directory under it.
             bind_own_group(name, &d.path, || Ok(dir.open(name.as_ref())?), flags | sec)
         };
-        // A hierarchy we may not mount here (a user namespace without a cgroup namespace
-        // may not mount a named one): leave its directory empty.
+        // A hierarchy we cannot show here (a fresh mount a user namespace may not make, a
+        // named hierarchy other than systemd's): leave its directory empty, as before.
         if r.is_err() {
             continue;
         }
