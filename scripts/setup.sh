@@ -19,11 +19,12 @@ set -euo pipefail
 #   libseccomp-dev       libseccomp.a, linked statically into bulkhead-runtime (build dependency)
 #   uidmap               newuidmap/newgidmap: rootless containers with more than one id mapped
 #   e2fsprogs            mkfs.ext4 -d: the rootfs as an ext4 image for a VM's --disk (images)
-#   flex bison libelf-dev bc  building the minimal guest kernel from linux-source (images)
-PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev uidmap e2fsprogs flex bison libelf-dev bc)
+PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev uidmap e2fsprogs)
 
 # Docker's daemon (Debian's dockerd 20.10), a real client of our runtime in runtime/tests/docker.rs.
 PACKAGES+=(docker.io)
+# gVisor's runsc (release 20221219): the sandbox between a container and a VM, measured as a peer.
+PACKAGES+=(runsc)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -55,4 +56,15 @@ fi
 if ! command -v cargo-fuzz >/dev/null; then
     echo "setup: installing cargo-fuzz" >&2
     cargo install cargo-fuzz --locked --quiet
+fi
+
+# youki, the Rust OCI runtime, measured as a peer: only on crates.io here (its GitHub release
+# binaries are out of reach). Its cgroup v1 support is the cargo feature `v1`; without it youki
+# refuses this kind of hybrid host. ~5 min on 2 cores, once; its own target dir, removed after.
+if ! command -v youki >/dev/null && [[ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/youki" ]]; then
+    echo "setup: installing youki from crates.io (cargo install, ~5 min)" >&2
+    youki_target="$(mktemp -d)"
+    CARGO_TARGET_DIR="$youki_target" cargo install youki --locked --quiet --features v1,v2,seccomp ||
+        echo "setup: youki did not build; its row in the report says it is not installed" >&2
+    rm -rf "$youki_target"
 fi

@@ -83,6 +83,13 @@ struct BenchArgs {
     /// counts the syscalls it allows [default: none, as `runc spec` writes a bundle].
     #[arg(long, value_name = "FILE")]
     seccomp: Option<PathBuf>,
+    /// How many instances to start at once, per step, in each backend but the process
+    /// [default: 1,4,16; --quick: 1,4].
+    #[arg(long, value_name = "N,N")]
+    concurrency: Option<String>,
+    /// Skip the workloads (cpu, memory, syscall, fork, file) in every backend.
+    #[arg(long)]
+    no_workloads: bool,
 }
 
 #[derive(Subcommand)]
@@ -154,6 +161,17 @@ fn bench(args: BenchArgs) -> Result<()> {
         backends,
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
         seccomp: args.seccomp.as_deref().map(run::read_seccomp).transpose()?,
+        workloads: if args.no_workloads {
+            Vec::new()
+        } else {
+            bulkhead::metrics::workloads::plan(args.quick)
+        },
+        concurrency: bulkhead::metrics::concurrency::parse_list(
+            args.concurrency
+                .as_deref()
+                .unwrap_or(if args.quick { "1,4" } else { "1,4,16" }),
+        )
+        .map_err(|e| anyhow::anyhow!(e))?,
     };
     // An unusable --out must fail now, not after minutes of measuring.
     run::check_out_dir(&args.out).map_err(|e| anyhow::anyhow!("--out {e}"))?;

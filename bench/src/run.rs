@@ -7,7 +7,10 @@
 
 use crate::backend::interrupt::interrupted;
 use crate::backend::{self, Backend, Context, Task};
-use crate::metrics::{compare, density, isolation, memory, startup, summary, syscalls, vm_memory};
+use crate::metrics::{
+    compare, concurrency, density, isolation, memory, startup, summary, syscalls, vm_memory,
+    workloads,
+};
 use crate::model::{
     self, Availability, BackendReport, Environment, Images, NoteKind, Report, Settings, Tool,
 };
@@ -36,6 +39,10 @@ pub struct Plan {
     pub timeout: Duration,
     /// `--seccomp FILE`: the file and its profile (checked), for every container bundle.
     pub seccomp: Option<(PathBuf, serde_json::Value)>,
+    /// The workloads every backend runs (`metrics/workloads.rs`); empty: none.
+    pub workloads: Vec<workloads::Spec>,
+    /// `--concurrency LIST`: how many instances start at once, per step.
+    pub concurrency: Vec<usize>,
 }
 
 /// Read and check `--seccomp FILE`: a JSON object that is an OCI `linux.seccomp` profile
@@ -242,8 +249,8 @@ pub fn run(
         } else {
             0
         };
-        // + the isolation probe and the syscall count.
-        idle + 2
+        // + the isolation probe, the syscall count, the workloads and the concurrency steps.
+        idle + 2 + plan.workloads.len() as u64 + plan.concurrency.len() as u64
     };
     bar.set_length(
         ready
@@ -321,6 +328,37 @@ pub fn run(
         );
         let row = &mut rows[i];
         row.vm_memory = vm_memory::of(row.kind, row.memory.as_ref(), row.isolation.as_ref());
+        if interrupted() {
+            break;
+        }
+        let name = rows[i].name.clone();
+        let why = limits[i].as_ref().map(|l| l.why.clone());
+        if !plan.workloads.is_empty() {
+            let mut tick = |w: &str| {
+                bar.set_message(format!("{name}: workload {w}"));
+                bar.inc(1);
+            };
+            rows[i].workloads = Some(workloads::measure(
+                backends[i].as_mut(),
+                &plan.workloads,
+                why.as_deref(),
+                plan.timeout,
+                &mut tick,
+            ));
+        }
+        if !plan.concurrency.is_empty() && rows[i].kind != model::Kind::Process {
+            let mut tick = |n: usize| {
+                bar.set_message(format!("{name}: {n} at once"));
+                bar.inc(1);
+            };
+            rows[i].concurrency = Some(concurrency::measure(
+                backends[i].as_mut(),
+                &plan.concurrency,
+                limits[i].as_ref(),
+                plan.timeout,
+                &mut tick,
+            ));
+        }
     }
     for b in &mut backends {
         b.cleanup();
@@ -331,6 +369,7 @@ pub fn run(
     }
     // Ratios and the summary only once every row is in: each is taken from this same run.
     compare::against_peers(&mut rows);
+    workloads::against_process(&mut rows);
     let summary = summary::of(&rows);
 
     Ok(Report {
@@ -394,6 +433,8 @@ fn row_of(desc: backend::Description) -> BackendReport {
         launcher_peak_rss_kib: None,
         launcher_peak_rss_method: None,
         failures: None,
+        workloads: None,
+        concurrency: None,
     }
 }
 

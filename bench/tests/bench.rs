@@ -738,3 +738,107 @@ fn a_run_records_its_seed_the_launchers_peak_rss_and_a_summary() {
     assert!(md.contains("| crun | bulkhead-guest |  | 4 |"), "{md}");
     run.finish();
 }
+
+/// The workloads and start-up under concurrency in the process and the container rows,
+/// runsc and youki among them: every workload has checked numbers (a ratio to the process for
+/// the others), every container row has two N, and nothing is left (not even the process's
+/// tmpfs directory on /dev/shm).
+#[test]
+fn workloads_and_concurrency_in_every_container_row() {
+    skip_unless!(is_root(), "containers need root");
+    for peer in ["runc", "runsc"] {
+        skip_unless!(
+            on_path(peer).is_some(),
+            "{peer} is not on PATH (scripts/setup.sh)"
+        );
+    }
+    let youki = bulkhead::backend::youki::find();
+    skip_unless!(youki.is_some(), "youki is not installed (scripts/setup.sh)");
+    let run = RealRun::new();
+    run.bench_ok(&[
+        "--backends",
+        "process,runc,runsc,youki",
+        "--quick",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--instances",
+        "1",
+        "--concurrency",
+        "1,2",
+    ]);
+    let text = std::fs::read_to_string(run.out_dir.join("report.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let errors = schema::validate(&schema::report_v1(), &value);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let r = run.report();
+    let names = [
+        "cpu",
+        "memory",
+        "syscall",
+        "fork",
+        "fsync tmpfs",
+        "seqio tmpfs",
+        "fsync host-dir",
+        "seqio host-dir",
+    ];
+    for b in &r.backends {
+        let w = b.workloads.as_ref().unwrap_or_else(|| panic!("{}", b.name));
+        let got: Vec<&str> = w.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(got, names, "{}", b.name);
+        for w in w {
+            assert_eq!(w.not_run, None, "{} / {}", b.name, w.name);
+            assert_eq!(w.per_op_ns.len(), 5, "{} / {}", b.name, w.name);
+            assert!(w.p50_ns.unwrap() > 0.0, "{} / {}", b.name, w.name);
+            let [lo, hi] = w.ci95_ns.unwrap();
+            assert!(lo <= w.p50_ns.unwrap() && w.p50_ns.unwrap() <= hi);
+            assert!(w.vs_process.is_some(), "{} / {}", b.name, w.name);
+        }
+        if b.name == "process" {
+            assert!(b.concurrency.is_none());
+            continue;
+        }
+        let c = b.concurrency.as_ref().unwrap();
+        assert_eq!(
+            c.iter().map(|c| c.n).collect::<Vec<_>>(),
+            [1, 2],
+            "{}",
+            b.name
+        );
+        for c in c {
+            // youki's `run` has hung on exit here (HOST-NOTES): counted, not hidden.
+            assert!(c.per_instance_ns.len() <= c.n, "{}: {c:?}", b.name);
+            assert!(c.failed == 0 || !c.errors.is_empty(), "{}: {c:?}", b.name);
+            if b.name != "youki" {
+                assert_eq!(c.failed, 0, "{}: {:?}", b.name, c.errors);
+                assert!(c.all_ready_ns.unwrap() >= c.p50_ns.unwrap());
+            }
+        }
+    }
+    let runsc = r.backends.iter().find(|b| b.name == "runsc").unwrap();
+    assert!(
+        runsc.version.as_deref().unwrap().contains("platform "),
+        "{:?}",
+        runsc.version
+    );
+    let md = std::fs::read_to_string(run.out_dir.join("report.md")).unwrap();
+    assert!(md.contains("## Workloads") && md.contains("## Start-up under concurrency"));
+    let html = std::fs::read_to_string(run.out_dir.join("report.html")).unwrap();
+    assert!(
+        html.contains("time per operation ÷ the bare process"),
+        "workload chart"
+    );
+    assert!(html.contains("all N ready"), "concurrency chart");
+    let shm: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("bulkhead-bench-")
+        })
+        .collect();
+    assert!(shm.is_empty(), "left on /dev/shm: {shm:?}");
+    run.finish();
+}

@@ -35,6 +35,9 @@ pub enum Task {
         host_paths: Vec<PathBuf>,
         connect: Vec<String>,
     },
+    /// `work bench KIND REPS N [WHERE]`: a timed, checked workload (`metrics/workloads.rs`);
+    /// `args` are the words after `work`.
+    Work { args: Vec<String> },
 }
 
 impl Task {
@@ -43,12 +46,16 @@ impl Task {
             Task::Ready => "ready",
             Task::Idle => "idle",
             Task::Probe { .. } => "probe",
+            Task::Work { .. } => "work",
         }
     }
 
     /// The guest's argv after the program name.
     pub fn guest_args(&self) -> Vec<String> {
         let mut v = vec![self.name().to_string()];
+        if let Task::Work { args } = self {
+            v.extend(args.iter().cloned());
+        }
         if let Task::Probe {
             host_paths,
             connect,
@@ -246,6 +253,14 @@ impl Instance {
                 }
                 Err(e) => return Err(self.read_error(e, "the ready line", timeout)),
             }
+        }
+    }
+
+    /// The next line the instance prints, `None` once its stdout has closed.
+    pub fn next_line(&mut self, timeout: Duration) -> Result<Option<String>, InstanceError> {
+        match self.lines.next_line(Instant::now() + timeout) {
+            Ok(l) => Ok(l.map(|(line, _)| line)),
+            Err(e) => Err(self.read_error(e, "the next line", timeout)),
         }
     }
 

@@ -6,7 +6,8 @@
 //! and never format anything for the report.
 //!
 //! Here: the trait, what every backend is given ([`Context`]) and says ([`Description`]), and
-//! the registry ([`NAMES`], [`create`]). One file per backend ([`process`], [`oci`],
+//! the registry ([`NAMES`], [`create`]). One file per backend ([`process`], [`oci`] for every
+//! OCI runtime, with what is particular to [`runsc`] and [`youki`] in their own files,
 //! [`bulkhead_vm`], [`qemu`], [`firecracker`]; each VMM has a Linux row and a VMM-floor row),
 //! what the VM backends share in [`vm`], and the Linux guest they boot, written once, in
 //! [`linux`]; the launcher process each instance runs is supervised by [`instance`], and
@@ -20,7 +21,9 @@ pub mod linux;
 pub mod oci;
 pub mod process;
 pub mod qemu;
+pub mod runsc;
 pub mod vm;
+pub mod youki;
 
 pub use instance::{Instance, InstanceError, Ready, Task};
 
@@ -38,6 +41,7 @@ pub const NAMES: &[&str] = &[
     "runc",
     "crun",
     "youki",
+    "runsc",
     "bulkhead-vm-linux",
     "qemu-microvm-linux",
     "firecracker-linux",
@@ -128,6 +132,24 @@ pub struct BareImages {
     pub halt: PathBuf,
 }
 
+/// Where a file workload writes, as the instance sees it (`Backend::work_dir`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkPlace {
+    /// A tmpfs of the instance's own.
+    Tmpfs,
+    /// A host directory bind-mounted into the instance (Kubernetes' hostPath).
+    HostDir,
+}
+
+impl WorkPlace {
+    pub fn label(self) -> &'static str {
+        match self {
+            WorkPlace::Tmpfs => "tmpfs",
+            WorkPlace::HostDir => "host-dir",
+        }
+    }
+}
+
 /// One way of running the guest. See the module docs; the metrics use nothing else.
 pub trait Backend {
     fn name(&self) -> &str;
@@ -187,6 +209,14 @@ pub trait Backend {
     fn run_limits(&self) -> Option<RunLimits> {
         None
     }
+    /// The path inside the instance of `place`, for the file workloads; `Err(why)` where the
+    /// backend has none.
+    fn work_dir(&self, place: WorkPlace) -> Result<String, String> {
+        Err(format!(
+            "no {} wired into this backend's instances",
+            place.label()
+        ))
+    }
     /// Remove whatever `prepare` and the instances left (called once, also after errors).
     fn cleanup(&mut self) {}
 }
@@ -195,7 +225,9 @@ pub trait Backend {
 pub fn create(name: &str, ctx: &Context) -> Option<Box<dyn Backend>> {
     Some(match name {
         "process" => Box::new(process::Process::new(ctx)),
-        "bulkhead-runtime" | "runc" | "crun" | "youki" => Box::new(oci::Oci::new(name, ctx)),
+        "bulkhead-runtime" | "runc" | "crun" | "youki" | "runsc" => {
+            Box::new(oci::Oci::new(name, ctx))
+        }
         "bulkhead-vm-linux" => Box::new(bulkhead_vm::BulkheadVm::linux(ctx)),
         "qemu-microvm-linux" => Box::new(qemu::Qemu::linux(ctx)),
         "firecracker-linux" => Box::new(firecracker::Firecracker::linux(ctx)),

@@ -1,4 +1,5 @@
-//! Any runtime with runc's command line: runc, crun, youki, and our own bulkhead-runtime.
+//! Any runtime with runc's command line: runc, crun, youki, gVisor's runsc, and our own
+//! bulkhead-runtime (what is particular to runsc and youki: [`super::runsc`], [`super::youki`]).
 //!
 //! One implementation on purpose: the same bundle, the same commands and the same cleanup for
 //! every runtime, so differences in the numbers are the runtimes', not the harness's.
@@ -11,15 +12,34 @@
 //! Each runtime gets a private `--root` under the run's workdir, so we never see or touch other
 //! users' containers, and [`Backend::cleanup`] can force-delete everything left in it. Ids are
 //! fresh for every instance (`bh-<pid>-<n>`): a leftover from a failed run never collides.
+//!
+//! Every management command is bounded by [`CALL_TIMEOUT`] and killed after it: youki's `run`
+//! once hung here with the container's init already a zombie, and a hung peer must cost a
+//! row's error, not the whole run.
+//!
+//! Workload bundles ([`Task::Work`]) get two more mounts: `/dev/shm` as a 256 MiB tmpfs (the
+//! default 64 MiB cannot hold the 64 MiB sequential file), and a host directory of the run's
+//! workdir bind-mounted read-write at `/tmp` (Kubernetes' hostPath). The rootfs itself stays
+//! read-only: it is one cached directory shared by every runtime, with no overlay above it.
 
 use super::instance::{show, stderr_tail};
-use super::{Backend, Context, Description, Instance, InstanceError, Task, version_line};
+use super::{
+    Backend, Context, Description, Instance, InstanceError, Task, WorkPlace, runsc, version_line,
+    youki,
+};
 use crate::env::on_path;
 use crate::model::{Availability, Kind, Section};
 use anyhow::{Context as _, bail};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The longest a management command (create's wait aside: start, kill, delete, list) may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where workload bundles mount the host directory, and the tmpfs.
+const HOST_DIR_IN_CONTAINER: &str = "/tmp";
+const TMPFS_IN_CONTAINER: &str = "/dev/shm";
 
 pub struct Oci {
     name: String,
@@ -34,6 +54,15 @@ pub struct Oci {
     hybrid_without_hugetlb: bool,
     /// `linux.seccomp` for every bundle (`bulkhead bench --seccomp`); none by default.
     seccomp: Option<serde_json::Value>,
+    /// Flags before the command, after `--root` (runsc's network and platform).
+    global: Vec<String>,
+    /// Said after the version line (runsc's platform).
+    version_note: Option<String>,
+    /// The host directory workload bundles bind-mount (see the module docs).
+    host_dir: PathBuf,
+    /// runsc: the sentry's own seccomp filters read from the first idle sandbox, as a profile
+    /// (see [`runsc::as_profile`]), or why they could not be read.
+    sentry_filter: Option<Result<serde_json::Value, String>>,
 }
 
 impl Oci {
@@ -46,12 +75,19 @@ impl Oci {
             ),
             "runc" => (on_path("runc"), "apt-get install runc".to_string()),
             "crun" => (on_path("crun"), "apt-get install crun".to_string()),
-            _ => (
-                on_path(name),
-                format!(
-                    "put `{name}` on PATH (youki: a release binary from github.com/containers/youki/releases)"
-                ),
-            ),
+            "runsc" => (on_path("runsc"), "apt-get install runsc".to_string()),
+            "youki" => (youki::find(), youki::HOW_TO_GET.to_string()),
+            _ => (on_path(name), format!("put `{name}` on PATH")),
+        };
+        let (global, version_note) = match (&binary, name) {
+            (Some(bin), "runsc") => {
+                let platform = runsc::default_platform(bin);
+                (
+                    runsc::global_args(&platform),
+                    Some(format!("platform {platform}, --network=none")),
+                )
+            }
+            _ => (Vec::new(), None),
         };
         let dir = ctx.workdir.join(name);
         // crun 1.8 refuses a hybrid layout until hugetlb is a v1 hierarchy (HOST-NOTES).
@@ -64,11 +100,15 @@ impl Oci {
             how_to_get,
             rootfs: ctx.rootfs.clone(),
             state: dir.join("state"),
+            host_dir: dir.join("host-dir"),
+            sentry_filter: None,
             dir,
             bundles: Vec::new(),
             next_id: 0,
             hybrid_without_hugetlb,
             seccomp: ctx.seccomp.clone(),
+            global,
+            version_note,
         }
     }
 
@@ -82,18 +122,18 @@ impl Oci {
     /// A command `RT --root STATE ARGS...`.
     fn rt(&self, args: &[&str]) -> anyhow::Result<Command> {
         let mut cmd = Command::new(self.bin()?);
-        cmd.arg("--root").arg(&self.state).args(args);
+        cmd.arg("--root")
+            .arg(&self.state)
+            .args(&self.global)
+            .args(args);
         Ok(cmd)
     }
 
     /// Run a management command (start, kill, delete) to completion; an error names it.
     fn call(&self, args: &[&str]) -> anyhow::Result<()> {
-        let mut cmd = self.rt(args)?;
+        let cmd = self.rt(args)?;
         let shown = show(&cmd);
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run {shown}"))?;
+        let out = output_within(cmd, CALL_TIMEOUT)?;
         if !out.status.success() {
             bail!(
                 "{shown} exited with {}: {}",
@@ -121,6 +161,11 @@ impl Oci {
         )?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let config = bulkhead_images::bundle::write(&dir, &spec)?;
+        if matches!(task, Task::Work { .. }) {
+            std::fs::create_dir_all(&self.host_dir)
+                .with_context(|| format!("creating {}", self.host_dir.display()))?;
+            work_mounts(&config, &self.host_dir)?;
+        }
         if let Some(profile) = &self.seccomp {
             // Patched into the written JSON: the profile goes to the runtime exactly as the
             // user wrote it, not through a typed round trip that might normalise it.
@@ -167,6 +212,14 @@ impl Oci {
                 .with_context(|| format!("{}: not a pid: {pid:?}", pid_file.display()))?,
         );
         self.call(&["start", id])?;
+        if self.name == "runsc" && self.sentry_filter.is_none() {
+            // The pid file holds the sandbox's pid: the sentry, under its own filter.
+            let pid = inst.pid.expect("set above");
+            self.sentry_filter = Some(
+                runsc::read_filters(pid)
+                    .and_then(|f| runsc::as_profile(&f, &runsc::x86_64_names())),
+            );
+        }
         Ok(inst)
     }
 }
@@ -195,7 +248,11 @@ impl Backend for Oci {
             version: self
                 .binary
                 .as_deref()
-                .and_then(|b| version_line(b, "--version")),
+                .and_then(|b| version_line(b, "--version"))
+                .map(|v| match &self.version_note {
+                    Some(n) => format!("{v} ({n})"),
+                    None => v,
+                }),
             availability,
             guest: "bulkhead-guest".into(),
             launcher: self.binary.clone(),
@@ -258,6 +315,9 @@ impl Backend for Oci {
     }
 
     fn seccomp_profile(&self) -> Option<serde_json::Value> {
+        if self.name == "runsc" {
+            return self.sentry_filter.clone()?.ok();
+        }
         // The idle bundle is the one the syscall count looks at (its instance stays up).
         let args = Task::Idle.guest_args();
         let (_, dir) = self.bundles.iter().find(|(a, _)| *a == args)?;
@@ -271,6 +331,17 @@ impl Backend for Oci {
     }
 
     fn seccomp_note(&self) -> Option<String> {
+        if self.name == "runsc" {
+            return Some(match &self.sentry_filter {
+                Some(Ok(_)) => "the pid is runsc's sandbox (the sentry); its filters were read \
+                                with PTRACE_SECCOMP_GET_FILTER and run per x86_64 syscall number \
+                                with four argument patterns (allowed with all: allowed; with \
+                                some: conditional)"
+                    .into(),
+                Some(Err(e)) => format!("the sentry's own filter could not be read: {e}"),
+                None => "the sentry's own filter was not read (no idle sandbox ran)".into(),
+            });
+        }
         self.seccomp_profile().is_none().then(|| {
             "the bundle's config.json has no linux.seccomp (as `runc spec` writes it; \
              `bulkhead bench --seccomp FILE` adds one), so the runtime installs no filter"
@@ -278,11 +349,18 @@ impl Backend for Oci {
         })
     }
 
+    fn work_dir(&self, place: WorkPlace) -> Result<String, String> {
+        Ok(match place {
+            WorkPlace::Tmpfs => TMPFS_IN_CONTAINER.into(),
+            WorkPlace::HostDir => HOST_DIR_IN_CONTAINER.into(),
+        })
+    }
+
     fn cleanup(&mut self) {
-        let Ok(mut cmd) = self.rt(&["list", "-q"]) else {
+        let Ok(cmd) = self.rt(&["list", "-q"]) else {
             return;
         };
-        if let Ok(out) = cmd.stdin(Stdio::null()).output() {
+        if let Ok(out) = output_within(cmd, CALL_TIMEOUT) {
             for id in String::from_utf8_lossy(&out.stdout).lines() {
                 let id = id.trim();
                 if !id.is_empty() {
@@ -291,4 +369,53 @@ impl Backend for Oci {
             }
         }
     }
+}
+
+/// Run `cmd` to completion, killing it after `timeout`; an error names it.
+fn output_within(mut cmd: Command, timeout: Duration) -> anyhow::Result<Output> {
+    let shown = show(&cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {shown}"))?;
+    let deadline = Instant::now() + timeout;
+    // Management commands print a few lines at most: the pipes cannot fill while we poll.
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(child.wait_with_output()?);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{shown}: no answer after {timeout:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Patch a workload bundle's config.json: a larger tmpfs at /dev/shm and `host_dir` bound
+/// read-write at /tmp (see the module docs).
+fn work_mounts(config: &Path, host_dir: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", config.display()))?;
+    let mounts = value["mounts"]
+        .as_array_mut()
+        .with_context(|| format!("{}: no mounts array", config.display()))?;
+    for m in mounts.iter_mut() {
+        if m["destination"] == TMPFS_IN_CONTAINER {
+            m["options"] = serde_json::json!(["nosuid", "nodev", "mode=1777", "size=256m"]);
+        }
+    }
+    mounts.push(serde_json::json!({
+        "destination": HOST_DIR_IN_CONTAINER,
+        "type": "bind",
+        "source": host_dir,
+        "options": ["rbind", "rw"],
+    }));
+    std::fs::write(config, serde_json::to_vec_pretty(&value)?)
+        .with_context(|| format!("writing {}", config.display()))
 }

@@ -1,7 +1,7 @@
 //! `process`: the guest run directly on the host, no isolation at all — the floor every other
 //! backend is compared with (the cost of exec'ing a static binary and reading one line).
 
-use super::{Backend, Context, Description, Instance, Task};
+use super::{Backend, Context, Description, Instance, Task, WorkPlace};
 use crate::model::{Availability, Kind, Section};
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,6 +10,10 @@ use std::time::Duration;
 pub struct Process {
     guest: PathBuf,
     stderr: PathBuf,
+    /// The file workloads' directories: one on the host's /dev/shm (tmpfs), one in the run's
+    /// workdir (the host's own filesystem); made on first use, removed by `cleanup`.
+    tmpfs_dir: PathBuf,
+    host_dir: PathBuf,
 }
 
 impl Process {
@@ -17,6 +21,8 @@ impl Process {
         Process {
             guest: ctx.guest.clone(),
             stderr: ctx.workdir.join("process.stderr"),
+            tmpfs_dir: PathBuf::from(format!("/dev/shm/bulkhead-bench-{}", std::process::id())),
+            host_dir: ctx.workdir.join("process-host-dir"),
         }
     }
 }
@@ -65,6 +71,19 @@ impl Backend for Process {
             "the guest runs as the harness's own child, under whatever the harness runs under"
                 .into(),
         )
+    }
+
+    fn work_dir(&self, place: WorkPlace) -> Result<String, String> {
+        let dir = match place {
+            WorkPlace::Tmpfs => &self.tmpfs_dir,
+            WorkPlace::HostDir => &self.host_dir,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        Ok(dir.display().to_string())
+    }
+
+    fn cleanup(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.tmpfs_dir);
     }
 
     fn stop(&mut self, mut inst: Instance, timeout: Duration) -> anyhow::Result<Option<u64>> {

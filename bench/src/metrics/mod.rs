@@ -5,6 +5,7 @@
 //! read. None renders anything.
 
 pub mod compare;
+pub mod concurrency;
 pub mod density;
 pub mod isolation;
 pub mod memory;
@@ -12,3 +13,4 @@ pub mod startup;
 pub mod summary;
 pub mod syscalls;
 pub mod vm_memory;
+pub mod workloads;

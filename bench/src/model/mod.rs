@@ -16,8 +16,10 @@
 
 pub mod schema;
 pub mod summary;
+pub mod workloads;
 
 pub use summary::{IsolationClass, ReportSummary, SummaryFact, SummarySide};
+pub use workloads::{ConcurrencyRun, Workload};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -153,6 +155,13 @@ pub struct BackendReport {
     /// none failed and in older reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Failures>,
+    /// The workloads (see `metrics/workloads.rs`); absent when not run and in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<Vec<Workload>>,
+    /// Start-up of N instances at once, per N (see `metrics/concurrency.rs`); absent when not
+    /// run and in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Vec<ConcurrencyRun>>,
 }
 
 /// The part of the report a row is shown in.

@@ -1,7 +1,7 @@
 //! report.html: one self-contained page (inline CSS and SVG, no scripts, nothing fetched).
 
 use super::tables::{self, Table};
-use super::{charts, sections, summary, tradeoff};
+use super::{charts, sections, summary, tradeoff, workloads};
 use crate::metrics;
 use crate::model::Report;
 
@@ -115,6 +115,23 @@ pub fn render(r: &Report) -> String {
     table(&tables::density(r), &mut out, "density");
     figure(charts::density_svg(r), "density", &mut out);
     table(&tables::isolation(r), &mut out, "isolation");
+    if let Some(t) = workloads::table(r) {
+        table(&t, &mut out, "workloads");
+        figure(workloads::overhead_svg(r), "workload", &mut out);
+    }
+    list(
+        (
+            "workloads-not-run",
+            "h3",
+            "Workloads not run, and launcher failures",
+        ),
+        workloads::not_run(r),
+        &mut out,
+    );
+    if let Some(t) = workloads::concurrency_table(r) {
+        table(&t, &mut out, "concurrency");
+        figure(workloads::concurrency_svg(r), "concurrency", &mut out);
+    }
     if let Some(t) = sections::vmm_floor(r) {
         table(&t, &mut out, "vmm-floor");
     }

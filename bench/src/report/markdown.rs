@@ -1,7 +1,7 @@
 //! report.md: the tables as GitHub-flavoured markdown.
 
 use super::tables::{self, Table};
-use super::{sections, summary};
+use super::{sections, summary, workloads};
 use crate::metrics;
 use crate::model::Report;
 
@@ -59,6 +59,8 @@ pub fn render(r: &Report) -> String {
         sections::vm_memory(r),
         Some(tables::density(r)),
         Some(tables::isolation(r)),
+        workloads::table(r),
+        workloads::concurrency_table(r),
         sections::vmm_floor(r),
     ]
     .into_iter()
@@ -66,6 +68,11 @@ pub fn render(r: &Report) -> String {
     {
         table(&t, &mut out);
     }
+    list(
+        "Workloads not run, and launcher failures",
+        workloads::not_run(r),
+        &mut out,
+    );
     list("Failed runs", sections::failures(r), &mut out);
     list(
         "How the isolation numbers were obtained",

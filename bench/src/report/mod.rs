@@ -4,8 +4,9 @@
 //!
 //! [`json`] writes and reads report.json; [`markdown`], [`html`] (with [`charts`]) and
 //! [`terminal`] draw the same [`tables`] (the main comparison) and [`sections`] (the VMM
-//! floor, the VMs' guests and memory, failed runs), each after the [`summary`] and its
-//! [`tradeoff`] chart; [`merge`] combines several hosts' reports into one.
+//! floor, the VMs' guests and memory, failed runs) and [`workloads`] (the workloads and
+//! start-up under concurrency), each after the [`summary`] and its [`tradeoff`] chart;
+//! [`merge`] combines several hosts' reports into one.
 
 pub mod charts;
 pub mod html;
@@ -17,6 +18,7 @@ pub mod summary;
 pub mod tables;
 pub mod terminal;
 pub mod tradeoff;
+pub mod workloads;
 
 use crate::metrics::compare::is_peer;
 use crate::model::{BackendReport, Comparison, Ratio};
