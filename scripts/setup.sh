@@ -19,7 +19,8 @@ set -euo pipefail
 #   libseccomp-dev       libseccomp.a, linked statically into bulkhead-runtime (build dependency)
 #   uidmap               newuidmap/newgidmap: rootless containers with more than one id mapped
 #   e2fsprogs            mkfs.ext4 -d: the rootfs as an ext4 image for a VM's --disk (images)
-PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev uidmap e2fsprogs)
+#   flex bison libelf-dev bc  building the minimal guest kernel from linux-source (images)
+PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev uidmap e2fsprogs flex bison libelf-dev bc)
 
 # Docker's daemon (Debian's dockerd 20.10), a real client of our runtime in runtime/tests/docker.rs.
 PACKAGES+=(docker.io)
