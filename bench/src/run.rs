@@ -333,7 +333,8 @@ pub fn run(
         }
         let name = rows[i].name.clone();
         let why = limits[i].as_ref().map(|l| l.why.clone());
-        if !plan.workloads.is_empty() {
+        // The VMM floor's bare guests run no programs: workloads are for rows with a guest OS.
+        if !plan.workloads.is_empty() && rows[i].section() != model::Section::VmmFloor {
             let mut tick = |w: &str| {
                 bar.set_message(format!("{name}: workload {w}"));
                 bar.inc(1);

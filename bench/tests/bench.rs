@@ -782,12 +782,23 @@ fn workloads_and_concurrency_in_every_container_row() {
         "seqio tmpfs",
         "fsync host-dir",
         "seqio host-dir",
+        "net",
     ];
     for b in &r.backends {
         let w = b.workloads.as_ref().unwrap_or_else(|| panic!("{}", b.name));
         let got: Vec<&str> = w.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(got, names, "{}", b.name);
         for w in w {
+            if w.name == "net" {
+                // Not built yet, and the row says so (README: what is left).
+                assert!(
+                    w.not_run
+                        .as_deref()
+                        .unwrap()
+                        .contains("not in the harness yet")
+                );
+                continue;
+            }
             assert_eq!(w.not_run, None, "{} / {}", b.name, w.name);
             assert_eq!(w.per_op_ns.len(), 5, "{} / {}", b.name, w.name);
             assert!(w.p50_ns.unwrap() > 0.0, "{} / {}", b.name, w.name);
