@@ -886,3 +886,37 @@ fn the_vmm_floor_the_vms_and_the_summary_render_from_a_real_run() {
     };
     assert!(peak("runc") > 2.0 * peak("crun"));
 }
+
+/// A `--quick` run of every backend on this host with the workloads and start-up under
+/// concurrency (runsc and youki among the rows), kept as a fixture: both sections render in
+/// markdown and HTML, with their charts; and a report from before them draws neither.
+#[test]
+fn workloads_and_concurrency_render_from_a_real_run() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/report-v1-workloads-concurrency.json");
+    let r = json::read(&path).unwrap();
+    let md = report::markdown::render(&r);
+    let html = report::html::render(&r);
+    for section in ["## Workloads", "## Start-up under concurrency"] {
+        assert!(md.contains(section), "{section}");
+    }
+    let workloads = report::workloads::table(&r).unwrap();
+    let runsc = workloads.headers.iter().position(|h| h == "runsc").unwrap();
+    let syscall = workloads
+        .rows
+        .iter()
+        .find(|row| row[0] == "syscall")
+        .unwrap();
+    // gVisor's sentry answers every syscall: hundreds of times the process's.
+    assert!(syscall[runsc].contains("µs"), "{:?}", syscall);
+    let c = report::workloads::concurrency_table(&r).unwrap();
+    assert!(c.rows.iter().any(|row| row[0] == "youki" && row[1] == "4"));
+    assert!(html.contains("id=\"workloads\"") && html.contains("id=\"concurrency\""));
+    assert!(report::workloads::overhead_svg(&r).is_some());
+    assert!(report::workloads::concurrency_svg(&r).is_some());
+
+    let old = json::read(&fixture()).unwrap();
+    assert!(report::workloads::table(&old).is_none());
+    assert!(report::workloads::concurrency_table(&old).is_none());
+    assert!(!report::markdown::render(&old).contains("## Workloads"));
+}
