@@ -311,6 +311,12 @@ pub fn run(
     }
 
     let syscall_table = syscalls::x86_64_table();
+    // The net workload's echo server, in a namespace of its own, for every backend.
+    let mut echo = if plan.workloads.iter().any(|w| w.kind == "net") {
+        crate::metrics::echo::EchoNet::start().map_err(|e| format!("{e:#}"))
+    } else {
+        Err("not needed".into())
+    };
     for &i in &ready {
         if interrupted() {
             break;
@@ -343,6 +349,7 @@ pub fn run(
                 backends[i].as_mut(),
                 &plan.workloads,
                 why.as_deref(),
+                &mut echo,
                 plan.timeout,
                 &mut tick,
             ));
@@ -364,6 +371,7 @@ pub fn run(
     for b in &mut backends {
         b.cleanup();
     }
+    drop(echo);
     bar.finish_and_clear();
     if interrupted() {
         anyhow::bail!(Interrupted);

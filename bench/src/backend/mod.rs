@@ -217,6 +217,12 @@ pub trait Backend {
             place.label()
         ))
     }
+    /// Run the `net` workload's instances in the network namespace at `netns` (made by the
+    /// harness, with a veth to its echo server); `Err(why)` where the backend cannot.
+    fn use_netns(&mut self, netns: &Path) -> Result<(), String> {
+        let _ = netns;
+        Err("no network namespace can be given to this backend's instances".into())
+    }
     /// Remove whatever `prepare` and the instances left (called once, also after errors).
     fn cleanup(&mut self) {}
 }

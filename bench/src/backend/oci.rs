@@ -63,6 +63,8 @@ pub struct Oci {
     /// runsc: the sentry's own seccomp filters read from the first idle sandbox, as a profile
     /// (see [`runsc::as_profile`]), or why they could not be read.
     sentry_filter: Option<Result<serde_json::Value, String>>,
+    /// The network namespace the `net` workload's bundles join (`Backend::use_netns`).
+    netns: Option<PathBuf>,
 }
 
 impl Oci {
@@ -102,6 +104,7 @@ impl Oci {
             state: dir.join("state"),
             host_dir: dir.join("host-dir"),
             sentry_filter: None,
+            netns: None,
             dir,
             bundles: Vec::new(),
             next_id: 0,
@@ -164,7 +167,7 @@ impl Oci {
         if matches!(task, Task::Work { .. }) {
             std::fs::create_dir_all(&self.host_dir)
                 .with_context(|| format!("creating {}", self.host_dir.display()))?;
-            work_mounts(&config, &self.host_dir)?;
+            work_mounts(&config, &self.host_dir, self.netns.as_deref())?;
         }
         if let Some(profile) = &self.seccomp {
             // Patched into the written JSON: the profile goes to the runtime exactly as the
@@ -349,6 +352,18 @@ impl Backend for Oci {
         })
     }
 
+    fn use_netns(&mut self, netns: &Path) -> Result<(), String> {
+        if self.name == "runsc" {
+            return Err(
+                "runsc runs with --network=none here; its own netstack in a given \
+                        namespace (--network=sandbox) is not wired"
+                    .into(),
+            );
+        }
+        self.netns = Some(netns.to_path_buf());
+        Ok(())
+    }
+
     fn work_dir(&self, place: WorkPlace) -> Result<String, String> {
         Ok(match place {
             WorkPlace::Tmpfs => TMPFS_IN_CONTAINER.into(),
@@ -397,7 +412,7 @@ fn output_within(mut cmd: Command, timeout: Duration) -> anyhow::Result<Output> 
 
 /// Patch a workload bundle's config.json: a larger tmpfs at /dev/shm and `host_dir` bound
 /// read-write at /tmp (see the module docs).
-fn work_mounts(config: &Path, host_dir: &Path) -> anyhow::Result<()> {
+fn work_mounts(config: &Path, host_dir: &Path, netns: Option<&Path>) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
     let mut value: serde_json::Value =
@@ -416,6 +431,19 @@ fn work_mounts(config: &Path, host_dir: &Path) -> anyhow::Result<()> {
         "source": host_dir,
         "options": ["rbind", "rw"],
     }));
+    if let Some(ns) = netns {
+        // The container joins the harness's namespace (veth to the echo server) instead of
+        // a new, empty one.
+        for n in value["linux"]["namespaces"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if n["type"] == "network" {
+                n["path"] = serde_json::json!(ns);
+            }
+        }
+    }
     std::fs::write(config, serde_json::to_vec_pretty(&value)?)
         .with_context(|| format!("writing {}", config.display()))
 }

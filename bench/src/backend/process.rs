@@ -14,6 +14,8 @@ pub struct Process {
     /// workdir (the host's own filesystem); made on first use, removed by `cleanup`.
     tmpfs_dir: PathBuf,
     host_dir: PathBuf,
+    /// The `net` workload's network namespace (`Backend::use_netns`).
+    netns: Option<PathBuf>,
 }
 
 impl Process {
@@ -23,6 +25,7 @@ impl Process {
             stderr: ctx.workdir.join("process.stderr"),
             tmpfs_dir: PathBuf::from(format!("/dev/shm/bulkhead-bench-{}", std::process::id())),
             host_dir: ctx.workdir.join("process-host-dir"),
+            netns: None,
         }
     }
 }
@@ -63,6 +66,23 @@ impl Backend for Process {
     fn start(&mut self, task: &Task) -> anyhow::Result<Instance> {
         let mut cmd = Command::new(&self.guest);
         cmd.args(task.guest_args());
+        let args = task.guest_args();
+        if let (Some(ns), Some("echo")) = (&self.netns, args.get(2).map(String::as_str)) {
+            use std::os::fd::AsRawFd;
+            use std::os::unix::process::CommandExt;
+            let file = std::fs::File::open(ns)
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", ns.display()))?;
+            // SAFETY: between fork and exec only setns(2) on an fd the parent opened, which is
+            // async-signal-safe; the file outlives the spawn (it is moved into the closure).
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         Ok(Instance::spawn(cmd, task, &self.stderr)?)
     }
 
@@ -71,6 +91,11 @@ impl Backend for Process {
             "the guest runs as the harness's own child, under whatever the harness runs under"
                 .into(),
         )
+    }
+
+    fn use_netns(&mut self, netns: &std::path::Path) -> Result<(), String> {
+        self.netns = Some(netns.to_path_buf());
+        Ok(())
     }
 
     fn work_dir(&self, place: WorkPlace) -> Result<String, String> {

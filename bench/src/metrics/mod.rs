@@ -7,6 +7,7 @@
 pub mod compare;
 pub mod concurrency;
 pub mod density;
+pub mod echo;
 pub mod isolation;
 pub mod memory;
 pub mod startup;
