@@ -355,8 +355,11 @@ impl Backend for Oci {
     fn use_netns(&mut self, netns: &Path) -> Result<(), String> {
         if self.name == "runsc" {
             return Err(
-                "runsc runs with --network=none here; its own netstack in a given \
-                        namespace (--network=sandbox) is not wired"
+                "runsc runs with --network=none here; with --network=sandbox and the bundle \
+                 naming the harness's namespace, release 20221219 refused to start (\"setting \
+                 up network: creating interfaces from net namespace /proc/PID/ns/net: cannot \
+                 run with network enabled in root network namespace\"): its sandbox did not \
+                 join the bundle's namespace"
                     .into(),
             );
         }
