@@ -246,12 +246,32 @@ impl Root {
     }
 
     pub fn status(&self, s: &Saved) -> Status {
-        if s.creating {
+        self.settle(s).0
+    }
+
+    /// The state as it is now (the status derived from the init, see the module comment).
+    pub fn oci_state(&self, s: &Saved) -> OciState {
+        let (status, newer) = self.settle(s);
+        OciState::new(newer.as_ref().unwrap_or(s), status)
+    }
+
+    /// The status `s` describes now, and the newer record it was read from when `s` was out of
+    /// date. A record that says "creating" with neither its creator nor an init alive means a
+    /// create that died half-way (stopped), or one that finished after we read the file: its
+    /// last write cleared "creating", then it exited before we looked at /proc. Calling that
+    /// stopped made a concurrent `list` show a container as stopped, then created (seen under
+    /// 200 concurrent lifecycles once create no longer waited on the cgroup's grace period), so
+    /// the file is read once more before the record is believed.
+    fn settle(&self, s: &Saved) -> (Status, Option<Saved>) {
+        let status = if s.creating {
             let creator_alive = s.creator.is_some_and(|(p, t)| pid_alive(p, t));
             if creator_alive || pid_alive(s.pid, s.start_time) {
                 Status::Creating
             } else {
-                Status::Stopped
+                return match self.load(&s.id) {
+                    Ok(now) if !now.creating => (self.settle(&now).0, Some(now)),
+                    _ => (Status::Stopped, None),
+                };
             }
         } else if !pid_alive(s.pid, s.start_time) {
             Status::Stopped
@@ -261,12 +281,8 @@ impl Root {
             Status::Paused
         } else {
             Status::Running
-        }
-    }
-
-    /// The state as it is now (the status derived from the init, see the module comment).
-    pub fn oci_state(&self, s: &Saved) -> OciState {
-        OciState::new(s, self.status(s))
+        };
+        (status, None)
     }
 }
 
