@@ -220,18 +220,6 @@ fn disk_in_use_by_another_process() {
     assert_nothing_left(dir.path().to_str().unwrap());
 }
 
-/// Runs `f` on a thread of its own in a new network namespace (see tests/virtio.rs): a tap
-/// made there, and the VMM spawned from there, see only that namespace.
-fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        // SAFETY: unshare with a constant flag; only this thread's namespace changes.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
 #[test]
 fn net_tap_that_is_missing_busy_or_one_too_many() {
     in_new_netns(|| {

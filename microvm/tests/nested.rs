@@ -9,10 +9,6 @@
 mod common;
 mod nested_host;
 
-use std::path::Path;
-use std::time::Instant;
-
-use bulkhead_testkit::vm::{OncePerProcess, Outcome, no_process_uses};
 use nested_host::{GuestImage, GuestKernel, InnerRun, Scenario};
 
 /// Generous for a 10-40 s TCG-nested boot; a hang ends here, not in CI's global timeout.
@@ -90,53 +86,14 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-/// Every run, in order; `None` when the group is skipped here (the reason is printed, and with
-/// BULKHEAD_REQUIRE_ALL=1 the skip fails the test). The scenarios run once per test process.
+/// Every run, in order, once per test process; `None` when skipped here.
 fn runs(test: &str) -> Option<&'static [InnerRun]> {
-    static RUNS: OncePerProcess<Vec<InnerRun>> = OncePerProcess::new("the nested host runner");
-    RUNS.for_test(test, || {
-        let mode = match nested_host::mode() {
-            Ok(m) => m,
-            Err(why) => return Outcome::Skipped(why),
-        };
-        let inputs = match nested_host::inputs(Path::new(common::VMM), SCENARIOS) {
-            Ok(i) => i,
-            Err(why) => return Outcome::Skipped(why),
-        };
-        let start = Instant::now();
-        let ran = nested_host::run_all(&mode, &inputs, SCENARIOS);
-        let mode_name = match mode {
-            nested_host::Mode::Direct { .. } => "directly on hardware KVM",
-            nested_host::Mode::Nested { .. } => "in the nested test host (QEMU TCG)",
-        };
-        eprintln!(
-            "nested: {} scenarios {mode_name} in {:.1} s",
-            SCENARIOS.len(),
-            start.elapsed().as_secs_f64()
-        );
-        if let Ok(runs) = &ran {
-            for r in runs {
-                eprintln!(
-                    "nested:   {:<11} exit {:?} after {:.1} s",
-                    r.name,
-                    r.status,
-                    r.elapsed.as_secs_f64()
-                );
-            }
-        }
-        // No process (QEMU, an inner VMM) still uses our files.
-        Outcome::Ran(ran.and_then(|runs| no_process_uses(inputs.dir.path()).map(|()| runs)))
-    })
-    .map(Vec::as_slice)
+    nested_host::run_once(test, "nested", SCENARIOS)
 }
 
 /// The run named `name`; `None` when the group is skipped here.
 fn scenario(test: &str, name: &str) -> Option<&'static InnerRun> {
-    runs(test).map(|runs| {
-        runs.iter()
-            .find(|r| r.name == name)
-            .unwrap_or_else(|| panic!("scenario {name} did not run"))
-    })
+    nested_host::find_run(test, "nested", SCENARIOS, name)
 }
 
 fn has_line(run: &InnerRun, needle: &str) -> bool {

@@ -12,7 +12,6 @@
 mod common;
 mod nested_host;
 
-use bulkhead_testkit::vm::{OncePerProcess, Outcome, no_process_uses};
 use common::driver::*;
 use nested_host::{Disk, GuestImage, GuestKernel, InnerRun, Scenario};
 use std::path::Path;
@@ -421,37 +420,14 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-/// Every run, in order, once per test process; `None` when skipped here (printed; a failure
-/// with BULKHEAD_REQUIRE_ALL=1).
+/// Every run, in order, once per test process; `None` when skipped here.
 fn runs(test: &str) -> Option<&'static [InnerRun]> {
-    static RUNS: OncePerProcess<Vec<InnerRun>> = OncePerProcess::new("the virtio Linux runner");
-    RUNS.for_test(test, || {
-        let mode = match nested_host::mode() {
-            Ok(m) => m,
-            Err(why) => return Outcome::Skipped(why),
-        };
-        let inputs = match nested_host::inputs(Path::new(common::VMM), SCENARIOS) {
-            Ok(i) => i,
-            Err(why) => return Outcome::Skipped(why),
-        };
-        let start = Instant::now();
-        let ran = nested_host::run_all(&mode, &inputs, SCENARIOS);
-        eprintln!(
-            "virtio: {} Linux scenarios in {:.1} s",
-            SCENARIOS.len(),
-            start.elapsed().as_secs_f64()
-        );
-        Outcome::Ran(ran.and_then(|runs| no_process_uses(inputs.dir.path()).map(|()| runs)))
-    })
-    .map(Vec::as_slice)
+    nested_host::run_once(test, "virtio", SCENARIOS)
 }
 
+/// The run named `name`; `None` when the group is skipped here.
 fn scenario(test: &str, name: &str) -> Option<&'static InnerRun> {
-    runs(test).map(|runs| {
-        runs.iter()
-            .find(|r| r.name == name)
-            .unwrap_or_else(|| panic!("scenario {name} did not run"))
-    })
+    nested_host::find_run(test, "virtio", SCENARIOS, name)
 }
 
 fn json(line: &str) -> serde_json::Value {
@@ -611,18 +587,6 @@ fn linux_guests_log_no_acpi_or_virtio_error() {
 
 // ---- virtio-net, at the device: a real tap in a network namespace of the test's own ------
 
-/// Runs `f` on a thread of its own in a new network namespace (a namespace is per thread
-/// until the thread ends; so are the tap and addresses made in it, and they go with it).
-fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        // SAFETY: unshare with a constant flag; only this thread's namespace changes.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
-        f()
-    })
-    .join()
-    .unwrap()
-}
-
 fn ip(args: &[&str]) {
     let out = std::process::Command::new("ip")
         .args(args)
@@ -657,7 +621,7 @@ fn arp_request(mac: [u8; 6]) -> Vec<u8> {
 #[test]
 fn net_frames_go_out_through_the_tap_and_answers_come_back() {
     use bulkhead_vm::devices::virtio::net::{Net, Tap, default_mac};
-    in_new_netns(|| {
+    common::in_new_netns(|| {
         make_tap("bhtap0");
         let mac = default_mac(0);
         let tap = Tap::open("bhtap0").unwrap();
@@ -730,7 +694,7 @@ fn net_frames_go_out_through_the_tap_and_answers_come_back() {
 #[test]
 fn net_hostile_chains_are_returned_and_a_lie_fails_the_device() {
     use bulkhead_vm::devices::virtio::net::{Net, Tap, default_mac};
-    in_new_netns(|| {
+    common::in_new_netns(|| {
         make_tap("bhtap2");
         let tap = Tap::open("bhtap2").unwrap();
         let mut d = Driver::new(Box::new(Net::new(tap, default_mac(0))), 2, 16);
@@ -768,7 +732,7 @@ fn net_hostile_chains_are_returned_and_a_lie_fails_the_device() {
 #[test]
 fn net_tap_missing_or_busy_is_refused() {
     use bulkhead_vm::devices::virtio::net::{Tap, TapError};
-    in_new_netns(|| {
+    common::in_new_netns(|| {
         assert!(matches!(Tap::open("bhnone0"), Err(TapError::NotFound(_))));
         assert!(
             std::process::Command::new("ip")
@@ -796,7 +760,7 @@ fn net_tap_missing_or_busy_is_refused() {
 #[test]
 fn a_vm_with_a_disk_and_a_tap_runs_under_the_filter() {
     bulkhead_testkit::skip_unless!(common::have_kvm(), "/dev/kvm is not available");
-    in_new_netns(|| {
+    common::in_new_netns(|| {
         make_tap("bhvm0");
         let dir = tempfile::tempdir().unwrap();
         let kernel = common::write_file(dir.path(), "virtio.elf", common::guests::VIRTIO);

@@ -167,3 +167,16 @@ pub fn assert_nothing_left(needle: &str) {
         );
     }
 }
+
+/// Runs `f` on a thread of its own in a new network namespace (a namespace is per thread until
+/// the thread ends; so are the tap and addresses made in it, and they go with it): a tap made
+/// there, and a VMM spawned from there, see only that namespace.
+pub fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        // SAFETY: unshare with a constant flag; only this thread's namespace changes.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+        f()
+    })
+    .join()
+    .unwrap()
+}

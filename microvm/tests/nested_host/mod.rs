@@ -41,7 +41,9 @@ use std::time::{Duration, Instant};
 
 use bulkhead_images::initramfs::Initramfs;
 use bulkhead_images::{KernelChoice, KvmModules, Options};
-use bulkhead_testkit::vm::{ConsoleProtocol, TcgVm, after_marker};
+use bulkhead_testkit::vm::{
+    ConsoleProtocol, OncePerProcess, Outcome, TcgVm, after_marker, no_process_uses,
+};
 
 /// The inner guests' base command line. `reboot=k`: the guest's reboot is an i8042 reset,
 /// which ends bulkhead-vm with status 0; `panic=-1`: a panic resets at once (the VMM reports it
@@ -617,6 +619,61 @@ reboot -f
 /// with the inner command line's spaces as `~` (a kernel parameter cannot hold a bare space;
 /// the dotted name keeps the kernel from passing it to init or warning about it). The last
 /// field takes the rest, so the inner command line may contain commas.
+/// Every scenario of this test binary, run once per process (each test binary has its own
+/// copy of this module, so its own runs); `None` when skipped here (the reason is printed, and
+/// with BULKHEAD_REQUIRE_ALL=1 the skip fails the test). `group` names them in the log.
+pub fn run_once(test: &str, group: &str, scenarios: &[Scenario]) -> Option<&'static [InnerRun]> {
+    static RUNS: OncePerProcess<Vec<InnerRun>> = OncePerProcess::new("the nested host runner");
+    RUNS.for_test(test, || {
+        let mode = match mode() {
+            Ok(m) => m,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        let inputs = match inputs(Path::new(crate::common::VMM), scenarios) {
+            Ok(i) => i,
+            Err(why) => return Outcome::Skipped(why),
+        };
+        let start = Instant::now();
+        let ran = run_all(&mode, &inputs, scenarios);
+        let where_ = match mode {
+            Mode::Direct { .. } => "directly on hardware KVM",
+            Mode::Nested { .. } => "in the nested test host (QEMU TCG)",
+        };
+        eprintln!(
+            "{group}: {} scenarios {where_} in {:.1} s",
+            scenarios.len(),
+            start.elapsed().as_secs_f64()
+        );
+        if let Ok(runs) = &ran {
+            for r in runs {
+                eprintln!(
+                    "{group}:   {:<11} exit {:?} after {:.1} s",
+                    r.name,
+                    r.status,
+                    r.elapsed.as_secs_f64()
+                );
+            }
+        }
+        // No process (QEMU, an inner VMM) still uses our files.
+        Outcome::Ran(ran.and_then(|runs| no_process_uses(inputs.dir.path()).map(|()| runs)))
+    })
+    .map(Vec::as_slice)
+}
+
+/// The run named `name` of [`run_once`]; `None` when the group is skipped here.
+pub fn find_run(
+    test: &str,
+    group: &str,
+    scenarios: &[Scenario],
+    name: &str,
+) -> Option<&'static InnerRun> {
+    run_once(test, group, scenarios).map(|runs| {
+        runs.iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("scenario {name} did not run"))
+    })
+}
+
 pub fn encode(s: &Scenario) -> String {
     let cmdline = inner_cmdline(s);
     assert!(
