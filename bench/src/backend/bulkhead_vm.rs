@@ -48,13 +48,11 @@ impl BulkheadVm {
     fn new(ctx: &Context, linux: Option<Result<LinuxImages, String>>) -> BulkheadVm {
         BulkheadVm {
             // Ours lives beside our own executable (the same cargo target directory).
-            launcher: Launcher {
-                path: Some(ctx.exe_dir.join("bulkhead-vm")),
-                how_to_get: "build it: cargo build -p bulkhead-vm",
-                kvm: ctx.kvm,
-                dev_kvm: ctx.dev_kvm,
-                needs_kvm: true,
-            },
+            launcher: Launcher::new(
+                Some(ctx.exe_dir.join("bulkhead-vm")),
+                "build it: cargo build -p bulkhead-vm",
+                ctx,
+            ),
             bare: ctx.bare.clone(),
             stderr: ctx.workdir.join(if linux.is_some() {
                 "bulkhead-vm-linux.stderr"

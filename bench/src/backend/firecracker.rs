@@ -52,13 +52,7 @@ impl Firecracker {
             "firecracker"
         };
         Firecracker {
-            launcher: Launcher {
-                path: on_path("firecracker"),
-                how_to_get: HOW_TO_GET,
-                kvm: ctx.kvm,
-                dev_kvm: ctx.dev_kvm,
-                needs_kvm: true,
-            },
+            launcher: Launcher::new(on_path("firecracker"), HOW_TO_GET, ctx),
             bare: ctx.bare.clone(),
             linux,
             dir: ctx.workdir.join(name),

@@ -58,13 +58,11 @@ impl Qemu {
     }
 
     fn new(ctx: &Context, linux: Option<Result<LinuxImages, String>>) -> Qemu {
-        let mut launcher = Launcher {
-            path: on_path("qemu-system-x86_64"),
-            how_to_get: "apt-get install qemu-system-x86",
-            kvm: ctx.kvm,
-            dev_kvm: ctx.dev_kvm,
-            needs_kvm: true,
-        };
+        let mut launcher = Launcher::new(
+            on_path("qemu-system-x86_64"),
+            "apt-get install qemu-system-x86",
+            ctx,
+        );
         // The Linux row falls back to TCG, which needs no /dev/kvm.
         launcher.needs_kvm = linux.is_none() || vm::kvm_runs_linux(ctx.kvm, ctx.dev_kvm).is_ok();
         Qemu {

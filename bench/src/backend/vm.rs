@@ -4,7 +4,7 @@
 //! ([`stop`]), and the bare guests of the VMM floor ([`write_bare`], [`FLOOR_MEMORY_MIB`],
 //! [`floor_guest`]). The Linux guest has a module of its own, [`super::linux`].
 
-use super::{BareImages, Description, Instance, Task, version_line};
+use super::{BareImages, Context, Description, Instance, Task, version_line};
 use crate::model::{Accel, Availability, Kind, KvmKind, Section, VmGuest};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +33,17 @@ pub struct Launcher {
 }
 
 impl Launcher {
+    /// A VMM at `path` (`None`: not installed) on the run's host, needing /dev/kvm.
+    pub fn new(path: Option<PathBuf>, how_to_get: &'static str, ctx: &Context) -> Launcher {
+        Launcher {
+            path,
+            how_to_get,
+            kvm: ctx.kvm,
+            dev_kvm: ctx.dev_kvm,
+            needs_kvm: true,
+        }
+    }
+
     /// Whether the executable is there.
     pub fn installed(&self) -> bool {
         self.path.as_deref().is_some_and(Path::is_file)
