@@ -9,6 +9,7 @@
 //! timed, checked workloads), `output` (protocol lines and the hand-written JSON; the guest depends on libc only).
 
 mod disk;
+mod experiments;
 mod init;
 mod net;
 mod output;

@@ -13,16 +13,19 @@
 //!   fail), then kills and reaps them; it exits 0 either way.
 //! - `work bench KIND REPS N [WHERE] | work exit K`: the workloads the harness compares
 //!   backends on, timed per operation, with values it checks (`workloads.rs`).
+//! - `work oom|tick|hog|pod …`: the experiments' side of limits, neighbours and pods
+//!   (`experiments.rs`).
 //! - `disk write|read DEV MIB SEED | disk sum FILE`: block I/O with a checksum (`disk.rs`).
 //! - `net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX`: TCP echo rounds; a tap for
 //!   a VM on the host side (`net.rs`).
 
 use crate::output::{self, Json};
-use crate::{disk, net, probe, workloads};
+use crate::{disk, experiments, net, probe, workloads};
 
 pub const USAGE: &str = "usage: bulkhead-guest ready | idle | \
                          probe [--host-path PATH]... [--connect HOST:PORT[:TOKEN]]... | \
                          work cpu|memory|syscall|fork N | work bench KIND REPS N [WHERE] | \
+                         work oom|tick|hog|pod ... | \
                          disk write|read DEV MIB SEED | disk sum FILE | \
                          net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX";
 
@@ -43,6 +46,14 @@ pub fn run(task: &str, args: &[String]) -> i32 {
         },
         "work" if matches!(args.first().map(String::as_str), Some("bench" | "exit")) => {
             workloads::run(args)
+        }
+        "work"
+            if matches!(
+                args.first().map(String::as_str),
+                Some("oom" | "tick" | "hog" | "pod")
+            ) =>
+        {
+            experiments::run(args)
         }
         "work" => work(args),
         "disk" => disk::run(args),
