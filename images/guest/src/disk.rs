@@ -6,6 +6,8 @@
 //! - `disk read DEV MIB SEED`: reads MIB MiB from DEV, prints
 //!   `{"disk":"read","bytes":N,"fnv":"HEX","pattern":BOOL}` (`pattern`: the bytes are
 //!   [`pattern`] of SEED);
+//!   With a fifth argument `hold`, it then sleeps instead of returning: the test that
+//!   SIGKILLs the VMM right after this line must find the VM still running.
 //! - `disk sum FILE`: the whole file's length and FNV-1a 64 (the host's check of an image,
 //!   run outside the VM).
 //!
@@ -87,7 +89,15 @@ pub fn run(args: &[String]) -> i32 {
     let num = |i: usize| arg(i).and_then(|s| s.parse::<u64>().ok());
     match (arg(0), arg(1)) {
         (Some("write"), Some(dev)) => match (num(2), num(3)) {
-            (Some(mib), Some(seed)) => write(dev, mib, seed),
+            (Some(mib), Some(seed)) => {
+                let status = write(dev, mib, seed);
+                if status == 0 && arg(4) == Some("hold") {
+                    loop {
+                        std::thread::sleep(std::time::Duration::from_secs(3600));
+                    }
+                }
+                status
+            }
             _ => fail("write", "usage: disk write DEV MIB SEED".into()),
         },
         (Some("read"), Some(dev)) => match (num(2), num(3)) {

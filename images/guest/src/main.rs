@@ -15,6 +15,7 @@ mod net;
 mod output;
 mod probe;
 mod tasks;
+mod vsock;
 mod workloads;
 
 fn main() {

@@ -18,6 +18,8 @@
 //! - `disk write|read DEV MIB SEED | disk sum FILE`: block I/O with a checksum (`disk.rs`).
 //! - `net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX`: TCP echo rounds; a tap for
 //!   a VM on the host side (`net.rs`).
+//! - `vsock guest LISTEN_PORT HOST_PORT BYTES | vsock host-connect UDS PORT BYTES |
+//!   vsock host-listen PATH`: both ends of a vsock echo (`vsock.rs`).
 
 use crate::output::{self, Json};
 use crate::{disk, experiments, net, probe, workloads};
@@ -27,7 +29,8 @@ pub const USAGE: &str = "usage: bulkhead-guest ready | idle | \
                          work cpu|memory|syscall|fork N | work bench KIND REPS N [WHERE] | \
                          work oom|tick|hog|pod ... | \
                          disk write|read DEV MIB SEED | disk sum FILE | \
-                         net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX";
+                         net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX | \
+                         vsock guest|host-connect|host-listen ...";
 
 /// Run `task` with `args`; the result is the exit status.
 pub fn run(task: &str, args: &[String]) -> i32 {
@@ -58,6 +61,7 @@ pub fn run(task: &str, args: &[String]) -> i32 {
         "work" => work(args),
         "disk" => disk::run(args),
         "net" => net::run(args),
+        "vsock" => crate::vsock::run(args),
         other => usage_error(&format!("unknown task {other:?}")),
     }
 }
