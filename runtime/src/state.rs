@@ -7,6 +7,14 @@
 //!
 //! The status is not stored: like runc we derive it every time from the init's pid (checked
 //! against its start time, so a recycled pid is not mistaken for our init) and the fifo.
+//!
+//! A deleted container's directory is emptied and parked as `<root>/@spare` (one at most),
+//! and the next `create` renames it into place instead of making a new one. Why: on ext4
+//! mounted with `-o discard` and no journal (this host's `/run`), freeing a directory's block
+//! in rmdir issues a synchronous discard to the disk, 3–10 ms in about half of the `run`s
+//! measured here, more than the rest of the container's removal; a rename frees nothing. `@`
+//! cannot start a container id, so no container can own that name, and `list` skips it (it
+//! holds no `state.json`).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -15,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -36,6 +45,8 @@ pub fn default_root() -> PathBuf {
 }
 pub const FIFO: &str = "exec.fifo";
 const STATE: &str = "state.json";
+/// The emptied directory of a deleted container, kept for the next create (module comment).
+pub const SPARE_DIR: &str = "@spare";
 
 /// What we remember about a container between calls.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,6 +183,20 @@ impl Root {
         fs::create_dir_all(&self.path)
             .with_context(|| format!("creating state root {}", self.path.display()))?;
         let dir = self.dir(id);
+        // The spare directory a delete left, if any (module comment). NOREPLACE: an existing
+        // `<root>/<id>` stays what it is. Any other failure (no spare, a file system without
+        // the flag) falls back to mkdir.
+        match renameat2(
+            AT_FDCWD,
+            &self.path.join(SPARE_DIR),
+            AT_FDCWD,
+            &dir,
+            RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => return Ok(dir),
+            Err(nix::errno::Errno::EEXIST) => bail!("container with id exists: {id}"),
+            Err(_) => {}
+        }
         match fs::create_dir(&dir) {
             Ok(()) => Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -218,9 +243,37 @@ impl Root {
         Ok(f)
     }
 
+    /// Remove the container's directory: its files, then the directory itself is parked as
+    /// the spare (module comment) unless there is one already.
     pub fn remove(&self, id: &str) -> Result<()> {
         let dir = self.dir(id);
-        match fs::remove_dir_all(&dir) {
+        let emptied = fs::read_dir(&dir).and_then(|rd| {
+            for e in rd {
+                let e = e?;
+                if e.file_type()?.is_dir() {
+                    fs::remove_dir_all(e.path())?;
+                } else {
+                    fs::remove_file(e.path())?;
+                }
+            }
+            Ok(())
+        });
+        match emptied {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
+        }
+        let parked = renameat2(
+            AT_FDCWD,
+            &dir,
+            AT_FDCWD,
+            &self.path.join(SPARE_DIR),
+            RenameFlags::RENAME_NOREPLACE,
+        );
+        if parked.is_ok() {
+            return Ok(());
+        }
+        match fs::remove_dir(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
@@ -330,7 +383,6 @@ pub fn pid_alive(pid: i32, start_time: u64) -> bool {
 /// this host's ext4 `/run`, several times per `create`. An exchange replaces nothing, so
 /// readers still see the old file or the new one, whole. A first write is a plain rename.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    use nix::fcntl::{RenameFlags, renameat2};
     let name = path.file_name().context("the path has no file name")?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
@@ -339,13 +391,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(contents)?;
     drop(f);
-    match renameat2(
-        nix::fcntl::AT_FDCWD,
-        &tmp,
-        nix::fcntl::AT_FDCWD,
-        path,
-        RenameFlags::RENAME_EXCHANGE,
-    ) {
+    match renameat2(AT_FDCWD, &tmp, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE) {
         Ok(()) => {
             let _ = fs::remove_file(&tmp);
             Ok(())

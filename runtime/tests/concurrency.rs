@@ -273,11 +273,12 @@ fn two_hundred_concurrent_lifecycles() {
         let settle = Instant::now() + Duration::from_secs(5);
         let left = loop {
             reap_orphans();
-            // The seccomp cache stays, on purpose.
+            // The seccomp cache and the one spare state directory stay, on purpose.
             let mut left: Vec<String> = std::fs::read_dir(&root)
                 .unwrap()
                 .flatten()
                 .filter(|e| e.file_name() != bulkhead_runtime::seccomp::CACHE_DIR_NAME)
+                .filter(|e| e.file_name() != bulkhead_runtime::state::SPARE_DIR)
                 .map(|e| format!("state dir {}", e.path().display()))
                 .collect();
             left.extend(

@@ -53,30 +53,41 @@ pub struct Cgroup {
     pub created: Vec<PathBuf>,
 }
 
-/// Called with every directory that may exist once the next mkdir is done (deepest first, as
-/// [`remove`] wants them), before it is done: see [`Cgroup::create_logged`].
+/// Called, before the first mkdir, with every directory the create may make (deepest first, as
+/// [`remove`] wants them): see [`Cgroup::create_logged`].
 pub type Intent<'a> = &'a mut dyn FnMut(&[PathBuf]) -> Result<()>;
 
-/// mkdir -p that remembers which directories it created (deepest last), announcing them to
-/// `intent` first.
-fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>, intent: &mut Option<Intent>) -> Result<()> {
+/// The directories of `dir` and its parents that do not exist yet, shallowest first.
+fn missing_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut p = dir;
     while !p.exists() {
         missing.push(p.to_path_buf());
         p = p.parent().context("cgroup path has no parent")?;
     }
+    missing.reverse();
+    Ok(missing)
+}
+
+/// Hand `intent` every directory of `planned` (one list per hierarchy, shallowest first), in
+/// the order [`remove`] wants them: one write-ahead record for all of them, not one per
+/// hierarchy (each is a rewrite of the state file, on the measured start path).
+fn announce(intent: &mut Option<Intent>, planned: &[Vec<PathBuf>]) -> Result<()> {
     if let Some(f) = intent
-        && !missing.is_empty()
+        && planned.iter().any(|m| !m.is_empty())
     {
-        let mut all: Vec<PathBuf> = created.clone();
-        all.extend(missing.iter().rev().cloned());
-        all.reverse();
+        let all: Vec<PathBuf> = planned.iter().flatten().rev().cloned().collect();
         f(&all)?;
     }
-    for d in missing.into_iter().rev() {
-        match fs::create_dir(&d) {
-            Ok(()) => created.push(d),
+    Ok(())
+}
+
+/// mkdir of `missing` (shallowest first, from [`missing_dirs`]), remembering which
+/// directories it created.
+fn mkdir_all(missing: &[PathBuf], created: &mut Vec<PathBuf>) -> Result<()> {
+    for d in missing {
+        match fs::create_dir(d) {
+            Ok(()) => created.push(d.clone()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).with_context(|| format!("creating cgroup {}", d.display())),
         }
@@ -104,10 +115,10 @@ impl Cgroup {
         Self::create_logged(spec, id, skipped, None)
     }
 
-    /// [`Cgroup::create_skipping`] that first hands `intent` each list of directories it is
-    /// about to have created (write-ahead): `create` records them in the container's state, so
-    /// that if the runtime is killed between a mkdir and its return, `delete --force` still
-    /// knows every group to remove.
+    /// [`Cgroup::create_skipping`] that first hands `intent` the list of directories it is
+    /// about to create (write-ahead): `create` records them in the container's state, so that
+    /// if the runtime is killed between a mkdir and its return, `delete --force` still knows
+    /// every group to remove (one that was never made is no error there).
     pub fn create_logged(
         spec: &Spec,
         id: &str,
@@ -146,6 +157,7 @@ impl Cgroup {
                     .iter()
                     .filter(|h| mounts_cgroupfs(spec) && !needed.contains(h));
                 let mut seen = Vec::new();
+                let mut plan = Vec::new();
                 for (ctrl, required) in needed
                     .iter()
                     .map(|c| (*c, true))
@@ -163,8 +175,11 @@ impl Cgroup {
                             mount.display()
                         );
                     }
-                    // cpu and cpuacct may be one hierarchy (`cpu,cpuacct`, both symlinks).
-                    let real = fs::canonicalize(&mount).unwrap_or_else(|_| mount.clone());
+                    // cpu and cpuacct may be one hierarchy (`cpu,cpuacct`, both symlinks to
+                    // it, relative to the cgroup root).
+                    let real = fs::read_link(&mount)
+                        .map(|t| Path::new(CGROUP_ROOT).join(t))
+                        .unwrap_or_else(|_| mount.clone());
                     if seen.contains(&real) {
                         continue;
                     }
@@ -179,8 +194,14 @@ impl Cgroup {
                         }
                         continue;
                     }
+                    let missing = missing_dirs(&leaf)?;
+                    plan.push((ctrl, leaf, missing));
+                }
+                let planned: Vec<Vec<PathBuf>> = plan.iter().map(|p| p.2.clone()).collect();
+                announce(&mut intent, &planned)?;
+                for (ctrl, leaf, missing) in plan {
                     let first_new = self.created.len();
-                    mkdir_p(&leaf, &mut self.created, &mut intent)?;
+                    mkdir_all(&missing, &mut self.created)?;
                     let new_dirs = &self.created[first_new..];
                     v1::set_up(ctrl, new_dirs, &leaf, res, created_devices)?;
                     self.leaves.push(leaf);
@@ -196,7 +217,9 @@ impl Cgroup {
                     s.push("");
                     return Ok(());
                 }
-                mkdir_p(&leaf, &mut self.created, &mut intent)?;
+                let missing = missing_dirs(&leaf)?;
+                announce(&mut intent, std::slice::from_ref(&missing))?;
+                mkdir_all(&missing, &mut self.created)?;
                 v2::set_up(mount, &leaf, res, created_devices)?;
                 self.leaves.push(leaf);
             }
@@ -252,22 +275,26 @@ pub fn join_self(leaves: &[PathBuf]) -> Result<()> {
 /// Remove the directories we created (deepest first). With `kill`, SIGKILL whatever is still
 /// inside first. Waits a little for exiting processes to leave. A created parent that now
 /// holds another container's group is shared, and left alone.
+///
+/// The rmdir comes first: an empty group (a container whose processes all exited, what `run`
+/// and `delete` usually find) needs nothing else, and a group with processes in it refuses it
+/// (EBUSY).
 pub fn remove(created: &[PathBuf], kill: bool) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     for d in created {
         loop {
-            if kill {
-                for pid in procs(d) {
-                    // SAFETY: kill(2) has no memory-safety preconditions.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-                // A paused container's processes only die once thawed.
-                thaw_quietly(d);
-            }
             match fs::remove_dir(d) {
                 Ok(()) => break,
                 Err(e) if e.kind() == ErrorKind::NotFound => break,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    if kill {
+                        for pid in procs(d) {
+                            // SAFETY: kill(2) has no memory-safety preconditions.
+                            unsafe { libc::kill(pid, libc::SIGKILL) };
+                        }
+                        // A paused container's processes only die once thawed.
+                        thaw_quietly(d);
+                    }
                     let has_children = fs::read_dir(d)
                         .map(|rd| rd.flatten().any(|e| e.path().is_dir()))
                         .unwrap_or(false);

@@ -36,13 +36,7 @@ pub fn run(root: &Root, opts: &CreateOpts, detach: bool) -> Result<RunOutcome> {
     // The process runs from here on (no `start`): this is where start would run poststart.
     run_poststart(root, &c.saved)?;
     let code = child::wait_forwarding_signals(c.pid)?;
-    let oom_kills = c
-        .saved
-        .cgroups
-        .iter()
-        .filter_map(|d| cgroups::oom_kills(d))
-        .max()
-        .unwrap_or(0);
+    let oom_kills = cgroups::container_oom_kills(&c.saved.leaves).unwrap_or(0);
     destroy(root, &c.saved)?;
     Ok(RunOutcome { code, oom_kills })
 }

@@ -252,12 +252,12 @@ rt ns run --bundle /bundles/view-ns cg2-view-ns
 rt nons run --bundle /bundles/view-nons cg2-view-nons
 rt sib-delete delete --force cg2-view-sib
 
-# Nothing may be left: no group below the root, no state directory (the seccomp cache is kept
-# on purpose).
+# Nothing may be left: no group below the root, no state directory (the seccomp cache and the
+# one spare state directory are kept on purpose).
 SC=end
 find /sys/fs/cgroup -mindepth 1 -type d >/tmp/cgroups
 lines cgroups /tmp/cgroups
-ls /run/bh 2>/dev/null | grep -vx '@seccomp-cache' >/tmp/states
+ls /run/bh 2>/dev/null | grep -vxe '@seccomp-cache' -e '@spare' >/tmp/states
 lines states /tmp/states
 echo CG2-DONE
 reboot -f
