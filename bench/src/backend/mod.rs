@@ -139,6 +139,9 @@ pub enum WorkPlace {
     Tmpfs,
     /// A host directory bind-mounted into the instance (Kubernetes' hostPath).
     HostDir,
+    /// The instance's own root filesystem (a container's rootfs; what it is differs per
+    /// backend, and [`Backend::work_note`] says it).
+    Rootfs,
 }
 
 impl WorkPlace {
@@ -146,6 +149,7 @@ impl WorkPlace {
         match self {
             WorkPlace::Tmpfs => "tmpfs",
             WorkPlace::HostDir => "host-dir",
+            WorkPlace::Rootfs => "rootfs",
         }
     }
 }
@@ -217,15 +221,31 @@ pub trait Backend {
             place.label()
         ))
     }
+    /// How the workload `kind` (with its `place`) runs in this backend where the report should
+    /// say it: what a rootfs is here, or a network path that differs from the other rows.
+    fn work_note(&self, kind: &str, place: Option<WorkPlace>) -> Option<String> {
+        let _ = (kind, place);
+        None
+    }
     /// Run the `net` workload's instances in the network namespace at `netns` (made by the
     /// harness, with a veth to its echo server); `Err(why)` where the backend cannot.
     fn use_netns(&mut self, netns: &Path) -> Result<(), String> {
         let _ = netns;
         Err("no network namespace can be given to this backend's instances".into())
     }
+    /// OCI runtimes: apply `hook` to the config.json of every bundle written from now on
+    /// (`None`: plain bundles again), for the experiments' cgroup limits and a pod's namespace
+    /// paths; `Err(why)` where the backend runs no bundle.
+    fn set_bundle_hook(&mut self, hook: Option<BundleHook>) -> Result<(), String> {
+        let _ = hook;
+        Err("this backend runs no OCI bundle".into())
+    }
     /// Remove whatever `prepare` and the instances left (called once, also after errors).
     fn cleanup(&mut self) {}
 }
+
+/// A change to an OCI bundle's config.json ([`Backend::set_bundle_hook`]).
+pub type BundleHook = std::rc::Rc<dyn Fn(&mut serde_json::Value)>;
 
 /// Build the backend called `name` (one of [`NAMES`]).
 pub fn create(name: &str, ctx: &Context) -> Option<Box<dyn Backend>> {
@@ -241,6 +261,31 @@ pub fn create(name: &str, ctx: &Context) -> Option<Box<dyn Backend>> {
         "qemu-microvm" => Box::new(qemu::Qemu::bare(ctx)),
         "firecracker" => Box::new(firecracker::Firecracker::bare(ctx)),
         _ => return None,
+    })
+}
+
+/// The kind of file system `path` is on, by statfs(2)'s magic number (the common ones), for
+/// saying what a file workload wrote to.
+pub fn fs_type(path: &Path) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs writes into the zeroed struct we own; the path is a valid C string.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the result is checked.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(match st.f_type as i64 {
+        0xEF53 => "ext4",
+        0x5846_5342 => "xfs",
+        0x9123_683E => "btrfs",
+        0x0102_1994 => "tmpfs",
+        0x794C_7630 => "overlayfs",
+        0x8584_58F6 => "ramfs",
+        0x2FC1_2FC1 => "zfs",
+        0xF2F5_2010 => "f2fs",
+        0x6969 => "nfs",
+        _ => "an unrecognised file system",
     })
 }
 

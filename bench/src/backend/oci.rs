@@ -19,13 +19,19 @@
 //!
 //! Workload bundles ([`Task::Work`]) get two more mounts: `/dev/shm` as a 256 MiB tmpfs (the
 //! default 64 MiB cannot hold the 64 MiB sequential file), and a host directory of the run's
-//! workdir bind-mounted read-write at `/tmp` (Kubernetes' hostPath). The rootfs itself stays
-//! read-only: it is one cached directory shared by every runtime, with no overlay above it.
+//! workdir bind-mounted read-write at `/tmp` (Kubernetes' hostPath). Their rootfs is a
+//! writable one of the runtime's own, built in its directory of the workdir (the guest and the
+//! mount points, as the cached one), so the file workloads can also write to the container's
+//! root file system (`/scratch`): a plain directory of the host's file system, as `runc run`
+//! takes a bundle (a container engine would mount an overlayfs there). The other bundles keep
+//! the cached rootfs, read-only and shared by every runtime. The `net` workload's bundle
+//! joins the harness's client network namespace (and runsc then runs with
+//! `--network=sandbox`, [`runsc::hide_proc_sys_net`]).
 
 use super::instance::{show, stderr_tail};
 use super::{
-    Backend, Context, Description, Instance, InstanceError, Task, WorkPlace, runsc, version_line,
-    youki,
+    Backend, BundleHook, Context, Description, Instance, InstanceError, Task, WorkPlace, runsc,
+    version_line, youki,
 };
 use crate::env::on_path;
 use crate::model::{Availability, Kind, Section};
@@ -37,9 +43,11 @@ use std::time::{Duration, Instant};
 /// The longest a management command (create's wait aside: start, kill, delete, list) may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where workload bundles mount the host directory, and the tmpfs.
+/// Where workload bundles mount the host directory, and the tmpfs, and the directory of their
+/// writable rootfs the rootfs file workloads write to.
 const HOST_DIR_IN_CONTAINER: &str = "/tmp";
 const TMPFS_IN_CONTAINER: &str = "/dev/shm";
+const ROOTFS_DIR_IN_CONTAINER: &str = "/scratch";
 
 pub struct Oci {
     name: String,
@@ -50,9 +58,14 @@ pub struct Oci {
     state: PathBuf,
     /// Cached bundles per task argv (ready, idle, probe with its paths).
     bundles: Vec<(Vec<String>, PathBuf)>,
+    /// How many bundle directories were written (their names), and the hook each new bundle's
+    /// config.json goes through (`Backend::set_bundle_hook`).
+    bundles_written: usize,
+    bundle_hook: Option<BundleHook>,
     next_id: u64,
     hybrid_without_hugetlb: bool,
-    /// `linux.seccomp` for every bundle (`bulkhead bench --seccomp`); none by default.
+    /// `linux.seccomp` for every bundle (`bulkhead bench --seccomp`): the runtime-default
+    /// profile unless `--seccomp none` or a file.
     seccomp: Option<serde_json::Value>,
     /// Flags before the command, after `--root` (runsc's network and platform).
     global: Vec<String>,
@@ -60,6 +73,11 @@ pub struct Oci {
     version_note: Option<String>,
     /// The host directory workload bundles bind-mount (see the module docs).
     host_dir: PathBuf,
+    /// The guest binary, and the writable rootfs workload bundles get (see the module docs).
+    guest: PathBuf,
+    work_rootfs: PathBuf,
+    /// runsc: the global flags of the net workload's run (`--network=sandbox`).
+    net_global: Vec<String>,
     /// runsc: the sentry's own seccomp filters read from the first idle sandbox, as a profile
     /// (see [`runsc::as_profile`]), or why they could not be read.
     sentry_filter: Option<Result<serde_json::Value, String>>,
@@ -81,15 +99,18 @@ impl Oci {
             "youki" => (youki::find(), youki::HOW_TO_GET.to_string()),
             _ => (on_path(name), format!("put `{name}` on PATH")),
         };
-        let (global, version_note) = match (&binary, name) {
+        let (global, net_global, version_note) = match (&binary, name) {
             (Some(bin), "runsc") => {
                 let platform = runsc::default_platform(bin);
                 (
-                    runsc::global_args(&platform),
-                    Some(format!("platform {platform}, --network=none")),
+                    runsc::global_args(&platform, "none"),
+                    runsc::global_args(&platform, "sandbox"),
+                    Some(format!(
+                        "platform {platform}, --network=none; the net workload: sandbox"
+                    )),
                 )
             }
-            _ => (Vec::new(), None),
+            _ => (Vec::new(), Vec::new(), None),
         };
         let dir = ctx.workdir.join(name);
         // crun 1.8 refuses a hybrid layout until hugetlb is a v1 hierarchy (HOST-NOTES).
@@ -103,10 +124,15 @@ impl Oci {
             rootfs: ctx.rootfs.clone(),
             state: dir.join("state"),
             host_dir: dir.join("host-dir"),
+            guest: ctx.guest.clone(),
+            work_rootfs: dir.join("rootfs"),
+            net_global,
             sentry_filter: None,
             netns: None,
             dir,
             bundles: Vec::new(),
+            bundles_written: 0,
+            bundle_hook: None,
             next_id: 0,
             hybrid_without_hugetlb,
             seccomp: ctx.seccomp.clone(),
@@ -124,11 +150,13 @@ impl Oci {
 
     /// A command `RT --root STATE ARGS...`.
     fn rt(&self, args: &[&str]) -> anyhow::Result<Command> {
+        self.rt_with(&self.global, args)
+    }
+
+    /// A command `RT --root STATE GLOBAL... ARGS...`.
+    fn rt_with(&self, global: &[String], args: &[&str]) -> anyhow::Result<Command> {
         let mut cmd = Command::new(self.bin()?);
-        cmd.arg("--root")
-            .arg(&self.state)
-            .args(&self.global)
-            .args(args);
+        cmd.arg("--root").arg(&self.state).args(global).args(args);
         Ok(cmd)
     }
 
@@ -156,7 +184,8 @@ impl Oci {
         if let Some((_, b)) = self.bundles.iter().find(|(a, _)| *a == args) {
             return Ok(b.clone());
         }
-        let dir = self.dir.join(format!("bundle-{}", self.bundles.len()));
+        let dir = self.dir.join(format!("bundle-{}", self.bundles_written));
+        self.bundles_written += 1;
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let spec = bulkhead_images::bundle::default_spec(
             &self.rootfs,
@@ -167,7 +196,9 @@ impl Oci {
         if matches!(task, Task::Work { .. }) {
             std::fs::create_dir_all(&self.host_dir)
                 .with_context(|| format!("creating {}", self.host_dir.display()))?;
-            work_mounts(&config, &self.host_dir, self.netns.as_deref())?;
+            self.build_work_rootfs()?;
+            let netns = self.netns.as_deref().filter(|_| is_net(task));
+            work_mounts(&config, &self.host_dir, &self.work_rootfs, netns)?;
         }
         if let Some(profile) = &self.seccomp {
             // Patched into the written JSON: the profile goes to the runtime exactly as the
@@ -180,8 +211,34 @@ impl Oci {
             std::fs::write(&config, serde_json::to_vec_pretty(&value)?)
                 .with_context(|| format!("writing {}", config.display()))?;
         }
+        if let Some(hook) = &self.bundle_hook {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading {}", config.display()))?;
+            let mut value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", config.display()))?;
+            hook(&mut value);
+            std::fs::write(&config, serde_json::to_vec_pretty(&value)?)
+                .with_context(|| format!("writing {}", config.display()))?;
+        }
         self.bundles.push((args, dir.clone()));
         Ok(dir)
+    }
+
+    /// The workload bundles' writable rootfs, built once (see the module docs).
+    fn build_work_rootfs(&self) -> anyhow::Result<()> {
+        if self.work_rootfs.exists() {
+            return Ok(());
+        }
+        bulkhead_images::rootfs::build(&self.work_rootfs, &self.guest, None)?;
+        let scratch = self
+            .work_rootfs
+            .join(ROOTFS_DIR_IN_CONTAINER.trim_start_matches('/'));
+        std::fs::create_dir(&scratch)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o1777))
+            })
+            .with_context(|| format!("creating {}", scratch.display()))
     }
 
     fn fresh_id(&mut self) -> String {
@@ -286,7 +343,14 @@ impl Backend for Oci {
                 self.force_delete(&id);
             });
         }
-        let mut cmd = self.rt(&["run", "--bundle"])?;
+        let net_sandbox = self.name == "runsc" && is_net(task) && self.netns.is_some();
+        let mut cmd = if net_sandbox {
+            let mut cmd = self.rt_with(&self.net_global, &["run", "--bundle"])?;
+            runsc::hide_proc_sys_net(&mut cmd);
+            cmd
+        } else {
+            self.rt(&["run", "--bundle"])?
+        };
         cmd.arg(&bundle).arg(&id);
         let mut inst = Instance::spawn(cmd, task, &self.dir.join("stderr.log"))?;
         inst.container_id = Some(id);
@@ -335,7 +399,7 @@ impl Backend for Oci {
 
     fn seccomp_note(&self) -> Option<String> {
         if self.name == "runsc" {
-            return Some(match &self.sentry_filter {
+            let sentry: String = match &self.sentry_filter {
                 Some(Ok(_)) => "the pid is runsc's sandbox (the sentry); its filters were read \
                                 with PTRACE_SECCOMP_GET_FILTER and run per x86_64 syscall number \
                                 with four argument patterns (allowed with all: allowed; with \
@@ -343,27 +407,34 @@ impl Backend for Oci {
                     .into(),
                 Some(Err(e)) => format!("the sentry's own filter could not be read: {e}"),
                 None => "the sentry's own filter was not read (no idle sandbox ran)".into(),
+            };
+            // runsc applies a bundle's profile to the application inside the sandbox, and
+            // only with --oci-seccomp; the host sees the sentry either way.
+            return Some(match &self.seccomp {
+                Some(_) => format!(
+                    "{sentry}; the bundle's linux.seccomp is ignored without runsc's \
+                     --oci-seccomp, which the harness does not pass (the sentry's own filter \
+                     is what guards the host)"
+                ),
+                None => sentry,
             });
         }
         self.seccomp_profile().is_none().then(|| {
-            "the bundle's config.json has no linux.seccomp (as `runc spec` writes it; \
-             `bulkhead bench --seccomp FILE` adds one), so the runtime installs no filter"
+            "the bundle's config.json has no linux.seccomp (`bulkhead bench --seccomp none`, \
+             as `runc spec` writes it), so the runtime installs no filter"
                 .into()
         })
     }
 
     fn use_netns(&mut self, netns: &Path) -> Result<(), String> {
-        if self.name == "runsc" {
-            return Err(
-                "runsc runs with --network=none here; with --network=sandbox and the bundle \
-                 naming the harness's namespace, release 20221219 refused to start (\"setting \
-                 up network: creating interfaces from net namespace /proc/PID/ns/net: cannot \
-                 run with network enabled in root network namespace\"): its sandbox did not \
-                 join the bundle's namespace"
-                    .into(),
-            );
-        }
         self.netns = Some(netns.to_path_buf());
+        Ok(())
+    }
+
+    fn set_bundle_hook(&mut self, hook: Option<BundleHook>) -> Result<(), String> {
+        // Bundles written before no longer fit: the next start writes its own.
+        self.bundles.clear();
+        self.bundle_hook = hook;
         Ok(())
     }
 
@@ -371,7 +442,26 @@ impl Backend for Oci {
         Ok(match place {
             WorkPlace::Tmpfs => TMPFS_IN_CONTAINER.into(),
             WorkPlace::HostDir => HOST_DIR_IN_CONTAINER.into(),
+            WorkPlace::Rootfs => ROOTFS_DIR_IN_CONTAINER.into(),
         })
+    }
+
+    fn work_note(&self, kind: &str, place: Option<WorkPlace>) -> Option<String> {
+        let runsc = self.name == "runsc";
+        match place {
+            Some(WorkPlace::Rootfs) => Some(format!(
+                "the container's rootfs is the bundle's root.path: a writable directory of the \
+                 host's {} ({ROOTFS_DIR_IN_CONTAINER} in it), no overlay{}",
+                super::fs_type(&self.work_rootfs).unwrap_or("file system"),
+                if runsc {
+                    "; served to the sentry by runsc's gofer"
+                } else {
+                    ""
+                },
+            )),
+            None if runsc && kind == "net" => Some(runsc::NET_NOTE.into()),
+            _ => None,
+        }
     }
 
     fn cleanup(&mut self) {
@@ -413,9 +503,20 @@ fn output_within(mut cmd: Command, timeout: Duration) -> anyhow::Result<Output> 
     }
 }
 
-/// Patch a workload bundle's config.json: a larger tmpfs at /dev/shm and `host_dir` bound
-/// read-write at /tmp (see the module docs).
-fn work_mounts(config: &Path, host_dir: &Path, netns: Option<&Path>) -> anyhow::Result<()> {
+/// Whether `task` is the `net` workload (the guest's `work bench echo`).
+fn is_net(task: &Task) -> bool {
+    matches!(task, Task::Work { args } if args.get(1).is_some_and(|k| k == "echo"))
+}
+
+/// Patch a workload bundle's config.json: a larger tmpfs at /dev/shm, `host_dir` bound
+/// read-write at /tmp, `rootfs` as its writable root, and `netns` as its network namespace
+/// (see the module docs).
+fn work_mounts(
+    config: &Path,
+    host_dir: &Path,
+    rootfs: &Path,
+    netns: Option<&Path>,
+) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
     let mut value: serde_json::Value =
@@ -434,6 +535,7 @@ fn work_mounts(config: &Path, host_dir: &Path, netns: Option<&Path>) -> anyhow::
         "source": host_dir,
         "options": ["rbind", "rw"],
     }));
+    value["root"] = serde_json::json!({"path": rootfs, "readonly": false});
     if let Some(ns) = netns {
         // The container joins the harness's namespace (veth to the echo server) instead of
         // a new, empty one.
@@ -449,4 +551,62 @@ fn work_mounts(config: &Path, host_dir: &Path, netns: Option<&Path>) -> anyhow::
     }
     std::fs::write(config, serde_json::to_vec_pretty(&value)?)
         .with_context(|| format!("writing {}", config.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn work(kind: &str) -> Task {
+        Task::Work {
+            args: ["bench", kind, "2", "3", "x"].map(String::from).to_vec(),
+        }
+    }
+
+    /// A workload bundle: the larger /dev/shm, the host directory at /tmp, its own writable
+    /// root, and the client namespace only when asked (the net workload's bundle).
+    #[test]
+    fn workload_bundles_get_their_mounts_root_and_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let cached = dir.path().join("cached");
+        std::fs::create_dir(&cached).unwrap();
+        let spec = bulkhead_images::bundle::default_spec(
+            &cached,
+            &bulkhead_images::bundle::guest_args("work", &[]),
+        )
+        .unwrap();
+        let config = bulkhead_images::bundle::write(dir.path(), &spec).unwrap();
+        let (host, rootfs) = (dir.path().join("host"), dir.path().join("rootfs"));
+        let ns = Path::new("/run/netns/x");
+        let read = || -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap()
+        };
+        work_mounts(&config, &host, &rootfs, None).unwrap();
+        let v = read();
+        assert_eq!(v["root"]["path"], serde_json::json!(rootfs));
+        assert_eq!(v["root"]["readonly"], false);
+        let mounts = v["mounts"].as_array().unwrap();
+        let at = |d: &str| mounts.iter().find(|m| m["destination"] == d).unwrap();
+        assert_eq!(at(HOST_DIR_IN_CONTAINER)["source"], serde_json::json!(host));
+        assert!(
+            at(TMPFS_IN_CONTAINER)["options"]
+                .to_string()
+                .contains("size=256m")
+        );
+        let net = |v: &serde_json::Value| {
+            v["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["type"] == "network")
+                .unwrap()
+                .clone()
+        };
+        assert!(net(&v).get("path").is_none());
+        work_mounts(&config, &host, &rootfs, Some(ns)).unwrap();
+        assert_eq!(net(&read())["path"], "/run/netns/x");
+
+        assert!(is_net(&work("echo")));
+        assert!(!is_net(&work("fsync")) && !is_net(&Task::Idle));
+    }
 }

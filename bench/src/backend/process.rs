@@ -11,9 +11,12 @@ pub struct Process {
     guest: PathBuf,
     stderr: PathBuf,
     /// The file workloads' directories: one on the host's /dev/shm (tmpfs), one in the run's
-    /// workdir (the host's own filesystem); made on first use, removed by `cleanup`.
+    /// workdir (the host's own filesystem), and for `rootfs` one under /var/tmp (the host's
+    /// root filesystem, which is the process's rootfs); made on first use, removed by
+    /// `cleanup` (the workdir's with the workdir).
     tmpfs_dir: PathBuf,
     host_dir: PathBuf,
+    rootfs_dir: PathBuf,
     /// The `net` workload's network namespace (`Backend::use_netns`).
     netns: Option<PathBuf>,
 }
@@ -25,6 +28,7 @@ impl Process {
             stderr: ctx.workdir.join("process.stderr"),
             tmpfs_dir: PathBuf::from(format!("/dev/shm/bulkhead-bench-{}", std::process::id())),
             host_dir: ctx.workdir.join("process-host-dir"),
+            rootfs_dir: PathBuf::from(format!("/var/tmp/bulkhead-bench-{}", std::process::id())),
             netns: None,
         }
     }
@@ -102,13 +106,25 @@ impl Backend for Process {
         let dir = match place {
             WorkPlace::Tmpfs => &self.tmpfs_dir,
             WorkPlace::HostDir => &self.host_dir,
+            WorkPlace::Rootfs => &self.rootfs_dir,
         };
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         Ok(dir.display().to_string())
     }
 
+    fn work_note(&self, _kind: &str, place: Option<WorkPlace>) -> Option<String> {
+        (place == Some(WorkPlace::Rootfs)).then(|| {
+            format!(
+                "the process's rootfs is the host's own root file system: a directory under \
+                 /var/tmp ({})",
+                super::fs_type(&self.rootfs_dir).unwrap_or("file system unknown"),
+            )
+        })
+    }
+
     fn cleanup(&mut self) {
         let _ = std::fs::remove_dir_all(&self.tmpfs_dir);
+        let _ = std::fs::remove_dir_all(&self.rootfs_dir);
     }
 
     fn stop(&mut self, mut inst: Instance, timeout: Duration) -> anyhow::Result<Option<u64>> {

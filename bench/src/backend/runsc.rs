@@ -2,7 +2,10 @@
 //!
 //! - Network: `--network=none`. runsc's default gives the sandbox its own netstack over the
 //!   container's network namespace; the bundles here make an empty one, as for runc, and none
-//!   says the same thing to runsc.
+//!   says the same thing to runsc. The `net` workload's run is the exception: `--network=
+//!   sandbox` with the bundle naming the harness's client namespace, whose veth address and
+//!   routes runsc moves into gVisor's netstack (the sentry then sends and receives raw frames
+//!   on that veth). See [`hide_proc_sys_net`] for what that takes on recent kernels.
 //! - Platform: how the sentry intercepts the guest's syscalls. Named explicitly on every
 //!   command line (the default of the installed release, read from `runsc flags`), so the
 //!   report can say which platform its numbers are for. Release 20221219 (Debian's) has
@@ -38,14 +41,102 @@ fn platform_from_flags(text: &str) -> Option<String> {
     Some(rest.split('"').next()?.to_string())
 }
 
-/// The global flags every runsc command gets.
-pub fn global_args(platform: &str) -> Vec<String> {
-    vec!["--network=none".into(), format!("--platform={platform}")]
+/// The global flags every runsc command gets; `network` is `none` but for the net workload's
+/// run (`sandbox`).
+pub fn global_args(platform: &str, network: &str) -> Vec<String> {
+    vec![
+        format!("--network={network}"),
+        format!("--platform={platform}"),
+    ]
+}
+
+/// Why the net workload's `runsc run` gets [`hide_proc_sys_net`], for the report.
+pub const NET_NOTE: &str = "runsc --network=sandbox: the sandbox joins the bundle's network \
+    namespace and gVisor's own TCP/IP stack (netstack) takes over its veth (address and routes \
+    moved into the sentry, frames through a packet socket). runsc 20221219 decides it is in \
+    the host's namespace when /proc/sys/net/core/rmem_default exists, which Linux 6.x shows in \
+    every namespace (gVisor issue 10704; later releases test dev_weight), so `runsc run` is \
+    started in a mount namespace of its own with /proc/sys/net hidden under an empty tmpfs";
+
+/// Start `cmd` (a `runsc run` with `--network=sandbox`) in a private mount namespace where
+/// /proc/sys/net is an empty read-only tmpfs.
+///
+/// Why: before it copies the namespace's interfaces into the sandbox, runsc refuses to run
+/// in the host's network namespace, and release 20221219 tells that by whether
+/// /proc/sys/net/core/rmem_default exists (`isRootNS` in runsc/sandbox/network.go). Since
+/// Linux made the socket-buffer sysctls per namespace (6.x; here 6.18) the file exists in
+/// every namespace, so every sandbox looked like the host's (gVisor issue 10704; gVisor later
+/// tests `dev_weight` instead). Hiding /proc/sys/net from runsc alone makes the check see what
+/// it was written to see; nothing else of runsc's reads it (the sentry has its own /proc), and
+/// the mount namespace ends with runsc and its sandbox, so the host sees no mount.
+pub fn hide_proc_sys_net(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let none = c"none";
+    let root = c"/";
+    let target = c"/proc/sys/net";
+    let tmpfs = c"tmpfs";
+    let opts = c"size=4k,mode=555";
+    // SAFETY: between fork and exec only unshare(2) and mount(2) with C strings that live in
+    // the binary, both async-signal-safe; errors are returned, so the spawn fails with them.
+    unsafe {
+        cmd.pre_exec(move || {
+            let check = |r: libc::c_int| {
+                if r != 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            // Our mounts stay ours; the host's still reach us.
+            check(libc::mount(
+                none.as_ptr(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                none.as_ptr(),
+                target.as_ptr(),
+                tmpfs.as_ptr(),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                opts.as_ptr().cast(),
+            ))
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sandbox's check reads what runsc sees: in the child, /proc/sys/net is an empty
+    /// tmpfs (so rmem_default and dev_weight are absent), while the harness keeps its own.
+    #[test]
+    fn the_net_run_sees_no_proc_sys_net_and_the_host_keeps_it() {
+        use bulkhead_testkit::skip_unless;
+        skip_unless!(
+            bulkhead_testkit::is_root(),
+            "a mount namespace needs CAP_SYS_ADMIN"
+        );
+        let probe = "test -e /proc/sys/net/core/rmem_default && echo present || echo absent; \
+                     grep -c ' /proc/sys/net ' /proc/self/mountinfo || true";
+        let run = |hide: bool| {
+            let mut cmd = Command::new("/bin/sh");
+            cmd.args(["-c", probe]);
+            if hide {
+                hide_proc_sys_net(&mut cmd);
+            }
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(run(true), "absent\n1\n");
+        assert_eq!(run(false), "present\n0\n");
+        let ours = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!ours.contains(" /proc/sys/net "), "{ours}");
+    }
 
     #[test]
     fn reads_the_default_platform() {

@@ -168,7 +168,7 @@ pub fn plan(quick: bool) -> Vec<Spec> {
         spec("syscall", None, reps, 20_000),
         spec("fork", None, reps, 10),
     ];
-    for place in [WorkPlace::Tmpfs, WorkPlace::HostDir] {
+    for place in [WorkPlace::Tmpfs, WorkPlace::HostDir, WorkPlace::Rootfs] {
         v.push(spec("fsync", Some(place), reps, 32));
         v.push(spec("seqio", Some(place), reps.min(5), 64));
     }
@@ -338,7 +338,9 @@ pub fn measure(
         } else {
             spec.place.map(|p| b.work_dir(p)).transpose()
         };
-        match place.and_then(|place| run_one(b, spec, place, timeout)) {
+        let ran = place.and_then(|place| run_one(b, spec, place, timeout));
+        let note = b.work_note(spec.kind, spec.place);
+        match ran {
             Ok((per_op, launcher)) => {
                 let mut sorted = per_op.clone();
                 sorted.sort_by(f64::total_cmp);
@@ -353,10 +355,14 @@ pub fn measure(
                     vs_process: None,
                     checked: spec.checked().into(),
                     not_run: None,
+                    note,
                     launcher: launcher.map(|l| l.chars().take(400).collect()),
                 });
             }
-            Err(why) => out.push(not_run(spec, why)),
+            Err(why) => out.push(Workload {
+                note,
+                ..not_run(spec, why)
+            }),
         }
         if crate::backend::interrupt::interrupted() {
             break;
@@ -375,6 +381,7 @@ fn not_run(spec: &Spec, why: String) -> Workload {
         vs_process: None,
         checked: spec.checked().into(),
         not_run: Some(why),
+        note: None,
         launcher: None,
     }
 }
@@ -493,6 +500,18 @@ mod tests {
         let s = spec("net", 10);
         right_and_wrong(&s, "640 640 640", "640 640 639");
         assert_eq!(s.args(Some("10.213.1.1:5"))[1], "echo");
+    }
+
+    #[test]
+    fn the_file_workloads_write_to_tmpfs_a_host_dir_and_the_rootfs() {
+        let names: Vec<String> = plan(true).iter().map(Spec::name).collect();
+        for place in ["tmpfs", "host-dir", "rootfs"] {
+            for kind in ["fsync", "seqio"] {
+                let name = format!("{kind} {place}");
+                assert!(names.contains(&name), "{name} in {names:?}");
+            }
+        }
+        assert_eq!(names.last().map(String::as_str), Some("net"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
     /// `cpu`, `memory`, `syscall`, `fork`, `fsync`, `seqio` or `net`; the file workloads
-    /// followed by where they wrote (`fsync tmpfs`, `seqio host-dir`).
+    /// followed by where they wrote (`fsync tmpfs`, `seqio host-dir`, `fsync rootfs`).
     pub name: String,
     /// What one operation is ("one 4 KiB page touched").
     pub op: String,
@@ -26,6 +26,10 @@ pub struct Workload {
     /// Why there are no numbers (cannot run here, or the run or its check failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_run: Option<String>,
+    /// How this workload ran in this row where that differs from the others (what the rootfs
+    /// is; runsc's network stack); absent when there is nothing to add.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// The launcher failed after the guest's checked result (did not exit in time, or exited
     /// with an error): the numbers stand, and this says what happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]

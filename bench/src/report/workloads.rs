@@ -87,7 +87,8 @@ pub fn table(r: &Report) -> Option<Table> {
                   median] · p50 ÷ the bare process's p50. Every repetition's result was checked \
                   on the host (what each check is: report.json's `checked`); a workload whose \
                   check failed has no numbers. tmpfs: the instance's own; host-dir: a host \
-                  directory bind-mounted in (hostPath)."
+                  directory bind-mounted in (hostPath); rootfs: the instance's own root file \
+                  system (what it is in each row: the notes below)."
             .into(),
         headers,
         rows: body,
@@ -95,17 +96,47 @@ pub fn table(r: &Report) -> Option<Table> {
 }
 
 /// Why each workload that did not run did not, and what a launcher did after a checked
-/// result, one line each.
+/// result, one line each; then how workloads ran where a row says (`note`), one line per
+/// distinct note with the rows and workloads it is about (every container's rootfs note reads
+/// the same).
 pub fn not_run(r: &Report) -> Vec<String> {
-    with_workloads(r)
-        .into_iter()
+    let rows = with_workloads(r);
+    let mut out: Vec<String> = rows
+        .iter()
         .flat_map(|b| {
             b.workloads.iter().flatten().filter_map(move |w| {
                 let why = w.not_run.as_ref().or(w.launcher.as_ref())?;
                 Some(format!("{} / {}: {why}", b.label(), w.name))
             })
         })
-        .collect()
+        .collect();
+    // note → (rows, workloads), in the order first seen.
+    let mut notes: Vec<(&str, Vec<String>, Vec<&str>)> = Vec::new();
+    for b in &rows {
+        for w in b.workloads.iter().flatten() {
+            let Some(note) = w.note.as_deref() else {
+                continue;
+            };
+            let i = match notes.iter().position(|(n, _, _)| *n == note) {
+                Some(i) => i,
+                None => {
+                    notes.push((note, Vec::new(), Vec::new()));
+                    notes.len() - 1
+                }
+            };
+            let (_, labels, names) = &mut notes[i];
+            if !labels.contains(&b.label()) {
+                labels.push(b.label());
+            }
+            if !names.contains(&w.name.as_str()) {
+                names.push(&w.name);
+            }
+        }
+    }
+    out.extend(notes.into_iter().map(|(note, labels, names)| {
+        format!("{} / {}: {note}", labels.join(", "), names.join(", "))
+    }));
+    out
 }
 
 /// "Start-up under concurrency": one row per backend and N.
@@ -296,4 +327,47 @@ pub fn concurrency_svg(r: &Report) -> Option<String> {
         root.present().ok()?;
     }
     Some(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A note shared by several rows and workloads is one line naming them all; a row's own
+    /// note is its own line, after the workloads that did not run.
+    #[test]
+    fn notes_are_listed_once_with_their_rows_and_workloads() {
+        let shared = "the rootfs is a directory";
+        let mut r: Report = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/report-v1-workloads-concurrency.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        for b in &mut r.backends {
+            for w in b.workloads.iter_mut().flatten() {
+                w.not_run = None;
+                w.launcher = None;
+                w.note = match (b.name.as_str(), w.name.as_str()) {
+                    ("runc" | "youki", "fsync tmpfs" | "seqio tmpfs") => Some(shared.into()),
+                    ("runsc", "net") => Some("netstack".into()),
+                    _ => None,
+                };
+            }
+        }
+        r.backends[0].workloads.as_mut().unwrap()[0].not_run = Some("why".into());
+        let lines = not_run(&r);
+        let first = &r.backends[0];
+        let name = &first.workloads.as_ref().unwrap()[0].name;
+        assert_eq!(
+            lines,
+            [
+                format!("{} / {name}: why", first.label()),
+                format!("runc, youki / fsync tmpfs, seqio tmpfs: {shared}"),
+                "runsc / net: netstack".to_string(),
+            ]
+        );
+    }
 }
