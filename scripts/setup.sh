@@ -22,6 +22,10 @@ set -euo pipefail
 #   flex bison libelf-dev bc  building the minimal guest kernel from linux-source (images)
 PACKAGES=(runc crun podman containerd qemu-system-x86 busybox-static hyperfine cpio file zstd xz-utils iproute2 chromium libseccomp-dev uidmap e2fsprogs flex bison libelf-dev bc)
 
+# Kubernetes' path (runtime/tests/cri.rs): the CNI plugins containerd's CRI sets a pod's network
+# up with (Debian puts them in /usr/lib/cni), and protoc, which builds the CRI client's
+# protobufs (the k8s-cri crate).
+PACKAGES+=(containernetworking-plugins protobuf-compiler)
 # Docker's daemon (Debian's dockerd 20.10), a real client of our runtime in runtime/tests/docker.rs.
 PACKAGES+=(docker.io)
 # gVisor's runsc (release 20221219): the sandbox between a container and a VM, measured as a peer.

@@ -4,109 +4,18 @@
 //! it at the end; `--runc-root` keeps the runtime's state there too.
 
 mod common;
+mod containerd;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Skip (or, under `BULKHEAD_REQUIRE_ALL=1`, fail) unless this host can run containers
-/// ([`can_run`]) and has every one of the client's `tools` on PATH.
-macro_rules! needs_tools {
-    ($($tool:literal),+) => {
-        bulkhead_testkit::skip_unless!(can_run().is_ok(), "{}", can_run().unwrap_err());
-        for tool in [$($tool),+] {
-            bulkhead_testkit::skip_unless!(
-                bulkhead_testkit::on_path(tool).is_some(),
-                "{tool} not installed"
-            );
-        }
-    };
-}
-
-/// One containerd at a time: they share /run/containerd (shim sockets, ctr fifos), which the
-/// last one out removes.
-static ONE_CONTAINERD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct Containerd {
-    // Field order is drop order: stop containerd before releasing the lock.
-    dir: tempfile::TempDir,
-    child: Child,
-    _serial: std::sync::MutexGuard<'static, ()>,
-    /// The shim and ctr keep sockets and fifos in /run/containerd whatever the config says:
-    /// remove it afterwards if it did not exist before.
-    remove_run_dir: bool,
-}
+use containerd::{Containerd, needs_tools, oci_archive};
 
 impl Containerd {
-    fn start() -> Containerd {
-        let serial = ONE_CONTAINERD.lock().unwrap_or_else(|e| e.into_inner());
-        let remove_run_dir = !Path::new("/run/containerd").exists();
-        let dir = tempfile::Builder::new()
-            .prefix("bh-ctd-")
-            .tempdir()
-            .unwrap();
-        let d = dir.path();
-        let out = Command::new("containerd")
-            .args(["config", "default"])
-            .output()
-            .unwrap();
-        let mut cfg = String::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let l = if line.starts_with("root = ") {
-                format!("root = {:?}", d.join("root"))
-            } else if line.starts_with("state = ") {
-                format!("state = {:?}", d.join("state"))
-            } else if line
-                .trim_start()
-                .starts_with("address = \"/run/containerd/containerd.sock\"")
-            {
-                format!("  address = {:?}", d.join("ctd.sock"))
-            } else {
-                line.to_string()
-            };
-            cfg.push_str(&l);
-            cfg.push('\n');
-        }
-        std::fs::write(d.join("config.toml"), cfg).unwrap();
-        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let c = Containerd {
-            dir,
-            child,
-            _serial: serial,
-            remove_run_dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !c.ctr(&["version"]).status.success() {
-            assert!(Instant::now() < deadline, "containerd did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        c
-    }
-
-    fn sock(&self) -> PathBuf {
-        self.dir.path().join("ctd.sock")
-    }
-
     fn runc_root(&self) -> PathBuf {
         self.dir.path().join("runc")
-    }
-
-    fn ctr(&self, args: &[&str]) -> Output {
-        output_via_files(
-            Command::new("ctr")
-                .arg("--address")
-                .arg(self.sock())
-                .args(args),
-        )
     }
 
     /// `ctr run` with our runtime and a plain rootfs directory.
@@ -167,17 +76,6 @@ impl Containerd {
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(!self.runc_root().join("default").join(id).exists());
         assert!(cgroups_named(id).is_empty(), "{:?}", cgroups_named(id));
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        // SAFETY: signalling the containerd we started, by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        if self.remove_run_dir {
-            let _ = std::fs::remove_dir_all("/run/containerd");
-        }
     }
 }
 
@@ -391,97 +289,13 @@ fn podman_runs_an_imported_rootfs_image() {
     podman.finish();
 }
 
-fn sha256(path: &Path) -> String {
-    let o = Command::new("sha256sum").arg(path).output().unwrap();
-    assert!(o.status.success());
-    String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-/// Write a one-layer OCI image archive of `rootfs` named `name` (what `ctr images import` takes).
-fn oci_archive(rootfs: &Path, dir: &Path, name: &str) -> PathBuf {
-    let layout = dir.join("oci");
-    let blobs = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let layer = dir.join("layer.tar");
-    assert!(
-        Command::new("tar")
-            .arg("-C")
-            .arg(rootfs)
-            .arg("-cf")
-            .arg(&layer)
-            .arg(".")
-            .status()
-            .unwrap()
-            .success()
-    );
-    let layer_digest = sha256(&layer);
-    let layer_size = std::fs::metadata(&layer).unwrap().len();
-    std::fs::rename(&layer, blobs.join(&layer_digest)).unwrap();
-    let put = |v: serde_json::Value| -> (String, u64) {
-        let data = serde_json::to_vec(&v).unwrap();
-        let tmp = dir.join("blob.tmp");
-        std::fs::write(&tmp, &data).unwrap();
-        let d = sha256(&tmp);
-        std::fs::rename(&tmp, blobs.join(&d)).unwrap();
-        (d, data.len() as u64)
-    };
-    let (config_digest, config_size) = put(serde_json::json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]}
-    }));
-    let (manifest_digest, manifest_size) = put(serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": format!("sha256:{config_digest}"), "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": format!("sha256:{layer_digest}"), "size": layer_size}]
-    }));
-    std::fs::write(
-        layout.join("index.json"),
-        serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "digest": format!("sha256:{manifest_digest}"), "size": manifest_size,
-                           "annotations": {"io.containerd.image.name": name,
-                                           "org.opencontainers.image.ref.name": "latest"}}]
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        layout.join("oci-layout"),
-        r#"{"imageLayoutVersion":"1.0.0"}"#,
-    )
-    .unwrap();
-    let archive = dir.join("image.tar");
-    assert!(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&layout)
-            .arg("-cf")
-            .arg(&archive)
-            .arg(".")
-            .status()
-            .unwrap()
-            .success()
-    );
-    archive
-}
-
 #[test]
 fn containerd_runs_an_imported_image() {
     needs_tools!("containerd", "ctr", "sha256sum");
     let ctd = Containerd::start();
     let b = Bundle::new(&["true"]);
     let name = "docker.io/bulkhead/busybox:latest";
-    let archive = oci_archive(&b.path().join("rootfs"), ctd.dir.path(), name);
+    let archive = oci_archive(&b.path().join("rootfs"), ctd.dir.path(), name, &["sh"]);
     let o = ctd.ctr(&["images", "import", archive.to_str().unwrap()]);
     assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
     let id = common::id("ctr-image");
