@@ -22,9 +22,11 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct ImageArgs {
-    /// Use this kernel (ELF vmlinux or bzImage) instead of the distro's cloud kernel.
-    #[arg(long, value_name = "PATH", conflicts_with = "no_kernel")]
-    kernel: Option<PathBuf>,
+    /// The guest kernel: `minimal` (built from Debian's kernel source; boots fastest),
+    /// `distro` (Debian's cloud kernel), or a kernel file (ELF vmlinux or bzImage)
+    /// [default: minimal].
+    #[arg(long, value_name = "minimal|distro|PATH", conflicts_with = "no_kernel")]
+    kernel: Option<String>,
     /// Cache directory (default: $BULKHEAD_CACHE, else $XDG_CACHE_HOME/bulkhead, else ~/.cache/bulkhead).
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
@@ -90,6 +92,9 @@ struct BenchArgs {
     /// Skip the workloads (cpu, memory, syscall, fork, file) in every backend.
     #[arg(long)]
     no_workloads: bool,
+    /// The kernel the Linux VM rows boot, as for `bulkhead images` [default: minimal].
+    #[arg(long, value_name = "minimal|distro|PATH")]
+    kernel: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -137,6 +142,7 @@ fn exe_dir() -> Result<PathBuf> {
 
 fn bench(args: BenchArgs) -> Result<()> {
     // Check every flag before building anything: a typo must not cost an image build.
+    let kernel = kernel_flag(args.kernel.as_deref())?;
     let backends = match &args.backends {
         Some(list) => run::parse_backends(list).map_err(|e| anyhow::anyhow!("--backends: {e}"))?,
         None => bulkhead::backend::NAMES
@@ -185,7 +191,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     let wants_linux = bulkhead::backend::needs_linux_kernel(&plan.backends);
     let (built, no_kernel) = if wants_linux {
         let mut with_kernel = opts.clone();
-        with_kernel.kernel = KernelChoice::Distro;
+        with_kernel.kernel = kernel;
         match bulkhead_images::build(&with_kernel) {
             Ok(b) => (b, None),
             Err(e) => (
@@ -229,14 +235,21 @@ fn guest_path(flag: Option<PathBuf>) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// `--kernel`'s value, or the Linux VMs' default kernel.
+fn kernel_flag(value: Option<&str>) -> Result<KernelChoice> {
+    value.map_or(Ok(KernelChoice::VM_DEFAULT), |v| {
+        KernelChoice::parse(v).map_err(|e| anyhow::anyhow!("--kernel {e}"))
+    })
+}
+
 fn options(args: ImageArgs) -> Result<Options> {
+    let kernel = match args.no_kernel {
+        true => KernelChoice::None,
+        false => kernel_flag(args.kernel.as_deref())?,
+    };
     let mut opts = Options::new(guest_path(args.guest)?);
     opts.cache_dir = args.cache;
-    opts.kernel = match (args.kernel, args.no_kernel) {
-        (Some(p), _) => KernelChoice::Path(p),
-        (None, true) => KernelChoice::None,
-        (None, false) => KernelChoice::Distro,
-    };
+    opts.kernel = kernel;
     Ok(opts)
 }
 

@@ -139,3 +139,38 @@ fn an_unwritable_out_dir_is_one_error_before_anything_runs() {
         assert!(bulkhead_testkit::dir_listing(&ro).is_empty());
     }
 }
+
+/// `--kernel` takes `distro`, `minimal` or a path: a typo of a word is one error naming the
+/// flag and what it takes, exit 1, before any image is built (`images` and `bench` alike).
+#[test]
+fn a_kernel_flag_that_is_no_word_and_no_path_is_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let (cache_s, out_s) = (cache.to_str().unwrap(), out.to_str().unwrap());
+    for args in [
+        vec!["images", "--kernel", "minmal", "--cache", cache_s],
+        vec![
+            "bench",
+            "--quick",
+            "--backends",
+            "process",
+            "--kernel",
+            "minmal",
+        ]
+        .into_iter()
+        .chain(["--cache", cache_s, "--out", out_s])
+        .collect(),
+    ] {
+        let res = Command::new(bin("bulkhead")).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one error line: {err}");
+        assert!(
+            err.contains("--kernel \"minmal\"") && err.contains("`distro`, `minimal`"),
+            "{err}"
+        );
+        assert!(!cache.exists(), "{args:?}: the images were not built");
+        assert!(!out.exists(), "{args:?}: no report");
+    }
+}

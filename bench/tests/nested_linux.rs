@@ -8,9 +8,10 @@
 //! hardware KVM — the same binary, the same backends, the same code path; only the KVM kind
 //! differs ("nested") — and the test reads back its report.json.
 //!
-//! The outer host runs a different build of the cloud kernel (another ABI of the same
-//! package, fetched into the test cache) than the images' kernel its VMs boot, so "the VM runs
-//! a kernel of its own" shows in the kernel release as well as in the boot_id.
+//! The outer host runs a cloud kernel of another release (fetched into the test cache) than
+//! the images' kernel its VMs boot (the harness's default, the minimal kernel; were it the
+//! cloud kernel, another ABI of the package), so "the VM runs a kernel of its own" shows in
+//! the kernel release as well as in the boot_id.
 //!
 //! Console protocol, written by the outer host's script ([`NESTED_SH`]): `NLX-HOST <release>
 //! <boot_id>` once KVM is loaded, `NLX-BENCH` as the harness starts, `NLX-ALIVE` every 20 s
@@ -319,23 +320,23 @@ fn boot(qemu: &Path, busybox: &Path) -> Result<Nested, String> {
     let guest = bulkhead_testkit::built("bulkhead-guest")?;
     let vmm = bulkhead_testkit::built("bulkhead-vm")?;
     let runtime = bulkhead_testkit::built("bulkhead-runtime")?;
-    // The images' kernel (what the VMs boot), and another build of it for the outer host.
+    // The images' kernel (what the VMs boot: the harness's default), and a cloud kernel of
+    // another release for the outer host.
     let mut opts = Options::new(guest.clone());
     opts.cache_dir = Some(bulkhead_testkit::test_cache_dir());
-    opts.kernel = KernelChoice::Distro;
+    opts.kernel = KernelChoice::VM_DEFAULT;
     let inner = bulkhead_images::build(&opts)
-        .map_err(|e| format!("no distro kernel: {e}"))?
+        .map_err(|e| format!("no {:?} kernel: {e}", KernelChoice::VM_DEFAULT))?
         .kernel
         .ok_or("images built no kernel")?;
     let inner_vmlinux = inner.vmlinux.clone().ok_or("no vmlinux for the guest")?;
-    let (package, version) = match &inner.source {
-        bulkhead_images::KernelSource::Distro { package, version } => (package, version),
-        other => {
-            return Err(format!(
-                "the images' kernel is not a distro package: {other:?}"
-            ));
-        }
-    };
+    // The cache entry it lives in, by the name the harness inside looks for.
+    let inner_entry = inner_vmlinux
+        .parent()
+        .and_then(Path::file_name)
+        .ok_or("the guest's vmlinux is not in a cache entry")?
+        .to_string_lossy()
+        .into_owned();
     opts.kernel = KernelChoice::Package(other_cloud_kernel(&inner.version)?);
     let outer = bulkhead_images::build(&opts)
         .map_err(|e| format!("no kernel for the nested host: {e}"))?
@@ -418,7 +419,7 @@ fn boot(qemu: &Path, busybox: &Path) -> Result<Nested, String> {
     // The images' kernel as the harness's cache holds it (offline, `bulkhead bench` takes the
     // cached kernel): only the vmlinux, which every Linux row boots.
     img.file_from_host(
-        &format!("/cache/kernel-{package}_{version}/vmlinux"),
+        &format!("/cache/{inner_entry}/vmlinux"),
         0o644,
         &inner_vmlinux,
     )
@@ -642,6 +643,7 @@ fn a_kernel_that_does_not_boot_is_one_error_and_leaves_nothing() {
     let out_dir = dir.path().join("out");
     let out = Command::new(env!("CARGO_BIN_EXE_bulkhead"))
         .args(["bench", "--backends", "qemu-microvm-linux,qemu-microvm"])
+        .args(["--kernel", "distro"])
         .args([
             "--runs",
             "1",

@@ -56,6 +56,8 @@ pub enum KernelSource {
     Distro { package: String, version: String },
     /// `--kernel PATH`.
     User(PathBuf),
+    /// The minimal kernel built from a source package ([`crate::minimal`]).
+    Minimal { package: String },
 }
 
 /// The modules the nested test host loads to get /dev/kvm, in load order: irqbypass, kvm, then
@@ -108,6 +110,26 @@ pub fn format_of(bytes: &[u8]) -> Option<KernelFormat> {
     } else {
         None
     }
+}
+
+/// The release in an uncompressed kernel's banner (`Linux version 6.1.192 (…`), which is what
+/// `uname -r` says inside the guest; `None` when there is no banner.
+pub fn banner_release(vmlinux: &[u8]) -> Option<String> {
+    const BANNER: &[u8] = b"Linux version ";
+    // The banner's format string (`%s version %s`) and messages quoting it come without a
+    // release right after: the first occurrence followed by a digit is the banner.
+    let mut rest = vmlinux;
+    while let Some(at) = rest.windows(BANNER.len()).position(|w| w == BANNER) {
+        let tail = &rest[at + BANNER.len()..];
+        if tail.first().is_some_and(u8::is_ascii_digit) {
+            let end = tail
+                .iter()
+                .position(|b| b.is_ascii_whitespace() || *b == 0)?;
+            return std::str::from_utf8(&tail[..end]).ok().map(str::to_string);
+        }
+        rest = tail;
+    }
+    None
 }
 
 fn le32(b: &[u8], off: usize) -> Option<u32> {
@@ -271,7 +293,7 @@ pub fn user(cache: &Cache, path: &Path) -> Result<(Kernel, Outcome), KernelError
     match fmt {
         KernelFormat::Elf => Ok((
             Kernel {
-                version: "unknown".into(),
+                version: banner_release(&bytes).unwrap_or_else(|| "unknown".into()),
                 bzimage: None,
                 vmlinux: Some(path.to_path_buf()),
                 modules: None,
@@ -398,6 +420,18 @@ fn resolve_once(package: &str) -> Result<(String, String), KernelError> {
     Ok(r)
 }
 
+/// How the cache names a distro kernel's entry: this, then the package and its version.
+pub const ENTRY_PREFIX: &str = "kernel-linux-image-";
+
+/// Whether `kernel_file` is a distro kernel of some cache (its entry's name says so), for a
+/// report that names which kernel a VM booted.
+pub fn is_distro(kernel_file: &Path) -> bool {
+    kernel_file
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d.to_string_lossy().starts_with(ENTRY_PREFIX))
+}
+
 /// Read back a cached distro kernel entry.
 fn from_entry(dir: &Path, package: &str, version: &str) -> Kernel {
     let release = package.trim_start_matches("linux-image-").to_string();
@@ -448,7 +482,7 @@ fn cached_any(cache: &Cache) -> Option<(Kernel, Outcome)> {
         .ok()?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("kernel-linux-image-"))
+        .filter(|n| n.starts_with(ENTRY_PREFIX))
         .collect();
     names.sort();
     let name = names.pop()?;
@@ -550,6 +584,13 @@ mod tests {
         let mut out = Vec::new();
         lz4_block(&block, &mut out).unwrap();
         assert_eq!(out, b"abcabcabcabcZ");
+    }
+
+    #[test]
+    fn the_release_is_the_banners() {
+        let elf = b"\x7fELF...Linux version %s\0...Linux version 6.1.192 (root@vm) (gcc) #1 SMP\0";
+        assert_eq!(banner_release(elf).as_deref(), Some("6.1.192"));
+        assert_eq!(banner_release(b"\x7fELF no banner"), None);
     }
 
     #[test]

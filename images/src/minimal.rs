@@ -16,8 +16,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cache::{Cache, content_key};
-use crate::kernel::{self, KernelError};
+use crate::cache::{Cache, Outcome, content_key};
+use crate::kernel::{self, Kernel, KernelError, KernelSource};
 
 /// The source package the kernel is built from.
 pub const SOURCE_PACKAGE: &str = "linux-source-6.1";
@@ -52,11 +52,49 @@ pub fn missing_options(config: &str) -> Vec<&'static str> {
         .collect()
 }
 
+/// How the cache names its entry: this, then the key.
+pub const ENTRY_PREFIX: &str = "kernel-minimal-";
+
 /// The minimal kernel's vmlinux, built once (see the module docs).
 pub fn vmlinux(cache: &Cache) -> Result<PathBuf, KernelError> {
+    entry(cache).map(|(dir, _)| dir.join("vmlinux"))
+}
+
+fn entry(cache: &Cache) -> Result<(PathBuf, Outcome), KernelError> {
     let key = content_key(&[SOURCE_PACKAGE.as_bytes(), FRAGMENT.as_bytes()]);
-    let (dir, _) = cache.get_or_build::<KernelError, _>(&format!("kernel-minimal-{key}"), build)?;
-    Ok(dir.join("vmlinux"))
+    cache.get_or_build::<KernelError, _>(&format!("{ENTRY_PREFIX}{key}"), build)
+}
+
+/// The minimal kernel as a [`Kernel`]: only a vmlinux (every VMM here enters it through its
+/// PVH note), no modules (everything is built in), and the release its banner names, which
+/// is what `uname -r` says in the guest.
+pub fn kernel(cache: &Cache) -> Result<(Kernel, Outcome), KernelError> {
+    let (dir, outcome) = entry(cache)?;
+    let vmlinux = dir.join("vmlinux");
+    let bytes = fs::read(&vmlinux).map_err(io(&vmlinux))?;
+    let version = kernel::banner_release(&bytes).ok_or_else(|| KernelError::Payload {
+        path: vmlinux.clone(),
+        reason: "no `Linux version` banner".into(),
+    })?;
+    let kernel = Kernel {
+        version,
+        bzimage: None,
+        vmlinux: Some(vmlinux),
+        modules: None,
+        source: KernelSource::Minimal {
+            package: SOURCE_PACKAGE.into(),
+        },
+    };
+    Ok((kernel, outcome))
+}
+
+/// Whether `kernel_file` is the minimal kernel of some cache (its entry's name says so), for
+/// a report that names which kernel a VM booted.
+pub fn is_minimal(kernel_file: &Path) -> bool {
+    kernel_file
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d.to_string_lossy().starts_with(ENTRY_PREFIX))
 }
 
 fn build(tmp: &Path) -> Result<(), KernelError> {

@@ -22,8 +22,10 @@ pub const MEMORY_MIB: u64 = 128;
 
 /// The command line of every Linux VM before the task: the serial console, `reboot=k` (see
 /// the module docs), `panic=-1` (a panic resets at once rather than hanging until a timeout),
-/// no PCI probing (no VMM here has a PCI bus), `quiet` (each console byte is a VM exit).
-pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off quiet";
+/// no PCI probing (no VMM here has a PCI bus), no PS/2 mouse probing (`i8042.noaux`: no VMM
+/// here has a mouse behind its i8042, and the minimal kernel's probe for one held its reboot
+/// back by ~0.4 s under TCG), `quiet` (each console byte is a VM exit).
+pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off i8042.noaux quiet";
 
 /// Added under QEMU's software emulation only: without it the distro kernel sometimes hangs
 /// calibrating the TSC there (HOST-NOTES); the value only has to be plausible. Under KVM the
@@ -116,6 +118,25 @@ impl LinuxImages {
     }
 }
 
+/// Which kernel a row booted, in words: its release, which of the images' kernels it is (the
+/// cache entry it came from says), and the file.
+pub fn kernel_label(version: &str, kernel_file: Option<&Path>) -> String {
+    let Some(f) = kernel_file else {
+        return format!("Linux {version}");
+    };
+    let file = f.file_name().unwrap_or_default().to_string_lossy();
+    if bulkhead_images::minimal::is_minimal(f) {
+        format!(
+            "Linux {version}, minimal ({} + images/kernel/minimal.config; {file})",
+            bulkhead_images::minimal::SOURCE_PACKAGE
+        )
+    } else if bulkhead_images::kernel::is_distro(f) {
+        format!("Linux {version}, distro ({file})")
+    } else {
+        format!("Linux {version} ({file})")
+    }
+}
+
 /// What a Linux row runs and how: the images (or `None` when there are none here), entered by
 /// `entry`, under `accel`.
 pub fn vm_guest(
@@ -126,14 +147,7 @@ pub fn vm_guest(
 ) -> VmGuest {
     VmGuest {
         guest: GUEST.into(),
-        kernel: images.map(|i| match kernel_file {
-            Some(f) => format!(
-                "Linux {} ({})",
-                i.version,
-                f.file_name().unwrap_or_default().to_string_lossy()
-            ),
-            None => format!("Linux {}", i.version),
-        }),
+        kernel: images.map(|i| kernel_label(&i.version, kernel_file)),
         entry: entry.into(),
         exit_device: EXIT_DEVICE.into(),
         memory_mib: MEMORY_MIB,
@@ -156,7 +170,7 @@ mod tests {
         let kvm = cmdline(&probe, false).unwrap();
         assert_eq!(
             kvm,
-            "console=ttyS0 reboot=k panic=-1 pci=off quiet bulkhead.task=probe \
+            "console=ttyS0 reboot=k panic=-1 pci=off i8042.noaux quiet bulkhead.task=probe \
              bulkhead.args=--host-path,/tmp/b/canary-1,--connect,127.0.0.1:4321:00ff"
         );
         let tcg = cmdline(&probe, true).unwrap();
@@ -176,6 +190,23 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_kernel_label_says_which_kernel_booted() {
+        let minimal = Path::new("/c/kernel-minimal-f78c90410884dee0/vmlinux");
+        assert_eq!(
+            kernel_label("6.1.192", Some(minimal)),
+            "Linux 6.1.192, minimal (linux-source-6.1 + images/kernel/minimal.config; vmlinux)"
+        );
+        let distro = Path::new("/c/kernel-linux-image-6.1.0-57-cloud-amd64_6.1.192-3/vmlinux");
+        assert_eq!(
+            kernel_label("6.1.0-57-cloud-amd64", Some(distro)),
+            "Linux 6.1.0-57-cloud-amd64, distro (vmlinux)"
+        );
+        let own = Path::new("/boot/vmlinuz-6.1");
+        assert_eq!(kernel_label("6.1", Some(own)), "Linux 6.1 (vmlinuz-6.1)");
+        assert_eq!(kernel_label("6.1", None), "Linux 6.1");
     }
 
     #[test]
