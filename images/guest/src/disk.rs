@@ -10,6 +10,11 @@
 //!   SIGKILLs the VMM right after this line must find the VM still running.
 //! - `disk sum FILE`: the whole file's length and FNV-1a 64 (the host's check of an image,
 //!   run outside the VM).
+//! - `disk bench DEV READS MIB`: READS random 4 KiB reads, then MIB MiB of sequential 1 MiB
+//!   reads (wrapping around the device), both with O_DIRECT so the guest's page cache is not
+//!   what is measured, one at a time; prints
+//!   `{"disk":"bench","reads":READS,"rand_ns":NS,"mib":MIB,"seq_ns":NS}` (the benchmark of
+//!   microvm/benches/devices.rs divides).
 //!
 //! Any failure (a missing device, a read-only one refusing the write) prints
 //! `{"disk":KIND,"error":"..."}` and exits 1. The checksum is FNV-1a 64 over the bytes, in
@@ -105,9 +110,13 @@ pub fn run(args: &[String]) -> i32 {
             _ => fail("read", "usage: disk read DEV MIB SEED".into()),
         },
         (Some("sum"), Some(file)) => sum(file),
+        (Some("bench"), Some(dev)) => match (num(2), num(3)) {
+            (Some(reads), Some(mib)) => bench(dev, reads, mib),
+            _ => fail("bench", "usage: disk bench DEV READS MIB".into()),
+        },
         _ => fail(
             "?",
-            "usage: disk write|read DEV MIB SEED | disk sum FILE".into(),
+            "usage: disk write|read DEV MIB SEED | disk sum FILE | disk bench DEV READS MIB".into(),
         ),
     }
 }
@@ -191,6 +200,63 @@ fn sum(file: &str) -> i32 {
     0
 }
 
+/// 4 KiB, the random reads' size and every O_DIRECT buffer's alignment.
+const BLOCK: usize = 4096;
+
+fn bench(dev: &str, reads: u64, mib: u64) -> i32 {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let _ = open(dev, false); // waits for the device to appear
+    let mut f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dev)
+    {
+        Ok(f) => f,
+        Err(e) => return fail("bench", format!("{dev}: {e}")),
+    };
+    let size = match f.seek(SeekFrom::End(0)) {
+        Ok(n) if n >= MIB as u64 => n,
+        Ok(n) => return fail("bench", format!("{dev}: {n} bytes, want at least 1 MiB")),
+        Err(e) => return fail("bench", format!("{dev}: {e}")),
+    };
+    // O_DIRECT wants an aligned buffer: one MiB at a 4 KiB boundary inside a larger Vec.
+    let mut raw = vec![0u8; MIB + BLOCK];
+    let skip = raw.as_ptr().align_offset(BLOCK);
+    let buf = &mut raw[skip..skip + MIB];
+    let blocks = size / BLOCK as u64;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let start = std::time::Instant::now();
+    for i in 0..reads {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let at = (x % blocks) * BLOCK as u64;
+        if let Err(e) = f.read_exact_at(&mut buf[..BLOCK], at) {
+            return fail("bench", format!("{dev}: random read {i} at {at}: {e}"));
+        }
+    }
+    let rand_ns = start.elapsed().as_nanos() as i64;
+    let whole = size / MIB as u64;
+    let start = std::time::Instant::now();
+    for i in 0..mib {
+        let at = (i % whole) * MIB as u64;
+        if let Err(e) = f.read_exact_at(buf, at) {
+            return fail("bench", format!("{dev}: MiB {i} at {at}: {e}"));
+        }
+    }
+    let seq_ns = start.elapsed().as_nanos() as i64;
+    let line = Json::Obj(vec![
+        ("disk".into(), Json::Str("bench".into())),
+        ("reads".into(), Json::Int(reads as i64)),
+        ("rand_ns".into(), Json::Int(rand_ns)),
+        ("mib".into(), Json::Int(mib as i64)),
+        ("seq_ns".into(), Json::Int(seq_ns)),
+    ]);
+    output::line(&line.render());
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +272,18 @@ mod tests {
         assert_ne!(a, b);
         pattern(1, 0, &mut b);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bench_reads_a_file_and_reports_both_phases() {
+        // O_DIRECT on a file of the temp directory (tmpfs refuses it: then the error line).
+        let dir = std::env::temp_dir().join(format!("bulkhead-disk-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("img");
+        std::fs::write(&img, vec![7u8; 2 * MIB]).unwrap();
+        let status = bench(img.to_str().unwrap(), 10, 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(status == 0 || status == 1);
+        assert_eq!(bench("/nonexistent-disk", 1, 1), 1);
     }
 }

@@ -15,7 +15,8 @@
 //!   backends on, timed per operation, with values it checks (`workloads.rs`).
 //! - `work oom|tick|hog|pod …`: the experiments' side of limits, neighbours and pods
 //!   (`experiments.rs`).
-//! - `disk write|read DEV MIB SEED | disk sum FILE`: block I/O with a checksum (`disk.rs`).
+//! - `disk write|read DEV MIB SEED | disk sum FILE`: block I/O with a checksum; `disk bench
+//!   DEV READS MIB`: random 4 KiB and sequential 1 MiB reads, timed (`disk.rs`).
 //! - `net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX`: TCP echo rounds; a tap for
 //!   a VM on the host side (`net.rs`).
 //! - `vsock guest LISTEN_PORT HOST_PORT BYTES | vsock host-connect UDS PORT BYTES |
@@ -29,6 +30,7 @@ pub const USAGE: &str = "usage: bulkhead-guest ready | idle | \
                          work cpu|memory|syscall|fork N | work bench KIND REPS N [WHERE] | \
                          work oom|tick|hog|pod ... | \
                          disk write|read DEV MIB SEED | disk sum FILE | \
+                         disk bench DEV READS MIB | \
                          net echo HOST:PORT ROUNDS SIZE | net tap NAME ADDR/PREFIX | \
                          vsock guest|host-connect|host-listen ...";
 
