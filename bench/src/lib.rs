@@ -25,6 +25,7 @@
 
 pub mod backend;
 pub mod env;
+pub mod experiments;
 pub mod metrics;
 pub mod model;
 pub mod report;

@@ -92,6 +92,11 @@ struct BenchArgs {
     /// Skip the workloads (cpu, memory, syscall, fork, file) in every backend.
     #[arg(long)]
     no_workloads: bool,
+    /// Experiments to run after the rest, in the containers and Linux VMs: `limits` (memory
+    /// and CPU limits, CPU shares), `neighbour` (a victim beside a noisy neighbour), `pod`
+    /// (pods of 1, 2, 4 as containers sharing namespaces and as one VM) [default: none].
+    #[arg(long, value_name = "A,B")]
+    experiments: Option<String>,
     /// The kernel the Linux VM rows boot, as for `bulkhead images` [default: minimal].
     #[arg(long, value_name = "minimal|distro|PATH")]
     kernel: Option<String>,
@@ -178,6 +183,12 @@ fn bench(args: BenchArgs) -> Result<()> {
                 .unwrap_or(if args.quick { "1,4" } else { "1,4,16" }),
         )
         .map_err(|e| anyhow::anyhow!(e))?,
+        experiments: match &args.experiments {
+            Some(list) => {
+                bulkhead::experiments::parse_list(list).map_err(|e| anyhow::anyhow!(e))?
+            }
+            None => Vec::new(),
+        },
     };
     // An unusable --out must fail now, not after minutes of measuring.
     run::check_out_dir(&args.out).map_err(|e| anyhow::anyhow!("--out {e}"))?;

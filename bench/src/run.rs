@@ -43,6 +43,8 @@ pub struct Plan {
     pub workloads: Vec<workloads::Spec>,
     /// `--concurrency LIST`: how many instances start at once, per step.
     pub concurrency: Vec<usize>,
+    /// `--experiments LIST`: limits, neighbour, pod (`experiments/`); empty: none.
+    pub experiments: Vec<String>,
 }
 
 /// Read and check `--seccomp FILE`: a JSON object that is an OCI `linux.seccomp` profile
@@ -368,6 +370,16 @@ pub fn run(
             ));
         }
     }
+    let experiments = (!plan.experiments.is_empty() && !interrupted()).then(|| {
+        let picked = backends.iter_mut().enumerate().filter(|(i, _)| ready.contains(i));
+        crate::experiments::run(
+            &plan.experiments,
+            picked.map(|(_, b)| b.as_mut()).collect(),
+            plan.quick,
+            plan.timeout,
+            &mut |m: &str| bar.set_message(m.to_string()),
+        )
+    });
     for b in &mut backends {
         b.cleanup();
     }
@@ -415,6 +427,7 @@ pub fn run(
         },
         backends: rows,
         hosts: Vec::new(),
+        experiments,
     })
 }
 

@@ -14,10 +14,15 @@
 //! `vm_memory`, `launcher_peak_rss_kib` and `failures`, and the report's `seed` and `summary`)
 //! are optional, so reports written before them still read and render.
 
+pub mod experiments;
 pub mod schema;
 pub mod summary;
 pub mod workloads;
 
+pub use experiments::{
+    CpuLimitRow, Experiments, Limits, MemoryLimitRow, Neighbour, NeighbourRow, Pod, PodRow,
+    SharesRow,
+};
 pub use summary::{IsolationClass, ReportSummary, SummaryFact, SummarySide};
 pub use workloads::{ConcurrencyRun, Workload};
 
@@ -51,6 +56,10 @@ pub struct Report {
     /// top-level environment is the only one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<Host>,
+    /// `bulkhead bench --experiments`: limits, noisy neighbours, pods. Absent without the
+    /// flag, and in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiments: Option<Experiments>,
 }
 
 /// One input of a merged report: where and how its rows were measured.

@@ -1,7 +1,7 @@
 //! report.html: one self-contained page (inline CSS and SVG, no scripts, nothing fetched).
 
 use super::tables::{self, Table};
-use super::{charts, sections, summary, tradeoff, workloads};
+use super::{charts, experiments, sections, summary, tradeoff, workloads};
 use crate::metrics;
 use crate::model::Report;
 
@@ -131,6 +131,9 @@ pub fn render(r: &Report) -> String {
     if let Some(t) = workloads::concurrency_table(r) {
         table(&t, &mut out, "concurrency");
         figure(workloads::concurrency_svg(r), "concurrency", &mut out);
+    }
+    for (i, t) in experiments::tables(r).iter().enumerate() {
+        table(t, &mut out, &format!("experiment-{i}"));
     }
     if let Some(t) = sections::vmm_floor(r) {
         table(&t, &mut out, "vmm-floor");

@@ -1,7 +1,7 @@
 //! report.md: the tables as GitHub-flavoured markdown.
 
 use super::tables::{self, Table};
-use super::{sections, summary, workloads};
+use super::{experiments, sections, summary, workloads};
 use crate::metrics;
 use crate::model::Report;
 
@@ -66,6 +66,9 @@ pub fn render(r: &Report) -> String {
     .into_iter()
     .flatten()
     {
+        table(&t, &mut out);
+    }
+    for t in experiments::tables(r) {
         table(&t, &mut out);
     }
     list(

@@ -95,5 +95,7 @@ pub fn merge(inputs: Vec<(String, Report)>, created_unix_s: u64) -> Report {
         images: first.images,
         backends,
         hosts,
+        // Each host's experiments stay in its own report: their rows are not labelled by host.
+        experiments: None,
     }
 }

@@ -9,6 +9,7 @@
 //! [`merge`] combines several hosts' reports into one.
 
 pub mod charts;
+pub mod experiments;
 pub mod html;
 pub mod json;
 pub mod markdown;
