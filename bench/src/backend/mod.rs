@@ -217,7 +217,8 @@ pub trait Backend {
     /// backend has none.
     fn work_dir(&self, place: WorkPlace) -> Result<String, String> {
         Err(format!(
-            "no {} wired into this backend's instances",
+            "no {} wired into this backend's instances: the harness gives its guest no \
+             directory for it",
             place.label()
         ))
     }
