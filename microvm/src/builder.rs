@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::devices::virtio::block::{self, Block, Disk};
 use crate::devices::virtio::event_loop::EventLoop;
 use crate::devices::virtio::net::{self, Net, Tap};
+use crate::devices::virtio::vsock::{self, Listener, Vsock};
 use crate::devices::virtio::{self, VirtioDevice};
 use crate::devices::{self, Devices};
 use crate::exit::{VmExit, exit_channel};
@@ -28,14 +29,17 @@ pub struct Prepared {
     pub disks: Vec<Disk>,
     /// The `--net` taps, open, in order.
     pub taps: Vec<Tap>,
+    /// The `--vsock` socket, bound (its file is removed when this is dropped).
+    pub vsock: Option<Listener>,
 }
 
 /// Checks the input without touching KVM: the memory size, then the kernel, the command line
 /// for this kernel (with the virtio devices' `virtio_mmio.device=` appended), the initrd and
-/// the boot protocol for this kernel (and this KVM), then the disks and the taps.
+/// the boot protocol for this kernel (and this KVM), then the disks, the taps and the vsock
+/// socket (bound last: every earlier check that fails leaves no socket file).
 pub fn preflight(cfg: &Config) -> Result<Prepared, Error> {
     memory::validate_size(cfg.memory_mib, memory::host_mem_total_mib()?)?;
-    let devices = cfg.disks.len() + cfg.nets.len();
+    let devices = cfg.disks.len() + cfg.nets.len() + usize::from(cfg.vsock.is_some());
     let boot = if devices == 0 {
         Boot::prepare(cfg, vm::is_pvm())?
     } else {
@@ -48,7 +52,17 @@ pub fn preflight(cfg: &Config) -> Result<Prepared, Error> {
     let disks = block::open_all(&cfg.disks)?;
     let names: Vec<&str> = cfg.nets.iter().map(|n| n.tap.as_str()).collect();
     let taps = net::open_all(&names, disks.len())?;
-    Ok(Prepared { boot, disks, taps })
+    let vsock = cfg
+        .vsock
+        .as_ref()
+        .map(|spec| vsock::open(spec, disks.len() + taps.len()))
+        .transpose()?;
+    Ok(Prepared {
+        boot,
+        disks,
+        taps,
+        vsock,
+    })
 }
 
 /// Boots the VM described by `cfg` and returns how it ended.
@@ -57,7 +71,16 @@ pub fn preflight(cfg: &Config) -> Result<Prepared, Error> {
 /// therefore deliberately leaked, never unmapped: a vCPU still inside KVM_RUN would keep
 /// writing through its memory slot into whatever the address got reused for.
 pub fn run(cfg: &Config) -> Result<VmExit, Error> {
-    let Prepared { boot, disks, taps } = preflight(cfg)?;
+    let Prepared {
+        boot,
+        disks,
+        taps,
+        vsock: listener,
+    } = preflight(cfg)?;
+    if let Some(l) = &listener {
+        // The process ends without destructors (see above): the CLI removes the file then.
+        vsock::remove_at_exit(l);
+    }
 
     let vm = Vm::new()?;
     vm.check_vcpu_count(cfg.cpus)?;
@@ -72,9 +95,8 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
     // Both ways of describing CPUs and the IOAPIC: ACPI for distro kernels (no MPPARSE),
     // the MP table for small kernels built without ACPI.
     mptable::write(&mem, cfg.cpus)?;
-    let slots: Vec<_> = (0..disks.len() + taps.len())
-        .filter_map(virtio_slot)
-        .collect();
+    let count = disks.len() + taps.len() + usize::from(listener.is_some());
+    let slots: Vec<_> = (0..count).filter_map(virtio_slot).collect();
     let rsdp = acpi::write(&mem, cfg.cpus, &slots)?;
     let choice = boot.choice();
     let entry = boot.load(&mem, rsdp)?;
@@ -87,7 +109,7 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
     let (exits_tx, exits) = exit_channel();
     let mut devices = Devices::new(vm.fd(), exits_tx.clone())?;
     let mut allowed = seccomp::DeviceFds::serial(devices.serial_irq_fd());
-    // Disks first (vda, vdb, ...), then the network devices, in the window's slots.
+    // Disks first (vda, vdb, ...), then the network devices, then vsock, in the window's slots.
     let mut virtio_devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     for (i, disk) in disks.into_iter().enumerate() {
         allowed.add_disk(&disk);
@@ -97,6 +119,11 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
         allowed.add_tap(&tap);
         let mac = spec.mac.unwrap_or_else(|| net::default_mac(i));
         virtio_devices.push(Box::new(Net::new(tap, mac)));
+    }
+    if let (Some(listener), Some(spec)) = (listener, &cfg.vsock) {
+        let device = Vsock::new(spec.cid, listener)?;
+        allowed.add_vsock(device.muxer());
+        virtio_devices.push(Box::new(device));
     }
     if !virtio_devices.is_empty() {
         let transports =

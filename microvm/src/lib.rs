@@ -51,6 +51,8 @@ pub enum Error {
     Disk(#[from] devices::virtio::block::DiskError),
     #[error("{}", Named(self))]
     Net(#[from] devices::virtio::net::TapError),
+    #[error("{}", Named(self))]
+    Vsock(#[from] devices::virtio::vsock::VsockError),
     #[error(transparent)]
     Arch(#[from] arch::x86_64::Error),
     #[error(transparent)]
@@ -69,6 +71,7 @@ impl AboutSetting for Error {
             Self::Boot(e) => e.setting(),
             Self::Disk(e) => e.setting(),
             Self::Net(e) => e.setting(),
+            Self::Vsock(e) => e.setting(),
             Self::Arch(_) | Self::Devices(_) | Self::Vcpu(_) | Self::Seccomp(_) => None,
         }
     }
@@ -80,6 +83,7 @@ impl AboutSetting for Error {
             Self::Boot(e) => e,
             Self::Disk(e) => e,
             Self::Net(e) => e,
+            Self::Vsock(e) => e,
             Self::Arch(e) => e,
             Self::Devices(e) => e,
             Self::Vcpu(e) => e,

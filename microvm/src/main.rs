@@ -12,6 +12,8 @@
 //! - 159 the VMM made a system call its seccomp filter forbids (128 + SIGSYS; stderr names
 //!   the call); see microvm/docs/seccomp.md
 //!
+//! The `--vsock` socket file is removed on each of these (only a SIGKILL leaves it).
+//!
 //! The flags and the `--config` file, and how an error names the setting it is about:
 //! `bulkhead_vm::config`.
 
@@ -19,6 +21,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use bulkhead_vm::config::{Flags, Settings};
+use bulkhead_vm::devices::virtio::vsock;
 use bulkhead_vm::timings::{self, Phase, TIMINGS};
 use clap::{CommandFactory, Parser};
 
@@ -51,6 +54,7 @@ fn start_watchdog(timeout: Duration, timings: bool) {
                 timeout.as_secs_f64()
             );
             print_timings(timings);
+            vsock::remove_socket_file();
             // process::exit only try-locks stdout, so a vCPU blocked on a full pipe while
             // holding it cannot stall us.
             std::process::exit(EXIT_TIMEOUT);
@@ -102,6 +106,8 @@ fn main() {
         TIMINGS.mark(Phase::Shutdown);
     }
     print_timings(flags.timings);
+    // Destructors do not run at exit(): the vsock socket's file goes now.
+    vsock::remove_socket_file();
     // exit() rather than returning: vCPU threads may still be running (see
     // bulkhead_vm::builder::run).
     std::process::exit(i32::from(code));

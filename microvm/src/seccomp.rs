@@ -96,6 +96,15 @@ pub struct DeviceFds {
     pub writable_disks: Vec<RawFd>,
     /// Tap interfaces: frames read (readv) and written (writev).
     pub taps: Vec<RawFd>,
+    /// The vsock device's host side, if there is one.
+    pub vsock: Option<VsockFds>,
+}
+
+/// The vsock muxer's descriptors: its listening socket and its own epoll.
+#[derive(Clone, Copy, Debug)]
+pub struct VsockFds {
+    pub listener: RawFd,
+    pub epoll: RawFd,
 }
 
 impl DeviceFds {
@@ -116,6 +125,16 @@ impl DeviceFds {
 
     pub fn add_tap(&mut self, tap: &crate::devices::virtio::net::Tap) {
         self.taps.push(tap.fd());
+    }
+
+    pub fn add_vsock(&mut self, muxer: &crate::devices::virtio::vsock::Muxer) {
+        // The kick: written by the transmit side, read by the receive side.
+        self.eventfds_written.push(muxer.kick_fd());
+        self.eventfds_read.push(muxer.kick_fd());
+        self.vsock = Some(VsockFds {
+            listener: muxer.listener().fd(),
+            epoll: muxer.epoll_fd(),
+        });
     }
 
     pub fn add_transport(&mut self, t: &crate::devices::virtio::mmio::MmioTransport) {
@@ -206,6 +225,9 @@ pub fn rules(fds: &DeviceFds) -> BTreeMap<i64, Vec<SeccompRule>> {
         .into_iter()
         .flatten(),
     );
+    if let Some(v) = fds.vsock {
+        rules.extend(vsock_rules(v));
+    }
     if virtio {
         // glibc's epoll_wait is the epoll_wait system call on x86_64; epoll_pwait for a libc
         // that implements one through the other.
@@ -213,6 +235,65 @@ pub fn rules(fds: &DeviceFds) -> BTreeMap<i64, Vec<SeccompRule>> {
         rules.insert(libc::SYS_epoll_pwait, vec![]);
     }
     rules
+}
+
+/// What the vsock muxer needs (muxer.rs): host clients accepted on its listener, connections
+/// to the host's `UDS_PATH_<port>` listeners for the guest, stream I/O, its epoll's
+/// registrations, and removing its socket file when the process ends. Streams come and go,
+/// so the stream calls cannot be limited to fds; they are limited to what the muxer passes.
+fn vsock_rules(v: VsockFds) -> Vec<(i64, Vec<SeccompRule>)> {
+    let dword = |arg, value: i64| {
+        cond(
+            arg,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            value as u32 as u64,
+        )
+    };
+    let rule = |conds| vec![SeccompRule::new(conds).expect("conditions")];
+    vec![
+        (
+            libc::SYS_accept4,
+            rule(vec![
+                dword(0, v.listener.into()),
+                dword(3, (libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC).into()),
+            ]),
+        ),
+        (
+            libc::SYS_socket,
+            rule(vec![
+                dword(0, libc::AF_UNIX.into()),
+                dword(
+                    1,
+                    (libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC).into(),
+                ),
+            ]),
+        ),
+        (libc::SYS_connect, vec![]),
+        (
+            libc::SYS_sendmsg,
+            rule(vec![dword(
+                2,
+                (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL).into(),
+            )]),
+        ),
+        (
+            libc::SYS_recvmsg,
+            rule(vec![dword(2, libc::MSG_DONTWAIT.into())]),
+        ),
+        (
+            libc::SYS_shutdown,
+            [libc::SHUT_WR, libc::SHUT_RDWR]
+                .iter()
+                .flat_map(|&how| rule(vec![dword(1, how.into())]))
+                .collect(),
+        ),
+        (libc::SYS_epoll_ctl, rule(vec![dword(0, v.epoll.into())])),
+        (
+            libc::SYS_unlinkat,
+            rule(vec![dword(0, libc::AT_FDCWD.into()), dword(2, 0)]),
+        ),
+    ]
 }
 
 /// Compiles the filter for this process (see [`rules`]).
@@ -253,8 +334,9 @@ fn install_sigsys_handler() -> Result<(), Error> {
 /// (`_sigsys._syscall` in <asm-generic/siginfo.h>); the libc crate has no accessor for it.
 const SI_SYSCALL_OFFSET: usize = 24;
 
-/// SIGSYS from the filter: say which call it was, and end the process. Only async-signal-safe
-/// calls (write, _exit), both on the list; no allocation, no lock.
+/// SIGSYS from the filter: say which call it was, remove the vsock socket file, and end the
+/// process. Only async-signal-safe calls (write, unlinkat, _exit), all on the list (unlinkat
+/// only with a vsock device, the only case that calls it); no allocation, no lock.
 extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for a SIGSYS raised by seccomp (SA_SIGINFO);
     // the syscall number is an i32 at SI_SYSCALL_OFFSET within it.
@@ -271,11 +353,12 @@ extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
         msg[len..len + n].copy_from_slice(&part[..n]);
         len += n;
     }
-    // SAFETY: write and _exit are async-signal-safe; `msg[..len]` is initialised.
-    unsafe {
-        libc::write(2, msg.as_ptr().cast(), len);
-        libc::_exit(EXIT_BAD_SYSCALL);
-    }
+    // SAFETY: write is async-signal-safe; `msg[..len]` is initialised.
+    unsafe { libc::write(2, msg.as_ptr().cast(), len) };
+    // Async-signal-safe too (one unlinkat).
+    crate::devices::virtio::vsock::remove_socket_file();
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(EXIT_BAD_SYSCALL) }
 }
 
 /// `n` in decimal, in `buf`, without allocating (for the signal handler).
@@ -323,6 +406,10 @@ mod tests {
             disks: vec![9, 10],
             writable_disks: vec![9],
             taps: vec![11],
+            vsock: Some(VsockFds {
+                listener: 12,
+                epoll: 13,
+            }),
         }
     }
 
@@ -337,6 +424,14 @@ mod tests {
             libc::SYS_readv,
             libc::SYS_writev,
             libc::SYS_epoll_wait,
+            libc::SYS_accept4,
+            libc::SYS_socket,
+            libc::SYS_connect,
+            libc::SYS_sendmsg,
+            libc::SYS_recvmsg,
+            libc::SYS_shutdown,
+            libc::SYS_epoll_ctl,
+            libc::SYS_unlinkat,
         ] {
             assert!(!plain.contains_key(&call), "{call}");
             assert!(rules(&with_disks()).contains_key(&call), "{call}");
@@ -353,7 +448,6 @@ mod tests {
         for forbidden in [
             libc::SYS_open,
             libc::SYS_openat,
-            libc::SYS_socket,
             libc::SYS_execve,
             libc::SYS_clone,
             libc::SYS_clone3,
@@ -415,6 +509,14 @@ mod tests {
             libc::SYS_writev => "writev",
             libc::SYS_epoll_wait => "epoll_wait",
             libc::SYS_epoll_pwait => "epoll_pwait",
+            libc::SYS_accept4 => "accept4",
+            libc::SYS_socket => "socket",
+            libc::SYS_connect => "connect",
+            libc::SYS_sendmsg => "sendmsg",
+            libc::SYS_recvmsg => "recvmsg",
+            libc::SYS_shutdown => "shutdown",
+            libc::SYS_epoll_ctl => "epoll_ctl",
+            libc::SYS_unlinkat => "unlinkat",
             other => panic!("syscall {other} has no name here: add it"),
         }
     }

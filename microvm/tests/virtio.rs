@@ -780,3 +780,518 @@ fn a_vm_with_a_disk_and_a_tap_runs_under_the_filter() {
         common::assert_nothing_left(dir.path().to_str().unwrap());
     });
 }
+
+// ---- vsock, at the device: the driver is the guest, the test the host's programs ---------
+
+mod vsock_driver {
+    use super::common::driver::*;
+    use bulkhead_vm::devices::virtio::vsock::{self, Vsock, VsockSpec};
+    use std::collections::HashMap;
+    use std::path::Path;
+    use vm_memory::{Bytes, GuestAddress};
+
+    pub const GUEST_CID: u64 = 3;
+    pub const REQUEST: u16 = 1;
+    pub const RESPONSE: u16 = 2;
+    pub const RST: u16 = 3;
+    pub const SHUTDOWN: u16 = 4;
+    pub const RW: u16 = 5;
+    pub const CREDIT_UPDATE: u16 = 6;
+    /// Where receive buffers go: 4 KiB of data after a 64-byte header slot each.
+    const RX_BUFS: u64 = DATA + (8 << 20);
+    const RX_DATA: u32 = 4096;
+    /// Transmit headers and data.
+    const TX_HDR: u64 = SCRATCH;
+    const TX_DATA: u64 = DATA;
+
+    /// A packet header's fields, as the guest writes or reads them.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Hdr {
+        pub src_cid: u64,
+        pub dst_cid: u64,
+        pub src_port: u32,
+        pub dst_port: u32,
+        pub len: u32,
+        pub op: u16,
+        pub flags: u32,
+        pub buf_alloc: u32,
+        pub fwd_cnt: u32,
+    }
+
+    impl Hdr {
+        /// From the guest (CID 3, `port`) to the host's `host_port`, with 64 KiB of credit.
+        pub fn out(port: u32, host_port: u32, op: u16) -> Self {
+            Self {
+                src_cid: GUEST_CID,
+                dst_cid: 2,
+                src_port: port,
+                dst_port: host_port,
+                op,
+                buf_alloc: 64 * 1024,
+                ..Self::default()
+            }
+        }
+
+        fn bytes(&self) -> [u8; 44] {
+            let mut b = [0u8; 44];
+            b[0..8].copy_from_slice(&self.src_cid.to_le_bytes());
+            b[8..16].copy_from_slice(&self.dst_cid.to_le_bytes());
+            b[16..20].copy_from_slice(&self.src_port.to_le_bytes());
+            b[20..24].copy_from_slice(&self.dst_port.to_le_bytes());
+            b[24..28].copy_from_slice(&self.len.to_le_bytes());
+            b[28..30].copy_from_slice(&1u16.to_le_bytes());
+            b[30..32].copy_from_slice(&self.op.to_le_bytes());
+            b[32..36].copy_from_slice(&self.flags.to_le_bytes());
+            b[36..40].copy_from_slice(&self.buf_alloc.to_le_bytes());
+            b[40..44].copy_from_slice(&self.fwd_cnt.to_le_bytes());
+            b
+        }
+
+        fn parse(b: &[u8; 44]) -> Self {
+            let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+            Self {
+                src_cid: u64::from_le_bytes(b[0..8].try_into().unwrap()),
+                dst_cid: u64::from_le_bytes(b[8..16].try_into().unwrap()),
+                src_port: u32_at(16),
+                dst_port: u32_at(20),
+                len: u32_at(24),
+                op: u16::from_le_bytes([b[30], b[31]]),
+                flags: u32_at(32),
+                buf_alloc: u32_at(36),
+                fwd_cnt: u32_at(40),
+            }
+        }
+    }
+
+    /// The driver with a vsock device on a socket in `dir`, and the receive buffers it gave.
+    pub struct Guest {
+        pub d: Driver,
+        /// Receive chain head → its buffer's address.
+        rx: HashMap<u32, u64>,
+        rx_seen: u16,
+        rx_next: u64,
+    }
+
+    impl Guest {
+        pub fn new(path: &Path) -> Self {
+            let spec = VsockSpec {
+                cid: GUEST_CID,
+                uds_path: path.to_owned(),
+            };
+            let dev = Vsock::new(GUEST_CID, vsock::open(&spec, 0).unwrap()).unwrap();
+            Self {
+                d: Driver::new(Box::new(dev), 3, 128),
+                rx: HashMap::new(),
+                rx_seen: 0,
+                rx_next: 0,
+            }
+        }
+
+        /// Sends one packet (header and data in two descriptors), and runs the transmit side.
+        pub fn send(&mut self, h: Hdr, data: &[u8]) {
+            let h = Hdr {
+                len: data.len() as u32,
+                ..h
+            };
+            self.d.select(1);
+            self.d
+                .mem
+                .write_slice(&h.bytes(), GuestAddress(TX_HDR))
+                .unwrap();
+            self.d.mem.write_slice(data, GuestAddress(TX_DATA)).unwrap();
+            let mut bufs = vec![Buf(TX_HDR, 44, false)];
+            if !data.is_empty() {
+                bufs.push(Buf(TX_DATA, data.len() as u32, false));
+            }
+            self.d.submit(&bufs);
+            self.d.kick();
+        }
+
+        /// Gives `n` receive buffers (header, then 4 KiB) and notifies the receive queue.
+        pub fn give_rx(&mut self, n: usize) {
+            self.d.select(0);
+            for _ in 0..n {
+                let at = RX_BUFS + (self.rx_next % 64) * 8192;
+                self.rx_next += 1;
+                let head = self
+                    .d
+                    .submit(&[Buf(at, 44, true), Buf(at + 64, RX_DATA, true)]);
+                self.rx.insert(u32::from(head), at);
+            }
+            self.d.kick();
+        }
+
+        /// Runs the receive side as the event loop does when a host socket is ready, and
+        /// returns the packets it put in the receive buffers since the last call.
+        pub fn receive(&mut self) -> Vec<(Hdr, Vec<u8>)> {
+            self.d.select(0);
+            self.d.transport.process_queue(0);
+            let mut out = Vec::new();
+            while self.rx_seen != self.d.used_idx() {
+                let (head, len) = self.d.used(self.rx_seen);
+                self.rx_seen = self.rx_seen.wrapping_add(1);
+                let at = self.rx[&head];
+                let mut b = [0u8; 44];
+                self.d.mem.read_slice(&mut b, GuestAddress(at)).unwrap();
+                let h = Hdr::parse(&b);
+                assert_eq!(len, 44 + h.len, "{h:?}");
+                let mut data = vec![0u8; h.len as usize];
+                self.d
+                    .mem
+                    .read_slice(&mut data, GuestAddress(at + 64))
+                    .unwrap();
+                out.push((h, data));
+            }
+            out
+        }
+
+        /// Forgets the used receive buffers the test checked by hand.
+        pub fn skip_rx(&mut self) {
+            self.rx_seen = self.d.used_idx();
+        }
+
+        /// Receives until one packet came (the host side needs a moment), at most 5 s.
+        pub fn receive_one(&mut self) -> (Hdr, Vec<u8>) {
+            let start = std::time::Instant::now();
+            loop {
+                let mut got = self.receive();
+                if let Some(p) = got.pop() {
+                    assert!(got.is_empty(), "more than one packet: {got:?} {p:?}");
+                    return p;
+                }
+                assert!(start.elapsed().as_secs() < 5, "no packet for the guest");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Firecracker's hybrid model at the device, both ways: a host client's `CONNECT 52` becomes a
+/// REQUEST, the guest's RESPONSE an `OK <port>` line, data flows each way; the guest's
+/// SHUTDOWN is the host's EOF and is answered with RST. The guest's REQUEST to host port 77
+/// reaches the listener at `UDS_PATH_77`; to a port nobody listens on, RST.
+#[test]
+fn vsock_connects_host_to_guest_and_guest_to_host() {
+    use std::io::{BufRead, Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use vsock_driver::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sock");
+    let mut g = Guest::new(&path);
+    let mut cid = [0u8; 8];
+    g.d.transport.read(u64::from(VIRTIO_MMIO_CONFIG), &mut cid);
+    assert_eq!(u64::from_le_bytes(cid), GUEST_CID);
+    assert_eq!(g.d.r(VIRTIO_MMIO_DEVICE_ID), 19);
+    g.give_rx(32);
+
+    // Host → guest.
+    let mut client = UnixStream::connect(&path).unwrap();
+    client.write_all(b"CONNECT 52\n").unwrap();
+    let (req, _) = g.receive_one();
+    assert_eq!(
+        (req.op, req.src_cid, req.dst_cid, req.dst_port),
+        (REQUEST, 2, GUEST_CID, 52)
+    );
+    let host_port = req.src_port;
+    assert_eq!(host_port, 1 << 30);
+    g.send(Hdr::out(52, host_port, RESPONSE), &[]);
+    let mut line = String::new();
+    std::io::BufReader::new(&client)
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, format!("OK {host_port}\n"));
+    client.write_all(b"hello").unwrap();
+    let (rw, data) = g.receive_one();
+    assert_eq!(
+        (rw.op, rw.dst_port, data.as_slice()),
+        (RW, 52, &b"hello"[..])
+    );
+    g.send(Hdr::out(52, host_port, RW), b"world");
+    let mut got = [0u8; 5];
+    client.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"world");
+    // The guest closes: the host reads EOF, the guest gets its RST.
+    g.send(
+        Hdr {
+            flags: 3,
+            ..Hdr::out(52, host_port, SHUTDOWN)
+        },
+        &[],
+    );
+    assert_eq!(client.read(&mut got).unwrap(), 0, "EOF");
+    assert_eq!(g.receive_one().0.op, RST);
+    // The connection is gone: more data is answered with RST.
+    g.send(Hdr::out(52, host_port, RW), b"late");
+    assert_eq!(g.receive_one().0.op, RST);
+
+    // Guest → host, port 77.
+    let listener = UnixListener::bind(format!("{}_77", path.display())).unwrap();
+    g.send(Hdr::out(1234, 77, REQUEST), &[]);
+    let (resp, _) = g.receive_one();
+    assert_eq!(
+        (resp.op, resp.src_port, resp.dst_port),
+        (RESPONSE, 77, 1234)
+    );
+    let (mut server, _) = listener.accept().unwrap();
+    g.send(Hdr::out(1234, 77, RW), b"ping");
+    let mut got = [0u8; 4];
+    server.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"ping");
+    server.write_all(b"pong").unwrap();
+    let (rw, data) = g.receive_one();
+    assert_eq!((rw.op, data.as_slice()), (RW, &b"pong"[..]));
+    assert_eq!(rw.fwd_cnt, 4, "the guest's 4 bytes were passed on");
+    // The host closes: the guest hears SHUTDOWN(SEND) after the data.
+    drop(server);
+    let (shut, _) = g.receive_one();
+    assert_eq!((shut.op, shut.flags), (SHUTDOWN, 2));
+    // Nobody listens on port 78.
+    g.send(Hdr::out(1235, 78, REQUEST), &[]);
+    let (rst, _) = g.receive_one();
+    assert_eq!((rst.op, rst.src_port, rst.dst_port), (RST, 78, 1235));
+    assert_eq!(g.d.status() & NEEDS_RESET, 0);
+    drop(g);
+    assert!(!path.exists(), "the socket file is removed with the device");
+}
+
+/// Flow control: the host's data never exceeds the guest's announced buffer (it waits for a
+/// credit update), and a guest that sends beyond the credit it was given is reset, holding
+/// at most 64 KiB for a host that does not read.
+#[test]
+fn vsock_credit_bounds_both_directions() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    use vsock_driver::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sock");
+    let mut g = Guest::new(&path);
+    g.give_rx(64);
+    let listener = UnixListener::bind(format!("{}_5", path.display())).unwrap();
+    // A guest with 10000 bytes of buffer.
+    let small = Hdr {
+        buf_alloc: 10_000,
+        ..Hdr::out(9, 5, REQUEST)
+    };
+    g.send(small, &[]);
+    assert_eq!(g.receive_one().0.op, RESPONSE);
+    let (mut server, _) = listener.accept().unwrap();
+    server.write_all(&vec![7u8; 50_000]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let mut given = 0;
+    for (h, _) in g.receive() {
+        assert_eq!(h.op, RW);
+        given += h.len;
+    }
+    assert_eq!(given, 10_000, "exactly the guest's buffer");
+    assert!(g.receive().is_empty(), "nothing more without credit");
+    // The guest consumed it all: more comes.
+    g.send(
+        Hdr {
+            fwd_cnt: 10_000,
+            ..Hdr {
+                op: CREDIT_UPDATE,
+                ..small
+            }
+        },
+        &[],
+    );
+    let more: u32 = g.receive().iter().map(|(h, _)| h.len).sum();
+    assert_eq!(more, 10_000);
+
+    // Guest → host while the host does not read: once the stream is full, 64 KiB of credit,
+    // then the guest that keeps sending is reset.
+    let chunk = vec![1u8; 32 * 1024];
+    let mut reset = false;
+    for _ in 0..64 {
+        g.send(Hdr::out(9, 5, RW), &chunk);
+        if g.receive().iter().any(|(h, _)| h.op == RST) {
+            reset = true;
+            break;
+        }
+    }
+    assert!(reset, "2 MiB past the credit and no RST");
+    // The host's side is closed: it reads what was delivered, then EOF (or a reset).
+    server
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = server.read_to_end(&mut sink);
+    assert!(sink.len() <= 2 << 20);
+    assert_eq!(g.d.status() & NEEDS_RESET, 0);
+}
+
+/// Hostile transmit and receive chains: returned, counted, nothing fails; packets not from
+/// the guest's CID are dropped without an answer; a lying available index fails the device
+/// and a reset recovers it.
+#[test]
+fn vsock_hostile_chains_are_returned_and_a_lie_fails_the_device() {
+    use vsock_driver::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sock");
+    let mut g = Guest::new(&path);
+    let end_of_ram = GUEST_MIB * MIB;
+    // Transmit: a loop, a header past RAM, a short header, a length over 64 KiB, data shorter
+    // than the header's length, a writable header.
+    let d = &mut g.d;
+    d.select(1);
+    let mut h = [0u8; 44];
+    h[24..28].copy_from_slice(&100_000u32.to_le_bytes());
+    d.mem.write_slice(&h, GuestAddress(SCRATCH)).unwrap();
+    h[24..28].copy_from_slice(&4096u32.to_le_bytes());
+    d.mem.write_slice(&h, GuestAddress(SCRATCH + 64)).unwrap();
+    d.desc(0, SCRATCH + 128, 44, VRING_DESC_F_NEXT, 0);
+    d.offer(0);
+    d.desc(1, end_of_ram + 4096, 44, 0, 0);
+    d.offer(1);
+    d.desc(2, SCRATCH + 128, 20, 0, 0);
+    d.offer(2);
+    d.desc(3, SCRATCH, 44, VRING_DESC_F_NEXT, 4);
+    d.desc(4, DATA, 100_000, 0, 0);
+    d.offer(3);
+    d.desc(5, SCRATCH + 64, 44, VRING_DESC_F_NEXT, 6);
+    d.desc(6, DATA, 16, 0, 0);
+    d.offer(5);
+    d.desc(7, SCRATCH + 128, 44, VRING_DESC_F_WRITE, 0);
+    d.offer(7);
+    d.desc(8, SCRATCH + 64, 44, VRING_DESC_F_NEXT, 9);
+    d.desc(9, DATA, u32::MAX, 0, 0);
+    d.offer(8);
+    d.kick();
+    assert_eq!(d.used_idx(), 7, "every chain was given back");
+    assert_eq!(d.status() & NEEDS_RESET, 0);
+    // Receive buffers too small for a header, or past RAM: returned empty when a packet is
+    // due (an RST for data of no connection).
+    g.d.select(0);
+    g.d.submit(&[Buf(SCRATCH + 256, 10, true)]);
+    g.d.submit(&[Buf(end_of_ram, 4096, true)]);
+    g.send(Hdr::out(1, 99, RW), b"x");
+    g.d.select(0);
+    g.d.transport.process_queue(0);
+    assert_eq!(g.d.used_idx(), 2);
+    assert_eq!((g.d.used(0).1, g.d.used(1).1), (0, 0));
+    g.skip_rx();
+    // The RST waited for a usable buffer.
+    g.give_rx(4);
+    assert_eq!(g.receive_one().0.op, RST);
+    // Not from CID 3, or not to the host: dropped, no RST.
+    g.send(
+        Hdr {
+            src_cid: 4,
+            ..Hdr::out(1, 2, REQUEST)
+        },
+        &[],
+    );
+    g.send(
+        Hdr {
+            dst_cid: 7,
+            ..Hdr::out(1, 2, RW)
+        },
+        b"x",
+    );
+    assert!(g.receive().is_empty());
+    // A lying available index on the transmit queue fails the device...
+    let d = &mut g.d;
+    d.select(1);
+    d.set_avail_idx(d.used_idx().wrapping_add(300));
+    d.kick();
+    assert_ne!(d.status() & NEEDS_RESET, 0);
+    // ...and a reset brings it back.
+    d.init();
+    assert!(d.transport.is_active());
+}
+
+/// `--vsock` bad input: a CID below 3 and a socket path in use are one error naming the flag
+/// (or the config file's field), exit 1, and nothing is created or removed.
+#[test]
+fn vsock_cid_below_3_or_a_path_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = common::write_file(dir.path(), "bare.elf", bulkhead_vm::guests::BARE);
+    let k = kernel.to_str().unwrap();
+    let sock = dir.path().join("v.sock");
+    let s = sock.to_str().unwrap();
+    for cid in ["0", "1", "2"] {
+        common::rejected(
+            &["--kernel", k, "--vsock", &format!("{cid},{s}")],
+            &["--vsock", &format!("CID {cid}"), "3 or more"],
+        );
+    }
+    assert!(!sock.exists());
+    // A file already there, and a live socket another process listens on.
+    std::fs::write(&sock, b"not ours").unwrap();
+    common::rejected(
+        &["--kernel", k, "--vsock", &format!("3,{s}")],
+        &["--vsock", s, "in use"],
+    );
+    assert_eq!(std::fs::read(&sock).unwrap(), b"not ours");
+    std::fs::remove_file(&sock).unwrap();
+    let held = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    common::rejected(
+        &["--kernel", k, "--vsock", &format!("3,{s}")],
+        &["--vsock", s, "in use"],
+    );
+    assert!(sock.exists(), "the other listener's socket is not removed");
+    drop(held);
+    std::fs::remove_file(&sock).unwrap();
+    // A directory that does not exist: named, nothing made.
+    let nowhere = dir.path().join("no/such/dir/v.sock");
+    common::rejected(
+        &[
+            "--kernel",
+            k,
+            "--vsock",
+            &format!("3,{}", nowhere.display()),
+        ],
+        &["--vsock", "No such file"],
+    );
+    // The config file's field, with a relative path.
+    let cfg = common::write_file(
+        dir.path(),
+        "vm.json",
+        br#"{"kernel": "bare.elf", "vsock": "2,v.sock"}"#,
+    );
+    let c = cfg.to_str().unwrap();
+    common::rejected(&["--config", c], &[&format!("{c}: vsock CID 2")]);
+    assert!(!sock.exists());
+    common::assert_nothing_left(dir.path().to_str().unwrap());
+}
+
+/// The socket file exists while the VM runs (a host client can connect and is refused by a
+/// guest without a driver only when it asks), and is removed however the VMM ends: the guest's
+/// exit, the `--timeout` watchdog, under the seccomp filter.
+#[test]
+fn vsock_socket_file_lives_as_long_as_the_vmm() {
+    bulkhead_testkit::skip_unless!(common::have_kvm(), "/dev/kvm is not available");
+    let dir = tempfile::tempdir().unwrap();
+    let bare = common::write_file(dir.path(), "bare.elf", bulkhead_vm::guests::BARE);
+    let halt = common::write_file(dir.path(), "halt.elf", bulkhead_vm::guests::HALT);
+    let sock = dir.path().join("v.sock");
+    let spec = format!("3,{}", sock.display());
+    let out = common::vmm(&["--kernel", bare.to_str().unwrap(), "--vsock", &spec]);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(!sock.exists(), "removed after the guest's exit");
+    // A halted guest until --timeout: the file is there meanwhile, and the client's CONNECT
+    // is accepted (the guest has no driver to answer it).
+    let mut cmd = std::process::Command::new(common::VMM);
+    cmd.args(["--kernel", halt.to_str().unwrap(), "--vsock", &spec])
+        .args(["--timeout", "3"]);
+    let sock2 = sock.clone();
+    let probe = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        while start.elapsed().as_secs() < 3 {
+            if let Ok(mut c) = std::os::unix::net::UnixStream::connect(&sock2) {
+                use std::io::Write;
+                return c.write_all(b"CONNECT 52\n").is_ok();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    });
+    let out = common::run(cmd, std::time::Duration::from_secs(20), 1 << 20);
+    assert_eq!(out.code(), Some(124), "{out:?}");
+    assert!(
+        probe.join().unwrap(),
+        "no socket to connect to while the VM ran"
+    );
+    assert!(!sock.exists(), "removed at the timeout");
+    common::assert_nothing_left(dir.path().to_str().unwrap());
+}

@@ -120,6 +120,7 @@ mod tests {
             seccomp: true,
             disks: Vec::new(),
             nets: Vec::new(),
+            vsock: None,
         }
     }
 

@@ -1,5 +1,5 @@
-//! The device flags' values: `--disk PATH[,ro]` and `--net tap=NAME[,mac=MAC]`, as typed on
-//! the command line and in the config file's lists.
+//! The device flags' values: `--disk PATH[,ro]`, `--net tap=NAME[,mac=MAC]` and
+//! `--vsock CID,UDS_PATH`, as typed on the command line and in the config file.
 
 use std::path::PathBuf;
 
@@ -76,6 +76,36 @@ impl NetSpec {
     }
 }
 
+/// `--vsock CID,UDS_PATH`: the guest's CID and the host socket's path (Firecracker's hybrid
+/// model). Only the syntax is checked here; the CID's range and the path when the device is
+/// made (`devices::virtio::vsock::open`), so a config file's value is checked alike.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsockSpec {
+    pub cid: u64,
+    pub uds_path: PathBuf,
+}
+
+impl VsockSpec {
+    /// Parses `CID,UDS_PATH` (the path may contain commas: the CID is before the first).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let usage = "(CID,UDS_PATH)";
+        let (cid, path) = s
+            .split_once(',')
+            .ok_or_else(|| format!("{s:?}: expected CID,UDS_PATH"))?;
+        let cid = cid
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: the CID {cid:?} is not a number {usage}"))?;
+        if path.is_empty() {
+            return Err(format!("{s:?}: no socket path {usage}"));
+        }
+        Ok(Self {
+            cid,
+            uds_path: path.into(),
+        })
+    }
+}
+
 fn parse_mac(s: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');
@@ -92,6 +122,26 @@ fn parse_mac(s: &str) -> Option<[u8; 6]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vsock_specs() {
+        assert_eq!(
+            VsockSpec::parse("3,/run/v.sock").unwrap(),
+            VsockSpec {
+                cid: 3,
+                uds_path: "/run/v.sock".into()
+            }
+        );
+        assert_eq!(
+            VsockSpec::parse("7,a,b").unwrap().uds_path,
+            std::path::Path::new("a,b")
+        );
+        // The range is checked later, with the setting named.
+        assert_eq!(VsockSpec::parse("2,x").unwrap().cid, 2);
+        for bad in ["", "3", "3,", "x,/p", "-1,/p", ",/p"] {
+            assert!(VsockSpec::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn net_specs() {

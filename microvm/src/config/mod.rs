@@ -9,11 +9,13 @@
 //! ```json
 //! {"kernel": "bare.elf", "initrd": "initrd.cpio", "cmdline": "console=ttyS0",
 //!  "memory_mib": 128, "cpus": 1, "timeout_s": 20, "boot_protocol": "auto", "seccomp": true,
-//!  "disks": ["rootfs.ext4", "data.img,ro"], "nets": ["tap=tap0,mac=02:00:00:00:00:01"]}
+//!  "disks": ["rootfs.ext4", "data.img,ro"], "nets": ["tap=tap0,mac=02:00:00:00:00:01"],
+//!  "vsock": "3,/run/vm.vsock"}
 //! ```
 //!
 //! `disks` and `nets` take the `--disk` and `--net` values as lists; the flag on the command
-//! line replaces the file's whole list. Relative `kernel`, `initrd` and disk paths resolve against the file's directory. Values from the
+//! line replaces the file's whole list. `vsock` takes the `--vsock` value. Relative `kernel`,
+//! `initrd`, disk and socket paths resolve against the file's directory. Values from the
 //! file go through the same checks as the flags. An error about a value names the setting
 //! where the value came from: the flag (`--memory must be at least ...`) or the file and its
 //! field (`FILE: memory_mib must be at least ...`). The library's errors report which setting
@@ -26,7 +28,7 @@ use std::time::Duration;
 use clap::Parser;
 
 mod devices;
-pub use devices::{DiskSpec, NetSpec};
+pub use devices::{DiskSpec, NetSpec, VsockSpec};
 
 /// The default command line: serial console, i8042 reboot (which ends the VM), no PCI probe.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off";
@@ -51,6 +53,8 @@ pub struct Config {
     pub disks: Vec<DiskSpec>,
     /// The virtio-net devices (`--net`), in order, after the disks in the MMIO window.
     pub nets: Vec<NetSpec>,
+    /// The virtio-vsock device (`--vsock`), after the nets.
+    pub vsock: Option<VsockSpec>,
 }
 
 /// The `--boot-protocol` setting: which entry to use, or `Auto` to choose per kernel (see
@@ -100,10 +104,12 @@ pub enum Setting {
     Disks,
     /// The network devices (`--net`, repeated).
     Nets,
+    /// The vsock device (`--vsock`).
+    Vsock,
 }
 
 impl Setting {
-    pub const ALL: [Setting; 10] = [
+    pub const ALL: [Setting; 11] = [
         Self::Kernel,
         Self::Initrd,
         Self::Cmdline,
@@ -114,6 +120,7 @@ impl Setting {
         Self::Seccomp,
         Self::Disks,
         Self::Nets,
+        Self::Vsock,
     ];
 
     /// The command-line flag that sets it.
@@ -129,6 +136,7 @@ impl Setting {
             Self::Seccomp => "--no-seccomp",
             Self::Disks => "--disk",
             Self::Nets => "--net",
+            Self::Vsock => "--vsock",
         }
     }
 }
@@ -145,7 +153,8 @@ Config file (--config FILE): one flat JSON object; unknown fields are an error.
   {\"kernel\": PATH, \"initrd\": PATH, \"cmdline\": STR,
    \"memory_mib\": N, \"cpus\": N, \"timeout_s\": SECS,
    \"boot_protocol\": \"auto\"|\"pvh\"|\"linux64\", \"seccomp\": true|false,
-   \"disks\": [\"PATH[,ro]\", ...], \"nets\": [\"tap=NAME[,mac=MAC]\", ...]}
+   \"disks\": [\"PATH[,ro]\", ...], \"nets\": [\"tap=NAME[,mac=MAC]\", ...],
+   \"vsock\": \"CID,UDS_PATH\"}
 Only \"kernel\" is required (unless --kernel is given). Flags on the command line
 override the file's values. Relative paths resolve against the file's directory."
 )]
@@ -194,6 +203,11 @@ pub struct Flags {
     /// given; repeat for more.
     #[arg(long = "net", value_name = "tap=NAME[,mac=MAC]", value_parser = NetSpec::parse)]
     pub nets: Vec<NetSpec>,
+    /// A virtio-vsock device: the guest's CID (3 or more) and the Unix socket the VMM listens
+    /// on (a host client writes `CONNECT <port>\n`; the guest's connections to host port P go
+    /// to UDS_PATH_P). Removed when the VMM exits.
+    #[arg(long, value_name = "CID,UDS_PATH", value_parser = VsockSpec::parse)]
+    pub vsock: Option<VsockSpec>,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -230,6 +244,7 @@ struct FileConfig {
     seccomp: Option<bool>,
     disks: Option<Vec<String>>,
     nets: Option<Vec<String>>,
+    vsock: Option<String>,
 }
 
 /// The config file's field for each setting.
@@ -245,6 +260,7 @@ fn field(setting: Setting) -> &'static str {
         Setting::Seccomp => "seccomp",
         Setting::Disks => "disks",
         Setting::Nets => "nets",
+        Setting::Vsock => "vsock",
     }
 }
 
@@ -353,7 +369,17 @@ fn load_config(path: &Path) -> Result<FileConfig, Error> {
         seccomp: parse(path, entry(&map, Setting::Seccomp))?,
         disks: parse(path, entry(&map, Setting::Disks))?,
         nets: parse(path, entry(&map, Setting::Nets))?,
+        vsock: parse(path, entry(&map, Setting::Vsock))?,
     })
+}
+
+/// The directory of the `--config` file, which its relative paths are relative to.
+fn config_dir(flags: &Flags) -> &Path {
+    flags
+        .config
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new(""))
 }
 
 /// The settings after merging flags over the file, and where each came from.
@@ -422,6 +448,7 @@ impl Settings {
             (Setting::Seccomp, flags.no_seccomp, fc.seccomp.is_some()),
             (Setting::Disks, !flags.disks.is_empty(), fc.disks.is_some()),
             (Setting::Nets, !flags.nets.is_empty(), fc.nets.is_some()),
+            (Setting::Vsock, flags.vsock.is_some(), fc.vsock.is_some()),
         ] {
             if file_set && !flag_set {
                 used.push(setting);
@@ -447,11 +474,7 @@ impl Settings {
         };
         let file_disks = match &fc.disks {
             Some(list) if flags.disks.is_empty() => {
-                let dir = flags
-                    .config
-                    .as_deref()
-                    .and_then(Path::parent)
-                    .unwrap_or(Path::new(""));
+                let dir = config_dir(flags);
                 list.iter()
                     .map(|s| {
                         let mut d =
@@ -471,6 +494,16 @@ impl Settings {
                 .map(|s| NetSpec::parse(s).map_err(|e| file_error(Setting::Nets, e)))
                 .collect::<Result<Vec<_>, Error>>()?,
             _ => Vec::new(),
+        };
+        let file_vsock = match &fc.vsock {
+            Some(s) if flags.vsock.is_none() => {
+                let mut v = VsockSpec::parse(s).map_err(|e| file_error(Setting::Vsock, e))?;
+                if v.uds_path.is_relative() {
+                    v.uds_path = config_dir(flags).join(&v.uds_path);
+                }
+                Some(v)
+            }
+            _ => None,
         };
         let kernel = match (flags.kernel.clone(), fc.kernel) {
             (Some(k), _) | (None, Some(k)) => k,
@@ -510,6 +543,7 @@ impl Settings {
                 } else {
                     flags.nets.clone()
                 },
+                vsock: flags.vsock.clone().or(file_vsock),
             },
             timeout: flags.timeout.or(file_timeout),
             file: flags.config.clone().map(|p| (p, used)),

@@ -34,8 +34,8 @@ pub struct Driver {
     /// How many queues the device has, and the one the calls below work on.
     queues: u16,
     q: u16,
-    next_desc: [u16; 2],
-    avail_idx: [u16; 2],
+    next_desc: [u16; 3],
+    avail_idx: [u16; 3],
 }
 
 /// One descriptor: address, length, device-writable.
@@ -53,7 +53,7 @@ impl Driver {
         Self::new(Box::new(Block::new(disk, 0)), 1, size)
     }
 
-    /// `device`, with `queues` queues (at most 2) of `size`, set up to DRIVER_OK.
+    /// `device`, with `queues` queues (at most 3) of `size`, set up to DRIVER_OK.
     pub fn new(device: Box<dyn VirtioDevice>, queues: u16, size: u16) -> Self {
         let mem = GuestMemoryMmap::from_ranges(&memory::ram_ranges(GUEST_MIB << 20)).unwrap();
         let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
@@ -64,8 +64,8 @@ impl Driver {
             size,
             queues,
             q: 0,
-            next_desc: [0; 2],
-            avail_idx: [0; 2],
+            next_desc: [0; 3],
+            avail_idx: [0; 3],
         };
         d.init();
         d
@@ -145,8 +145,8 @@ impl Driver {
         }
         self.q = 0;
         self.w(VIRTIO_MMIO_STATUS, 1 | 2 | 8 | 4);
-        self.next_desc = [0; 2];
-        self.avail_idx = [0; 2];
+        self.next_desc = [0; 3];
+        self.avail_idx = [0; 3];
     }
 
     /// Writes a raw descriptor at `index` of the table.

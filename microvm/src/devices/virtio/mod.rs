@@ -4,6 +4,8 @@
 //!   [`layout`](crate::arch::x86_64::layout) (`virtio_slot`): feature negotiation, queue set-up,
 //!   the status state machine, interrupt status;
 //! - [`block`]: virtio-blk over a raw image file (`--disk PATH[,ro]`);
+//! - [`net`]: virtio-net over a tap (`--net tap=NAME[,mac=MAC]`);
+//! - [`vsock`]: virtio-vsock over Unix sockets (`--vsock CID,UDS_PATH`);
 //! - [`event_loop`]: the thread that does the devices' I/O.
 //!
 //! How work moves, and why it stays off the vCPU threads:
@@ -37,6 +39,7 @@ pub mod chain;
 pub mod event_loop;
 pub mod mmio;
 pub mod net;
+pub mod vsock;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -134,6 +137,19 @@ pub fn cmdline_devices(count: usize) -> String {
             )
         })
         .collect()
+}
+
+/// Reads a device's configuration space `config` at `offset` into `data`, any width; bytes
+/// past its end read 0.
+pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        let at = offset.saturating_add(i as u64);
+        *b = usize::try_from(at)
+            .ok()
+            .and_then(|at| config.get(at))
+            .copied()
+            .unwrap_or(0);
+    }
 }
 
 /// Why a queue cannot be served any more: the device marks itself failed.

@@ -156,14 +156,7 @@ impl VirtioDevice for Net {
 
     /// `mac` (§5.1.4); nothing else is offered.
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        for (i, b) in data.iter_mut().enumerate() {
-            let at = offset.saturating_add(i as u64);
-            *b = usize::try_from(at)
-                .ok()
-                .and_then(|at| self.mac.get(at))
-                .copied()
-                .unwrap_or(0);
-        }
+        super::read_config_bytes(&self.mac, offset, data);
     }
 
     fn event_fds(&self) -> Vec<(RawFd, usize)> {
