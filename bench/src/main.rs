@@ -81,10 +81,13 @@ struct BenchArgs {
     /// The bulkhead-guest binary (default: next to this executable).
     #[arg(long, value_name = "PATH")]
     guest: Option<PathBuf>,
-    /// An OCI linux.seccomp profile (JSON) for every container bundle; the scorecard then
-    /// counts the syscalls it allows [default: none, as `runc spec` writes a bundle].
-    #[arg(long, value_name = "FILE")]
-    seccomp: Option<PathBuf>,
+    /// The linux.seccomp profile of every container bundle: `default`, the runtime-default
+    /// profile `bulkhead-runtime spec` writes (Docker's allow-list, what containerd, podman,
+    /// Docker and CRI-O pass); `none`, no filter (as `runc spec` writes a bundle); or an OCI
+    /// profile FILE (JSON; `./none` for a file named none). The scorecard counts the syscalls
+    /// it allows.
+    #[arg(long, value_name = "default|none|FILE", default_value = "default")]
+    seccomp: String,
     /// How many instances to start at once, per step, in each backend but the process
     /// [default: 1,4,16; --quick: 1,4].
     #[arg(long, value_name = "N,N")]
@@ -171,7 +174,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         quick: args.quick,
         backends,
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
-        seccomp: args.seccomp.as_deref().map(run::read_seccomp).transpose()?,
+        seccomp: run::read_seccomp(&args.seccomp)?,
         workloads: if args.no_workloads {
             Vec::new()
         } else {

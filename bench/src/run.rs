@@ -37,8 +37,8 @@ pub struct Plan {
     pub quick: bool,
     pub backends: Vec<String>,
     pub timeout: Duration,
-    /// `--seccomp FILE`: the file and its profile (checked), for every container bundle.
-    pub seccomp: Option<(PathBuf, serde_json::Value)>,
+    /// `--seccomp`: the profile every container bundle carries.
+    pub seccomp: SeccompChoice,
     /// The workloads every backend runs (`metrics/workloads.rs`); empty: none.
     pub workloads: Vec<workloads::Spec>,
     /// `--concurrency LIST`: how many instances start at once, per step.
@@ -47,13 +47,56 @@ pub struct Plan {
     pub experiments: Vec<String>,
 }
 
-/// Read and check `--seccomp FILE`: a JSON object that is an OCI `linux.seccomp` profile
-/// (its defaultAction and rules are what the syscall count reads, so they are checked now,
-/// before anything runs). Errors name the flag, the file and the field.
-pub fn read_seccomp(file: &Path) -> anyhow::Result<(PathBuf, serde_json::Value)> {
+/// The `linux.seccomp` of every container bundle (`--seccomp default|none|FILE`).
+#[derive(Debug, Clone)]
+pub enum SeccompChoice {
+    /// The runtime-default profile: the one `bulkhead-runtime spec` writes (Docker's
+    /// allow-list), taken from the runtime's library so the list exists once. containerd,
+    /// podman, Docker and CRI-O always pass such a profile, so this is what users run with.
+    RuntimeDefault(serde_json::Value),
+    /// No profile, as `runc spec` writes a bundle: the runtime installs no filter.
+    None,
+    /// A profile from a file, checked.
+    File(PathBuf, serde_json::Value),
+}
+
+impl SeccompChoice {
+    /// The profile the bundles get, if any.
+    pub fn profile(&self) -> Option<&serde_json::Value> {
+        match self {
+            SeccompChoice::RuntimeDefault(p) | SeccompChoice::File(_, p) => Some(p),
+            SeccompChoice::None => None,
+        }
+    }
+
+    /// What the report records in `settings`: the kind, and the file for a file.
+    fn recorded(&self) -> (model::ContainerSeccomp, Option<String>) {
+        match self {
+            SeccompChoice::RuntimeDefault(_) => (model::ContainerSeccomp::RuntimeDefault, None),
+            SeccompChoice::None => (model::ContainerSeccomp::None, None),
+            SeccompChoice::File(f, _) => {
+                (model::ContainerSeccomp::File, Some(f.display().to_string()))
+            }
+        }
+    }
+}
+
+/// Read and check `--seccomp`: `default`, `none`, or a FILE holding a JSON object that is an
+/// OCI `linux.seccomp` profile (its defaultAction and rules are what the syscall count reads,
+/// so they are checked now, before anything runs; `./none` is a file named none). Errors name
+/// the flag, the file and the field.
+pub fn read_seccomp(arg: &str) -> anyhow::Result<SeccompChoice> {
+    match arg {
+        "default" => return Ok(SeccompChoice::RuntimeDefault(default_seccomp())),
+        "none" => return Ok(SeccompChoice::None),
+        "" => anyhow::bail!("--seccomp: empty (give default, none or a profile FILE)"),
+        _ => {}
+    }
+    let file = Path::new(arg);
     let at = || format!("--seccomp {}", file.display());
     // The CLI prints an error's own message, not its chain: the cause goes into it.
-    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (give default, none or a profile FILE)", at()))?;
     let profile: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", at()))?;
     if !profile.is_object() {
@@ -61,7 +104,12 @@ pub fn read_seccomp(file: &Path) -> anyhow::Result<(PathBuf, serde_json::Value)>
     }
     let (table, _) = syscalls::x86_64_table();
     syscalls::count_profile(&profile, &table).map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
-    Ok((file.to_path_buf(), profile))
+    Ok(SeccompChoice::File(file.to_path_buf(), profile))
+}
+
+/// The runtime-default profile, as `bulkhead-runtime spec` writes it into config.json.
+pub fn default_seccomp() -> serde_json::Value {
+    bulkhead_runtime::spec::default_seccomp()
 }
 
 /// Parse `--backends a,b`: every name must be known; the error lists the valid ones.
@@ -208,7 +256,7 @@ pub fn run(
         kvm: env.kvm,
         dev_kvm: env.dev_kvm,
         cgroup_mode: env.cgroup_mode.clone(),
-        seccomp: plan.seccomp.as_ref().map(|(_, p)| p.clone()),
+        seccomp: plan.seccomp.profile().cloned(),
     };
     let canary = isolation::Canary::create(workdir.path())?;
     let mut backends: Vec<Box<dyn Backend>> = plan
@@ -371,7 +419,10 @@ pub fn run(
         }
     }
     let experiments = (!plan.experiments.is_empty() && !interrupted()).then(|| {
-        let picked = backends.iter_mut().enumerate().filter(|(i, _)| ready.contains(i));
+        let picked = backends
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| ready.contains(i));
         crate::experiments::run(
             &plan.experiments,
             picked.map(|(_, b)| b.as_mut()).collect(),
@@ -393,6 +444,7 @@ pub fn run(
     workloads::against_process(&mut rows);
     let summary = summary::of(&rows);
 
+    let (container_seccomp, seccomp_profile) = plan.seccomp.recorded();
     Ok(Report {
         schema: model::SCHEMA.into(),
         tool: Tool {
@@ -408,7 +460,8 @@ pub fn run(
             instances: plan.instances,
             quick: plan.quick,
             timeout_s: plan.timeout.as_secs_f64(),
-            seccomp_profile: plan.seccomp.as_ref().map(|(f, _)| f.display().to_string()),
+            seccomp_profile,
+            container_seccomp: Some(container_seccomp),
             runs_rule: Some(plan.runs.describe()),
         },
         environment: env,
@@ -587,4 +640,32 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> anyhow::Result<(Report, Written)
     }
     let merged = report::merge::merge(reports, unix_now());
     write_all(out, &merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seccomp_default_is_the_runtimes_profile_and_none_is_none() {
+        let SeccompChoice::RuntimeDefault(p) = read_seccomp("default").unwrap() else {
+            panic!("default is not the runtime default");
+        };
+        assert_eq!(p, bulkhead_runtime::spec::default_seccomp());
+        // The runtime's default allows most of the table, a few only with some arguments.
+        let (table, _) = syscalls::x86_64_table();
+        let n = syscalls::count_profile(&p, &table).unwrap();
+        assert!(n.allowed > 250 && n.allowed < table.len() as u64, "{n:?}");
+        assert!(n.conditional > 0, "{n:?}");
+        assert!(read_seccomp("none").unwrap().profile().is_none());
+        let err = read_seccomp("").unwrap_err().to_string();
+        assert!(err.starts_with("--seccomp: empty"), "{err}");
+        let err = read_seccomp("/nonexistent/defualt")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--seccomp /nonexistent/defualt: ") && err.contains("default, none"),
+            "{err}"
+        );
+    }
 }

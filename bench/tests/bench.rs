@@ -167,6 +167,37 @@ fn quick_run_with_process_and_runc_writes_all_three_files() {
     }
     assert!(stdout.contains("startup p50 ms"), "{stdout}");
 
+    // By default the bundles carry the runtime-default profile (what users' clients pass):
+    // runc's container runs under a filter, counted from that profile; the process has none.
+    use bulkhead::metrics::syscalls;
+    assert_eq!(
+        r.settings.container_seccomp,
+        Some(bulkhead::model::ContainerSeccomp::RuntimeDefault)
+    );
+    assert!(r.settings.seccomp_profile.is_none());
+    let (table, _) = syscalls::x86_64_table();
+    let want = syscalls::count_profile(&bulkhead::run::default_seccomp(), &table).unwrap();
+    let s = by("runc").syscalls.as_ref().unwrap();
+    assert_eq!(s.seccomp_mode, Some(2), "{s:?}");
+    assert_eq!(
+        (s.allowed, s.conditional),
+        (Some(want.allowed), Some(want.conditional)),
+        "{s:?}"
+    );
+    assert!(want.allowed < s.total, "{want:?} {s:?}");
+    assert_eq!(fact("runc", "seccomp_filter"), Some(true));
+    assert_eq!(fact("process", "seccomp_filter"), Some(false));
+    assert!(
+        stdout.contains("container seccomp: runtime default"),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    assert!(md.contains("runtime default"), "{md}");
+    assert!(
+        md.contains(&format!("{} of {}", want.allowed, s.total)),
+        "{md}"
+    );
+
     run.finish();
 }
 
@@ -455,10 +486,13 @@ fn scorecard_tells_a_process_a_container_and_a_vm_apart() {
     let run = RealRun::new();
     let out_dir = &run.out_dir;
     let t = Instant::now();
+    // --seccomp none: the bundles carry no profile (the view before P3.5).
     let stdout = run.bench_ok(&[
         "--quick",
         "--backends",
         "process,bulkhead-runtime,qemu-microvm-linux",
+        "--seccomp",
+        "none",
     ]);
     eprintln!("quick run of three backends: {:?}", t.elapsed());
     let r = run.report();
@@ -528,7 +562,12 @@ fn scorecard_tells_a_process_a_container_and_a_vm_apart() {
     assert!(md.contains(&label), "{label} missing:\n{md}");
 
     // Host syscalls: read from each instance's host process; none of these has a filter
-    // (the bundle has no linux.seccomp, bulkhead-vm/QEMU install none), so all of them.
+    // (--seccomp none: the bundle has no linux.seccomp; QEMU installs none), so all of them.
+    assert_eq!(
+        r.settings.container_seccomp,
+        Some(bulkhead::model::ContainerSeccomp::None)
+    );
+    assert!(stdout.contains("container seccomp: none"), "{stdout}");
     for n in ["process", "bulkhead-runtime", "qemu-microvm-linux"] {
         let s = by(n)
             .syscalls
@@ -606,6 +645,10 @@ fn a_seccomp_profile_is_installed_in_containers_and_counted() {
         r.settings.seccomp_profile.as_deref(),
         Some(file.to_str().unwrap())
     );
+    assert_eq!(
+        r.settings.container_seccomp,
+        Some(bulkhead::model::ContainerSeccomp::File)
+    );
     for b in &r.backends {
         let s = b
             .syscalls
@@ -681,9 +724,16 @@ fn a_bad_seccomp_profile_is_one_error_naming_the_flag_and_field() {
     let out = bench(&["--backends", "process", "--seccomp", "/nonexistent/p.json"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--seccomp /nonexistent/p.json") && err.contains("No such file"),
+        err.contains("--seccomp /nonexistent/p.json")
+            && err.contains("No such file")
+            && err.contains("default, none or a profile FILE"),
         "{err}"
     );
+    let out = bench(&["--backends", "process", "--seccomp", ""]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--seccomp: empty"), "{err}");
 }
 
 /// The seed is recorded; every row has its launcher's peak RSS; the summary sets the fastest

@@ -88,15 +88,51 @@ pub struct Settings {
     pub instances: usize,
     pub quick: bool,
     pub timeout_s: f64,
-    /// `--seccomp FILE`: the profile every container bundle got. Absent when none (the
-    /// default) and in older reports.
+    /// `--seccomp FILE`: the file whose profile every container bundle got. Absent otherwise
+    /// (see `container_seccomp`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp_profile: Option<String>,
+    /// Which `linux.seccomp` every container bundle carried. Absent in older reports, whose
+    /// bundles had the profile of `seccomp_profile`, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_seccomp: Option<ContainerSeccomp>,
     /// How many measured runs each backend got, when not simply `runs` (the default gives
     /// cheap backends more); each row's `startup.ready.n` is its count. Absent in older
     /// reports, where every backend had `runs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs_rule: Option<String>,
+}
+
+/// The seccomp profile of every container bundle (`bulkhead bench --seccomp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerSeccomp {
+    /// `bulkhead-runtime spec`'s profile (Docker's allow-list): what containerd, podman,
+    /// Docker and CRI-O pass, so what users run with. The default since P3.5.
+    RuntimeDefault,
+    /// No profile (`--seccomp none`), as `runc spec` writes a bundle: no filter.
+    None,
+    /// The profile of `Settings::seccomp_profile` (`--seccomp FILE`).
+    File,
+}
+
+impl Settings {
+    /// Which profile the containers ran with, in words (older reports: from
+    /// `seccomp_profile` alone).
+    pub fn container_seccomp_text(&self) -> String {
+        let file = self.seccomp_profile.as_deref().unwrap_or("?");
+        match (self.container_seccomp, &self.seccomp_profile) {
+            (Some(ContainerSeccomp::RuntimeDefault), _) => {
+                "runtime default (`bulkhead-runtime spec`'s profile: Docker's allow-list)".into()
+            }
+            (Some(ContainerSeccomp::None), _) | (None, None) => {
+                "none (as `runc spec` writes a bundle: no filter)".into()
+            }
+            (Some(ContainerSeccomp::File), _) | (None, Some(_)) => {
+                format!("{file} (--seccomp FILE)")
+            }
+        }
+    }
 }
 
 /// What ran inside the instances.

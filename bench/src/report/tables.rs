@@ -142,13 +142,7 @@ fn environment_column(
                 ),
             },
         ),
-        (
-            s("container seccomp"),
-            settings
-                .seccomp_profile
-                .clone()
-                .unwrap_or_else(|| s("none (as `runc spec` writes a bundle)")),
-        ),
+        (s("container seccomp"), settings.container_seccomp_text()),
         (s("guest"), images.guest.clone()),
         (
             s("bare guest"),

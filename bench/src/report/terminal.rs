@@ -38,6 +38,11 @@ pub fn render(r: &Report) -> String {
         out.push('\n');
     }
     out.push_str(&backend_lines(r));
+    // The containers' numbers depend on it (a filter is compiled and loaded on every start).
+    out.push_str(&format!(
+        "\ncontainer seccomp: {}\n",
+        r.settings.container_seccomp_text()
+    ));
     out
 }
 
