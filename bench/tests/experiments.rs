@@ -173,12 +173,19 @@ fn a_real_run_kills_throttles_and_splits_in_a_container_and_leaves_no_cgroup() {
     let share = limits.shares[0].first_share.unwrap();
     assert!((0.55..0.78).contains(&share), "{:?}", limits.shares[0]);
     let pod = e.pod.expect("pods");
-    assert!(
-        pod.rows
-            .iter()
-            .all(|p| p.error.is_none() && p.startup_ms.is_some()),
+    assert_eq!(
+        pod.rows.iter().map(|p| p.n).collect::<Vec<_>>(),
+        [1, 2, 4],
         "{pod:?}"
     );
+    for p in &pod.rows {
+        assert!(p.error.is_none() && p.startup_ms.is_some(), "{p:?}");
+        assert!(
+            p.shared.as_deref().unwrap().starts_with("net, ipc, uts"),
+            "{p:?}"
+        );
+        assert!(p.memory_kib.unwrap() > 0, "{p:?}");
+    }
     let left = experiment_cgroups();
     assert!(left.is_empty(), "cgroups left: {left:?}");
 }

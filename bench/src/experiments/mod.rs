@@ -141,6 +141,9 @@ pub struct Resources {
     pub shares: Option<u64>,
     /// A cpuset (`"0"`): instances confined to one CPU contend for it.
     pub cpus: Option<String>,
+    /// A pod member: join the network, IPC and UTS namespaces of this (infra) pid by path,
+    /// `/proc/<pid>/ns/…`, as CRI has a runtime do.
+    pub join_ns_of: Option<u32>,
 }
 
 impl Resources {
@@ -177,6 +180,17 @@ impl Resources {
         if let Some(cpus) = &self.cpus {
             r["cpu"]["cpus"] = serde_json::json!(cpus);
             r["cpu"]["mems"] = serde_json::json!("0");
+        }
+        if let Some(pid) = self.join_ns_of {
+            for ns in linux["namespaces"].as_array_mut().into_iter().flatten() {
+                let file = match ns["type"].as_str() {
+                    Some("network") => "net",
+                    Some("ipc") => "ipc",
+                    Some("uts") => "uts",
+                    _ => continue,
+                };
+                ns["path"] = serde_json::json!(format!("/proc/{pid}/ns/{file}"));
+            }
         }
     }
 
@@ -344,8 +358,11 @@ mod tests {
             cpu_quota: Some((50_000, 100_000)),
             shares: Some(512),
             cpus: Some("0".into()),
+            join_ns_of: Some(42),
         };
-        let mut config = serde_json::json!({"linux": {"namespaces": []}});
+        let mut config = serde_json::json!({"linux": {"namespaces": [
+            {"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}
+        ]}});
         res.patch(&mut config, "/bulkhead-exp-1/a");
         let l = &config["linux"];
         assert_eq!(l["cgroupsPath"], "/bulkhead-exp-1/a");
@@ -354,6 +371,10 @@ mod tests {
         assert_eq!(l["resources"]["cpu"]["period"], 100_000);
         assert_eq!(l["resources"]["cpu"]["shares"], 512);
         assert_eq!(l["resources"]["cpu"]["cpus"], "0");
+        assert_eq!(l["namespaces"][0], serde_json::json!({"type": "pid"}));
+        assert_eq!(l["namespaces"][1]["path"], "/proc/42/ns/net");
+        assert_eq!(l["namespaces"][2]["path"], "/proc/42/ns/ipc");
+        assert_eq!(l["namespaces"][3]["path"], "/proc/42/ns/uts");
         assert_eq!(res.controllers(), vec!["memory", "cpu", "cpuset"]);
     }
 
