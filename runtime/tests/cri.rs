@@ -584,6 +584,18 @@ fn cri_runs_a_pod_under_bulkhead() {
         if netns.exists() {
             left.push(format!("netns {}", netns.display()));
         }
+        for &pid in std::iter::once(&sandbox_pid).chain(&pids) {
+            // Gone, or a zombie of ours not reaped yet (we are a subreaper).
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if stat
+                .rsplit(") ")
+                .next()
+                .is_some_and(|r| !r.starts_with('Z'))
+                && !stat.is_empty()
+            {
+                left.push(format!("process {pid}: {stat}"));
+            }
+        }
         left.extend(processes_matching(&[
             pod.clone(),
             dir.join("ctd.sock").to_str().unwrap().to_string(),
