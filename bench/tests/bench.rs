@@ -791,8 +791,9 @@ fn a_run_records_its_seed_the_launchers_peak_rss_and_a_summary() {
 
 /// The workloads and start-up under concurrency in the process and the container rows,
 /// runsc and youki among them: every workload has checked numbers (a ratio to the process for
-/// the others), every container row has two N, and nothing is left (not even the process's
-/// tmpfs directory on /dev/shm).
+/// the others; runsc's net through its own netstack, which its row says), the rootfs rows
+/// say what the rootfs is, every container row has two N, and nothing is left (not even the
+/// process's directories on /dev/shm and /var/tmp).
 #[test]
 fn workloads_and_concurrency_in_every_container_row() {
     skip_unless!(is_root(), "containers need root");
@@ -832,6 +833,8 @@ fn workloads_and_concurrency_in_every_container_row() {
         "seqio tmpfs",
         "fsync host-dir",
         "seqio host-dir",
+        "fsync rootfs",
+        "seqio rootfs",
         "net",
     ];
     for b in &r.backends {
@@ -839,10 +842,18 @@ fn workloads_and_concurrency_in_every_container_row() {
         let got: Vec<&str> = w.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(got, names, "{}", b.name);
         for w in w {
-            if w.name == "net" && b.name == "runsc" {
-                // --network=none: the row says so (README: what is left).
-                assert!(w.not_run.as_deref().unwrap().contains("--network=none"));
-                continue;
+            let note = w.note.as_deref().unwrap_or_default();
+            if w.name.ends_with(" rootfs") {
+                let what = if b.name == "process" {
+                    "the host's own root file system"
+                } else {
+                    "the bundle's root.path"
+                };
+                assert!(note.contains(what), "{} / {}: {note}", b.name, w.name);
+            } else if w.name == "net" && b.name == "runsc" {
+                assert!(note.contains("--network=sandbox"), "{note}");
+            } else {
+                assert!(w.note.is_none(), "{} / {}: {note}", b.name, w.name);
             }
             assert_eq!(w.not_run, None, "{} / {}", b.name, w.name);
             assert_eq!(w.per_op_ns.len(), 5, "{} / {}", b.name, w.name);
@@ -886,16 +897,18 @@ fn workloads_and_concurrency_in_every_container_row() {
         "workload chart"
     );
     assert!(html.contains("all N ready"), "concurrency chart");
-    let shm: Vec<_> = std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("bulkhead-bench-")
-        })
-        .collect();
-    assert!(shm.is_empty(), "left on /dev/shm: {shm:?}");
+    for dir in ["/dev/shm", "/var/tmp"] {
+        let left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("bulkhead-bench-")
+            })
+            .collect();
+        assert!(left.is_empty(), "left in {dir}: {left:?}");
+    }
     // The net workload's namespaces (and their veth links) are gone too.
     let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let netns = String::from_utf8_lossy(&netns.stdout);
