@@ -21,11 +21,9 @@ pub const PEERS: &[&str] = &[
     "hyperfine",
 ];
 
+/// Where `prog` is on PATH: an executable file, as `which` finds it.
 pub fn on_path(prog: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(prog))
-        .find(|p| p.is_file())
+    which::which(prog).ok()
 }
 
 fn cpuinfo() -> (Option<String>, Vec<String>) {

@@ -30,10 +30,7 @@ pub fn is_root() -> bool {
 
 /// Whether `prog` is an executable on PATH.
 pub fn on_path(prog: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(prog))
-        .find(|p| p.is_file())
+    which::which(prog).ok()
 }
 
 /// The directory holding the workspace's built binaries (`target/<triple>/<profile>`).
