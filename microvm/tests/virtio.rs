@@ -402,6 +402,33 @@ const SCENARIOS: &[Scenario] = &[
         disk: None,
         net: Some("bhtap0"),
     },
+    // vsock: the guest echoes 1 MiB for the host's client (CONNECT 5000), closes, then sends
+    // 1 MiB to the host's listener on port 6000 (UDS_PATH_6000) and reads the echo.
+    Scenario {
+        name: "vsock-echo",
+        cpus: 1,
+        kernel: GuestKernel::BzImage,
+        image: GuestImage::Guest,
+        cmdline: "quiet bulkhead.task=vsock bulkhead.args=guest,5000,6000,1048576",
+        timeout_s: LINUX_TIMEOUT_S,
+        disk: None,
+        net: None,
+    },
+    // 64 MiB written and fsynced, then the guest holds: the VMM is SIGKILLed the moment the
+    // guest prints that its fsync returned (the outer init watches for the line).
+    Scenario {
+        name: "blk-kill",
+        cpus: 1,
+        kernel: GuestKernel::BzImage,
+        image: GuestImage::Guest,
+        cmdline: "quiet bulkhead.task=disk bulkhead.args=write,/dev/vda,64,11,hold",
+        timeout_s: LINUX_TIMEOUT_S,
+        disk: Some(Disk {
+            name: "killed",
+            read_only: false,
+        }),
+        net: None,
+    },
     // The minimal kernel (everything built in) with no initramfs: its root is the containers'
     // rootfs as ext4 on /dev/vda, read-only, found through virtio_mmio.device=; the rootfs's
     // /sbin/init is bulkhead-guest. Not quiet: the console shows where the root came from.
@@ -560,6 +587,79 @@ fn linux_guest_echoes_over_virtio_net() {
     assert_eq!(v["bytes_out"], 64_000, "{t}");
     assert_eq!(v["bytes_back"], 64_000, "{t}");
     assert_eq!(v["same"], true, "{t}");
+}
+
+/// `--vsock`: the host's client and the guest's listener echo 1 MiB (the host sees EOF when
+/// the guest closes), and the guest's connection to the host's listener on UDS_PATH_6000
+/// carries 1 MiB each way; the socket file is gone after the VMM.
+#[test]
+fn linux_guest_echoes_1_mib_each_way_over_vsock() {
+    let Some(run) = scenario(module_path!(), "vsock-echo") else {
+        return;
+    };
+    let t = run.transcript() + &format!("--- host ---\n{}\n", run.host.join("\n"));
+    assert_eq!(run.status, Some(0), "{t}");
+    let line = |lines: &[String], kind: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{{\"vsock\":\"{kind}\"")))
+            .map(|l| json(l))
+            .unwrap_or_else(|| panic!("no {kind} line:\n{t}"))
+    };
+    const MIB: u64 = 1 << 20;
+    let guest = line(&run.console, "guest");
+    assert_eq!(guest["served"].as_u64(), Some(MIB), "{t}");
+    assert_eq!(guest["sent"].as_u64(), Some(MIB), "{t}");
+    assert_eq!(guest["back"].as_u64(), Some(MIB), "{t}");
+    assert_eq!(guest["same"], true, "{t}");
+    let client = line(&run.host, "host-connect");
+    assert_eq!(client["ok"], "OK 1073741824", "{t}");
+    assert_eq!(client["bytes_out"].as_u64(), Some(MIB), "{t}");
+    assert_eq!(client["bytes_back"].as_u64(), Some(MIB), "{t}");
+    assert_eq!(client["same"], true, "{t}");
+    assert_eq!(
+        client["eof"], true,
+        "the host sees EOF when the guest closes: {t}"
+    );
+    assert_eq!(
+        line(&run.host, "host-listen")["bytes"].as_u64(),
+        Some(MIB),
+        "{t}"
+    );
+    assert!(!run.host.iter().any(|l| l.contains("left behind")), "{t}");
+    eprintln!(
+        "vsock: host->guest->host 1 MiB in {:.2} s, guest->host->guest 1 MiB (guest's whole task {:.2} s)",
+        client["elapsed_ns"].as_f64().unwrap_or(0.0) / 1e9,
+        guest["elapsed_ns"].as_f64().unwrap_or(0.0) / 1e9
+    );
+}
+
+/// The VMM is SIGKILLed the moment the guest reports that its fsync returned: everything the
+/// guest was told is written is in the image (the host's checksum of the whole image equals
+/// the guest's of what it wrote). Nothing acknowledged is lost.
+#[test]
+fn linux_guest_data_survives_a_sigkill_right_after_fsync() {
+    let Some(run) = scenario(module_path!(), "blk-kill") else {
+        return;
+    };
+    let t = run.transcript();
+    // Killed by the test (the shell's 128 + 9 in the nested host; a signal, directly).
+    assert!(matches!(run.status, Some(137) | None), "{t}");
+    assert!(
+        !run.console.iter().any(|l| l.starts_with("BULKHEAD-EXIT")),
+        "the guest's task had not returned: {t}"
+    );
+    let wrote = disk_line(run);
+    assert_eq!(wrote["synced"], true, "{t}");
+    assert_eq!(wrote["bytes"].as_u64(), Some(WRITE_MIB << 20), "{t}");
+    let (bytes, fnv) = image_sum(run, true);
+    assert_eq!(bytes, WRITE_MIB << 20, "{t}");
+    assert_eq!(Some(fnv.as_str()), wrote["fnv"].as_str(), "{t}");
+    assert_ne!(
+        image_sum(run, false).1,
+        fnv,
+        "the image was empty before: {t}"
+    );
 }
 
 /// The ACPI description of the devices is one Linux accepts, and the VMM said nothing of a

@@ -639,6 +639,29 @@ mod tests {
     }
 
     #[test]
+    fn vsock_comes_from_the_flag_or_the_file_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vm.json");
+        std::fs::write(&file, r#"{"kernel": "k", "vsock": "3,v.sock"}"#).unwrap();
+        let f = file.to_str().unwrap();
+        let s = Settings::from_flags(&flags(&["--config", f])).unwrap();
+        assert_eq!(
+            s.config.vsock,
+            Some(VsockSpec {
+                cid: 3,
+                uds_path: dir.path().join("v.sock")
+            })
+        );
+        assert_eq!(s.origin(Setting::Vsock), Origin::File(file.clone()));
+        let s = Settings::from_flags(&flags(&["--config", f, "--vsock", "4,/x"])).unwrap();
+        assert_eq!(s.config.vsock.as_ref().map(|v| v.cid), Some(4));
+        assert_eq!(s.origin(Setting::Vsock), Origin::Flag);
+        std::fs::write(&file, r#"{"kernel": "k", "vsock": "three,v.sock"}"#).unwrap();
+        let e = Settings::from_flags(&flags(&["--config", f])).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{f}: vsock ")), "{e}");
+    }
+
+    #[test]
     fn a_bad_file_is_one_message() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("vm.json");
