@@ -33,12 +33,12 @@ pub const ENV_PANIC_AT: &str = "BULKHEAD_RUNTIME_TEST_PANIC_AT";
 pub const POINTS: &[&str] = &[
     // create: each step that leaves something on the host.
     "create:after-state-dir",
-    "create:after-cgroup-mkdir",
-    "create:after-cgroups",
     "create:after-clone",
-    "create:after-cgroup-add",
     "create:after-uid-map",
     "create:after-go",
+    "create:after-cgroup-mkdir",
+    "create:after-cgroups",
+    "create:after-cgroup-add",
     "init:after-mounts",
     "create:after-state-written",
     "create:after-pid-file",

@@ -2,7 +2,7 @@
 //! podman uses for non-root users) uses cgroups only where the caller may (the group's
 //! directory is writable by it, as systemd's `Delegate=yes` or a chown by the admin makes it).
 //! Elsewhere the limits of `linux.resources` cannot be applied: `create` skips those
-//! hierarchies (`Cgroup::create_skipping`) and says which limits were lost,
+//! hierarchies (`Cgroup::plan`) and says which limits were lost,
 //! once ([`warn_unapplied`]), instead of failing, as runc does in rootless mode.
 
 use std::path::Path;

@@ -53,10 +53,6 @@ pub struct Cgroup {
     pub created: Vec<PathBuf>,
 }
 
-/// Called, before the first mkdir, with every directory the create may make (deepest first, as
-/// [`remove`] wants them): see [`Cgroup::create_logged`].
-pub type Intent<'a> = &'a mut dyn FnMut(&[PathBuf]) -> Result<()>;
-
 /// The directories of `dir` and its parents that do not exist yet, shallowest first.
 fn missing_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
@@ -67,19 +63,6 @@ fn missing_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     missing.reverse();
     Ok(missing)
-}
-
-/// Hand `intent` every directory of `planned` (one list per hierarchy, shallowest first), in
-/// the order [`remove`] wants them: one write-ahead record for all of them, not one per
-/// hierarchy (each is a rewrite of the state file, on the measured start path).
-fn announce(intent: &mut Option<Intent>, planned: &[Vec<PathBuf>]) -> Result<()> {
-    if let Some(f) = intent
-        && planned.iter().any(|m| !m.is_empty())
-    {
-        let all: Vec<PathBuf> = planned.iter().flatten().rev().cloned().collect();
-        f(&all)?;
-    }
-    Ok(())
 }
 
 /// mkdir of `missing` (shallowest first, from [`missing_dirs`]), remembering which
@@ -97,56 +80,83 @@ fn mkdir_all(missing: &[PathBuf], created: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-impl Cgroup {
-    /// Create the container's groups and apply `linux.resources`. On error, everything created
-    /// so far is removed again.
-    pub fn create(spec: &Spec, id: &str) -> Result<Cgroup> {
-        Self::create_skipping(spec, id, None)
+/// One hierarchy's part of a [`CgroupPlan`].
+#[derive(Debug)]
+struct Planned {
+    /// The v1 controller ("" on v2).
+    ctrl: &'static str,
+    leaf: PathBuf,
+    /// The directories to make, shallowest first.
+    missing: Vec<PathBuf>,
+}
+
+/// The container's groups, decided but not made: each leaf and the directories missing on the
+/// way to it. Planning changes nothing on the host, so `create` can record the plan (what
+/// `delete --force` must remove if it dies half-way) and clone the init before [`make`]
+/// creates the groups, while the init builds its namespaces on the other CPU.
+///
+/// [`make`]: CgroupPlan::make
+#[derive(Debug)]
+pub struct CgroupPlan<'a> {
+    spec: &'a Spec,
+    hierarchies: Vec<Planned>,
+}
+
+impl CgroupPlan<'_> {
+    /// The leaves (the groups that get the init's pid), memory first when present.
+    pub fn leaves(&self) -> Vec<PathBuf> {
+        self.hierarchies.iter().map(|h| h.leaf.clone()).collect()
     }
 
-    /// [`Cgroup::create`] for a rootless container (`skipped` is Some): a hierarchy where the
-    /// container's group was not delegated to us is skipped and its controller pushed to
-    /// `skipped` ("" for v2's one hierarchy) instead of failing; see `delegation`.
-    pub fn create_skipping(
-        spec: &Spec,
-        id: &str,
-        skipped: Option<&mut Vec<&'static str>>,
-    ) -> Result<Cgroup> {
-        Self::create_logged(spec, id, skipped, None)
+    /// Every directory [`CgroupPlan::make`] may create, in the order [`remove`] wants them
+    /// (deepest first).
+    pub fn intent(&self) -> Vec<PathBuf> {
+        let mut all: Vec<PathBuf> = self
+            .hierarchies
+            .iter()
+            .flat_map(|h| h.missing.iter().cloned())
+            .collect();
+        all.reverse();
+        all
     }
 
-    /// [`Cgroup::create_skipping`] that first hands `intent` the list of directories it is
-    /// about to create (write-ahead): `create` records them in the container's state, so that
-    /// if the runtime is killed between a mkdir and its return, `delete --force` still knows
-    /// every group to remove (one that was never made is no error there).
-    pub fn create_logged(
-        spec: &Spec,
-        id: &str,
-        skipped: Option<&mut Vec<&'static str>>,
-        intent: Option<Intent>,
-    ) -> Result<Cgroup> {
+    /// Create the groups and apply `linux.resources`. On error, everything created so far is
+    /// removed again.
+    pub fn make(self) -> Result<Cgroup> {
         let mut cg = Cgroup::default();
-        match cg.create_inner(spec, id, skipped, intent) {
+        match cg.make_planned(self) {
             Ok(()) => Ok(cg),
             Err(e) => {
+                // Deepest first, as on success.
+                cg.created.reverse();
                 let _ = remove(&cg.created, false);
                 Err(e)
             }
         }
     }
+}
 
-    fn create_inner(
-        &mut self,
-        spec: &Spec,
+impl Cgroup {
+    /// Create the container's groups and apply `linux.resources`. On error, everything created
+    /// so far is removed again.
+    pub fn create(spec: &Spec, id: &str) -> Result<Cgroup> {
+        Self::plan(spec, id, None)?.make()
+    }
+
+    /// Decide where the container's groups go ([`CgroupPlan`]), touching nothing. With
+    /// `skipped` (rootless), a hierarchy where the container's group was not delegated to us is
+    /// left out and its controller pushed to `skipped` ("" for v2's one hierarchy) instead of
+    /// failing; see `delegation`.
+    pub fn plan<'a>(
+        spec: &'a Spec,
         id: &str,
         mut skipped: Option<&mut Vec<&'static str>>,
-        mut intent: Option<Intent>,
-    ) -> Result<()> {
+    ) -> Result<CgroupPlan<'a>> {
         let linux = spec.linux().as_ref();
         let res = linux.and_then(|l| l.resources().as_ref());
         let spec_path = linux.and_then(|l| l.cgroups_path().as_deref());
-        let created_devices = linux.and_then(|l| l.devices().as_ref());
         let proc_cgroup = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let mut hierarchies = Vec::new();
         match mode() {
             Mode::Legacy => {
                 // A container that mounts cgroupfs gets a group in every hierarchy, not only
@@ -157,7 +167,6 @@ impl Cgroup {
                     .iter()
                     .filter(|h| mounts_cgroupfs(spec) && !needed.contains(h));
                 let mut seen = Vec::new();
-                let mut plan = Vec::new();
                 for (ctrl, required) in needed
                     .iter()
                     .map(|c| (*c, true))
@@ -195,16 +204,11 @@ impl Cgroup {
                         continue;
                     }
                     let missing = missing_dirs(&leaf)?;
-                    plan.push((ctrl, leaf, missing));
-                }
-                let planned: Vec<Vec<PathBuf>> = plan.iter().map(|p| p.2.clone()).collect();
-                announce(&mut intent, &planned)?;
-                for (ctrl, leaf, missing) in plan {
-                    let first_new = self.created.len();
-                    mkdir_all(&missing, &mut self.created)?;
-                    let new_dirs = &self.created[first_new..];
-                    v1::set_up(ctrl, new_dirs, &leaf, res, created_devices)?;
-                    self.leaves.push(leaf);
+                    hierarchies.push(Planned {
+                        ctrl,
+                        leaf,
+                        missing,
+                    });
                 }
             }
             Mode::Unified => {
@@ -215,14 +219,33 @@ impl Cgroup {
                     && !delegation::cgroup_delegated(&leaf)
                 {
                     s.push("");
-                    return Ok(());
+                } else {
+                    let missing = missing_dirs(&leaf)?;
+                    hierarchies.push(Planned {
+                        ctrl: "",
+                        leaf,
+                        missing,
+                    });
                 }
-                let missing = missing_dirs(&leaf)?;
-                announce(&mut intent, std::slice::from_ref(&missing))?;
-                mkdir_all(&missing, &mut self.created)?;
-                v2::set_up(mount, &leaf, res, created_devices)?;
-                self.leaves.push(leaf);
             }
+        }
+        Ok(CgroupPlan { spec, hierarchies })
+    }
+
+    fn make_planned(&mut self, plan: CgroupPlan) -> Result<()> {
+        let linux = plan.spec.linux().as_ref();
+        let res = linux.and_then(|l| l.resources().as_ref());
+        let created_devices = linux.and_then(|l| l.devices().as_ref());
+        for h in plan.hierarchies {
+            let first_new = self.created.len();
+            mkdir_all(&h.missing, &mut self.created)?;
+            if h.ctrl.is_empty() {
+                v2::set_up(Path::new(CGROUP_ROOT), &h.leaf, res, created_devices)?;
+            } else {
+                let new_dirs = &self.created[first_new..];
+                v1::set_up(h.ctrl, new_dirs, &h.leaf, res, created_devices)?;
+            }
+            self.leaves.push(h.leaf);
         }
         self.created.reverse();
         Ok(())

@@ -3,17 +3,19 @@
 //! ```text
 //! parent (bulkhead-runtime create)            child (the container's init, later the user's program)
 //! ---------------------------------           ----------------------------------------------------
-//! load + validate config.json
-//! state dir <root>/<id>/, state.json "creating" (rewritten before each cgroup mkdir:
-//!   what `delete --force` must undo if we are killed), cgroups, exec.fifo
+//! load + validate config.json, plan the cgroups
+//! state dir <root>/<id>/, state.json "creating" with
+//!   every cgroup to make (what `delete --force`
+//!   must undo if we are killed), exec.fifo
 //! clone(CLONE_NEWUSER?|CLONE_NEWPID?)  ───────▶ non-dumpable*; wait for GO
 //! state.json + the init's pid
 //! write uid/gid maps
 //!   (rootless: newuidmap/newgidmap, or our own id)
 //! send GO  ──────────────────────────────────▶ setns / unshare the other namespaces, hostname
-//!                                              mounts up to the first cgroupfs
+//! make the cgroups (meanwhile)                  mounts up to the first cgroupfs
+//! (userns: add pid to them, RCU wait)
+//! send GO  ──────────────────────────────────▶ wait for this second GO
 //!                                              v1, no user ns: join own cgroups (tasks ← 0)
-//! or: add pid to cgroups (RCU wait), send GO ▶ (else: wait for this second GO)
 //!                                              cgroup namespace, cgroupfs mounts, devices
 //!                                                                       (prestart hooks: H ◀▶ G)
 //!                                              pivot_root, masked/readonly paths, sysctls
@@ -165,24 +167,16 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         creator: state::proc_stat(std::process::id() as i32)
             .map(|(_, t)| (std::process::id() as i32, t)),
     };
+    // Where the groups go, decided now and made only after the clone (see `CgroupPlan`): the
+    // first record of the state names every directory this create may make (write-ahead),
+    // before the first exists.
     let mut skipped = Vec::new();
-    let cg = {
-        let mut intent = |dirs: &[PathBuf]| {
-            saved.cgroups = dirs.to_vec();
-            root.save(&saved)
-        };
-        Cgroup::create_logged(
-            spec,
-            &opts.id,
-            opts.rootless.then_some(&mut skipped),
-            Some(&mut intent),
-        )?
-    };
-    cleanup.cgroups = cg.created.clone();
-    saved.cgroups = cg.created.clone();
-    saved.leaves = cg.leaves.clone();
+    let groups = Cgroup::plan(spec, &opts.id, opts.rootless.then_some(&mut skipped))?;
+    let leaves = groups.leaves();
+    saved.cgroups = groups.intent();
+    saved.leaves = leaves.clone();
+    cleanup.cgroups = saved.cgroups.clone();
     root.save(&saved)?;
-    crate::fault::point("create:after-cgroups");
 
     let fifo = if opts.wait_for_start {
         let path = dir.join(state::FIFO);
@@ -219,7 +213,7 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     let join_self = cgroups::can_join_self() && !in_userns;
     let from_parent = FromParent {
         fifo: fifo.as_ref().map(|f| f.as_raw_fd()),
-        join_cgroups: join_self.then_some(cg.leaves.as_slice()),
+        join_cgroups: join_self.then_some(leaves.as_slice()),
     };
     let init = child::spawn(
         "the container's init",
@@ -241,9 +235,19 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     }
     init.go().context("releasing the init")?;
     crate::fault::point("create:after-go");
+    // The groups, while the init builds its namespaces and mounts on the other CPU (see
+    // `init_setup`): it waits for a second GO before it needs them.
+    let made = groups.make();
+    // On failure `make` removed what it had made.
+    cleanup.cgroups = made
+        .as_ref()
+        .map(|cg| cg.created.clone())
+        .unwrap_or_default();
+    let cg = made?;
+    crate::fault::point("create:after-cgroups");
     if !join_self {
-        // While the init builds its namespaces and mounts (see `init_setup`): a write of a pid
-        // to cgroup.procs waits for an RCU grace period, ~10 ms on a loaded host.
+        // A write of a pid to cgroup.procs waits for an RCU grace period, ~10 ms on a loaded
+        // host; the init gets on with its set-up meanwhile.
         if let Err(e) = cg.add(pid) {
             // The init may have failed (and exited) first: its message is the one to report.
             if let Some(Msg::Error(msg)) = init.try_recv() {
@@ -252,12 +256,10 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
             return Err(e.context("moving the init into its cgroups"));
         }
     }
-    // (With `join_self` the init is on its way into its groups by now.)
+    // (With `join_self` the init moves itself once it has this GO.)
     crate::fault::point("create:after-cgroup-add");
-    if !join_self {
-        // A failed send means the init is gone: the loop below reports why.
-        let _ = init.go();
-    }
+    // A failed send means the init is gone: the loop below reports why.
+    let _ = init.go();
 
     loop {
         match init.recv().context("waiting for the init")? {
@@ -281,6 +283,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         .context("the container's init exited during setup")?;
     saved.creating = false;
     saved.creator = None;
+    saved.cgroups = cg.created.clone();
+    saved.leaves = cg.leaves.clone();
     root.save(&saved)?;
     crate::fault::point("create:after-state-written");
     if let Some(pf) = &opts.pid_file {
@@ -302,7 +306,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
 }
 
 /// What the parent hands the init besides the spec: the fifo to block on until `start`, and
-/// the cgroups to join by itself (None: the parent moves it, then sends a second GO).
+/// the cgroups to join by itself once the second GO says they exist (None: the parent moves
+/// it before that GO).
 struct FromParent<'a> {
     fifo: Option<RawFd>,
     join_cgroups: Option<&'a [PathBuf]>,
@@ -362,15 +367,13 @@ fn init_setup(
     // Into our cgroups, before what depends on them: a new cgroup namespace (its root is the
     // group we are in when it is made), the mounts of cgroupfs (they show that namespace),
     // device nodes (v1's devices controller checks mknod) and everything after (hooks, the
-    // user's program). `rootfs::prepare` calls this before the first of those. Either we join
-    // them ourselves, or the parent moves us while we got this far and says so with a second
-    // GO.
+    // user's program). `rootfs::prepare` calls this before the first of those. The parent
+    // makes the groups while we got this far and says so with a second GO; then we join them
+    // ourselves, or the parent has moved us already.
     let mut in_cgroups = || -> Result<()> {
-        match from_parent.join_cgroups {
-            Some(leaves) => cgroups::join_self(leaves)?,
-            None => {
-                chan.wait_for_go()?;
-            }
+        chan.wait_for_go()?;
+        if let Some(leaves) = from_parent.join_cgroups {
+            cgroups::join_self(leaves)?;
         }
         if plan.new_cgroup {
             namespaces::unshare(libc::CLONE_NEWCGROUP).context("creating the cgroup namespace")?;
