@@ -607,6 +607,31 @@ fn scorecard_tells_a_process_a_container_and_a_vm_apart() {
     }
     assert!(stdout.contains("instances/GiB"), "{stdout}");
 
+    // The Linux VM runs every workload it has a place for (3 repetitions under TCG's limits):
+    // the file workloads on a tmpfs its guest mounted itself; the host directory, the rootfs
+    // (its initramfs) and net say why not.
+    let w = qemu.workloads.as_ref().unwrap();
+    let reps = if qemu.vm.as_ref().unwrap().accel == bulkhead::model::Accel::Tcg {
+        3
+    } else {
+        5
+    };
+    for w in w {
+        // cpu … seqio tmpfs.
+        if WORKLOADS[..6].contains(&w.name.as_str()) {
+            assert_eq!(w.not_run, None, "{}", w.name);
+            assert_eq!(w.per_op_ns.len(), reps, "{}", w.name);
+        } else {
+            let why = w.not_run.as_deref().unwrap_or_else(|| panic!("{}", w.name));
+            let want = match w.name.as_str() {
+                "net" => "virtio-net",
+                n if n.ends_with("host-dir") => "virtio-fs",
+                _ => "initramfs",
+            };
+            assert!(why.contains(want), "{}: {why}", w.name);
+        }
+    }
+
     run.finish();
 }
 
@@ -789,6 +814,21 @@ fn a_run_records_its_seed_the_launchers_peak_rss_and_a_summary() {
     run.finish();
 }
 
+/// Every workload of a run, in report order.
+const WORKLOADS: [&str; 11] = [
+    "cpu",
+    "memory",
+    "syscall",
+    "fork",
+    "fsync tmpfs",
+    "seqio tmpfs",
+    "fsync host-dir",
+    "seqio host-dir",
+    "fsync rootfs",
+    "seqio rootfs",
+    "net",
+];
+
 /// The workloads and start-up under concurrency in the process and the container rows,
 /// runsc and youki among them: every workload has checked numbers (a ratio to the process for
 /// the others; runsc's net through its own netstack, which its row says), the rootfs rows
@@ -824,19 +864,7 @@ fn workloads_and_concurrency_in_every_container_row() {
     let errors = schema::validate(&schema::report_v1(), &value);
     assert!(errors.is_empty(), "{errors:#?}");
     let r = run.report();
-    let names = [
-        "cpu",
-        "memory",
-        "syscall",
-        "fork",
-        "fsync tmpfs",
-        "seqio tmpfs",
-        "fsync host-dir",
-        "seqio host-dir",
-        "fsync rootfs",
-        "seqio rootfs",
-        "net",
-    ];
+    let names = WORKLOADS;
     for b in &r.backends {
         let w = b.workloads.as_ref().unwrap_or_else(|| panic!("{}", b.name));
         let got: Vec<&str> = w.iter().map(|w| w.name.as_str()).collect();
@@ -913,5 +941,81 @@ fn workloads_and_concurrency_in_every_container_row() {
     let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
     let netns = String::from_utf8_lossy(&netns.stdout);
     assert!(!netns.contains("bh-echo-"), "left: {netns}");
+    run.finish();
+}
+
+/// `--phases DIR`: criterion's results (its `<group>/<id>/new/` files, as `cargo bench`
+/// writes them) reach report.json and the phases table; a DIR without any is one error
+/// naming the flag, before anything runs.
+#[test]
+fn criterion_phases_reach_the_report_and_a_bad_dir_is_one_error() {
+    let run = RealRun::new();
+    let phases = run.dir.path().join("phases");
+    let out = bench(&[
+        "--backends",
+        "process",
+        "--phases",
+        phases.to_str().unwrap(),
+        "--out",
+        run.out_dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("--phases {}: not a directory", phases.display())),
+        "{err}"
+    );
+    std::fs::create_dir_all(&phases).unwrap();
+    let out = bench(&[
+        "--backends",
+        "process",
+        "--phases",
+        phases.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no criterion results"), "{err}");
+    assert!(!run.out_dir.exists(), "nothing written");
+
+    let new = phases.join("bulkhead-vm/vm_create/kvm_create_vm/new");
+    std::fs::create_dir_all(&new).unwrap();
+    let bench_json = serde_json::json!({"group_id": "vm_create", "function_id": "kvm_create_vm",
+        "value_str": null, "directory_name": "vm_create/kvm_create_vm"});
+    std::fs::write(new.join("benchmark.json"), bench_json.to_string()).unwrap();
+    let estimate = |x: f64| {
+        serde_json::json!({"point_estimate": x, "confidence_interval":
+            {"confidence_level": 0.95, "lower_bound": x - 5e3, "upper_bound": x + 5e3}})
+    };
+    let estimates = serde_json::json!({"mean": estimate(170e3), "median": estimate(164e3)});
+    std::fs::write(new.join("estimates.json"), estimates.to_string()).unwrap();
+    run.bench_ok(&[
+        "--backends",
+        "process",
+        "--quick",
+        "--no-workloads",
+        "--phases",
+        phases.to_str().unwrap(),
+    ]);
+    let r = run.report();
+    let p = r.phases.as_ref().unwrap();
+    assert_eq!(p.source, phases.display().to_string());
+    let b = &p.benchmarks[0];
+    assert_eq!(
+        (
+            b.suite.as_str(),
+            b.group.as_str(),
+            b.id.as_str(),
+            b.median_ns
+        ),
+        ("bulkhead-vm", "vm_create", "kvm_create_vm", 164e3)
+    );
+    let text = std::fs::read_to_string(run.out_dir.join("report.json")).unwrap();
+    let errors = schema::validate(&schema::report_v1(), &serde_json::from_str(&text).unwrap());
+    assert!(errors.is_empty(), "{errors:#?}");
+    let md = std::fs::read_to_string(run.out_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| bulkhead-vm | vm_create | kvm_create_vm | 164.00 µs |"),
+        "{md}"
+    );
     run.finish();
 }

@@ -214,13 +214,20 @@ pub trait Backend {
         None
     }
     /// The path inside the instance of `place`, for the file workloads; `Err(why)` where the
-    /// backend has none.
+    /// backend has none. The default is for a guest that runs as root with nothing mounted
+    /// for it (the Linux VMs' PID 1): `tmpfs:/dev/shm`, a tmpfs the guest mounts itself for
+    /// the run (bulkhead-guest's `tmpfs:DIR`), and no host directory or rootfs.
     fn work_dir(&self, place: WorkPlace) -> Result<String, String> {
-        Err(format!(
-            "no {} wired into this backend's instances: the harness gives its guest no \
-             directory for it",
-            place.label()
-        ))
+        match place {
+            WorkPlace::Tmpfs => Ok("tmpfs:/dev/shm".into()),
+            WorkPlace::HostDir => Err("no host directory is shared into this backend's \
+                                       guest (a VM would need virtio-fs or 9p)"
+                .into()),
+            WorkPlace::Rootfs => Err("the guest's root is its initramfs, in RAM (what the \
+                                      tmpfs row measures); no virtio disk is wired into the \
+                                      bench's VM rows"
+                .into()),
+        }
     }
     /// How the workload `kind` (with its `place`) runs in this backend where the report should
     /// say it: what a rootfs is here, or a network path that differs from the other rows.

@@ -196,10 +196,17 @@ fn net_target(
 
 /// For a backend with run limits (a VM emulated in software, where each workload is a boot
 /// of seconds and its work runs tens of times slower): the same workload, with at most 3
-/// repetitions.
+/// repetitions. `fsync` does 16 times the operations: its 32 on the guest's tmpfs take ~4 ms
+/// there, and in some boots that guest's clock advanced in 4 ms steps (its samples came out
+/// as 0, 1 or 2 steps); the time per operation does not depend on how many there are.
 pub fn limited(spec: &Spec) -> Spec {
     Spec {
         reps: spec.reps.min(3),
+        n: if spec.kind == "fsync" {
+            spec.n * 16
+        } else {
+            spec.n
+        },
         ..spec.clone()
     }
 }
@@ -511,7 +518,8 @@ mod tests {
     fn a_limited_run_keeps_each_workload_and_its_place() {
         for s in plan(false) {
             let l = limited(&s);
-            assert_eq!((l.name(), l.n), (s.name(), s.n));
+            assert_eq!(l.name(), s.name());
+            assert!(l.n >= s.n);
             assert_eq!(l.reps, s.reps.min(3));
         }
     }

@@ -21,6 +21,11 @@
 //! - `echo HOST:PORT`: N round trips of 64 bytes over one TCP connection; check: bytes sent,
 //!   bytes received and how many bytes came back equal.
 //!
+//! A file workload's DIR may be `tmpfs:DIR`: the guest mounts a tmpfs of its own at DIR
+//! (made if missing) for the run and unmounts it after, for a guest that has none: a VM's
+//! PID 1 mounts only /proc, /sys and /dev ([`OwnTmpfs`]). It may fill 90% of RAM (the default
+//! half cannot hold the 64 MiB sequential file in a 128 MiB VM).
+//!
 //! `work exit K` exits with status K at once: the program `fork` execs.
 
 use crate::output::{self, Json};
@@ -53,7 +58,18 @@ fn bench(args: &[String]) -> i32 {
     let (Some(kind), Some(reps), Some(n)) = (args.first(), num(1), num(2)) else {
         return fail("usage: work bench KIND REPS N [WHERE]");
     };
-    let place = args.get(3).map(String::as_str);
+    let mut place = args.get(3).map(String::as_str);
+    // Held for the whole run: unmounted when dropped, after the last repetition.
+    let _tmpfs = match place.and_then(|p| p.strip_prefix("tmpfs:")) {
+        Some(dir) => match OwnTmpfs::mount(dir) {
+            Ok(t) => {
+                place = Some(dir);
+                Some(t)
+            }
+            Err(e) => return fail(&format!("work bench {kind}: {e}")),
+        },
+        None => None,
+    };
     let mut elapsed_ns = Vec::new();
     let mut checks = Vec::new();
     for rep in 0..reps {
@@ -84,6 +100,41 @@ fn bench(args: &[String]) -> i32 {
     ]);
     output::line(&line.render());
     0
+}
+
+/// A tmpfs the guest mounted itself for a file workload (`tmpfs:DIR`), unmounted on drop.
+struct OwnTmpfs(std::ffi::CString);
+
+impl OwnTmpfs {
+    fn mount(dir: &str) -> Result<OwnTmpfs, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {dir}: {e}"))?;
+        let target = std::ffi::CString::new(dir).map_err(|_| format!("{dir:?}: a NUL byte"))?;
+        // SAFETY: every pointer is a NUL-terminated string literal or `target`, all of which
+        // outlive the call.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                c"mode=1777,size=90%".as_ptr().cast(),
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "mounting a tmpfs on {dir}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(OwnTmpfs(target))
+    }
+}
+
+impl Drop for OwnTmpfs {
+    fn drop(&mut self) {
+        // SAFETY: unmounting the tmpfs this value mounted; the path is a valid C string.
+        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+    }
 }
 
 /// The fixed integer + float loop; the harness recomputes its result.
@@ -300,6 +351,36 @@ mod tests {
         let sum: u64 = (0..2 * MIB as u64).map(|i| pattern(i) as u64).sum();
         assert_eq!(check, format!("{} {} {sum}", 2 * MIB, 2 * MIB));
         assert!(fsync(dir, 0, 3).unwrap().starts_with("12288 12288 "));
+    }
+
+    /// `tmpfs:DIR` mounts a tmpfs of the guest's own there for the run, and it is gone after.
+    #[test]
+    fn a_file_workload_can_bring_its_own_tmpfs() {
+        if !std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("CapEff:") && !l.ends_with("0000000000000000"))
+        {
+            eprintln!("SKIPPED: mounting a tmpfs needs CAP_SYS_ADMIN");
+            assert!(std::env::var_os("BULKHEAD_REQUIRE_ALL").is_none());
+            return;
+        }
+        let dir = tempfile_dir();
+        let mnt = format!("{dir}/own");
+        let t = OwnTmpfs::mount(&mnt).unwrap();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(mounts.contains(&format!(" {mnt} tmpfs ")), "{mounts}");
+        assert!(fsync(&mnt, 0, 2).unwrap().starts_with("8192 8192 "));
+        drop(t);
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(!mounts.contains(&format!(" {mnt} ")), "{mounts}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> String {
+        let d = std::env::temp_dir().join(format!("bulkhead-guest-test-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d.to_str().unwrap().to_string()
     }
 
     #[test]
