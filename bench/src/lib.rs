@@ -18,6 +18,7 @@
 //! - [`report`]: formats only: report.json in and out, markdown, HTML with its charts, the
 //!   terminal summary, and merging several hosts' reports.
 //! - [`env`](mod@env) (the host) and [`run`] (`bulkhead bench` and `bulkhead report`, end to end).
+//! - [`phases`]: criterion's medians of the start phases (`--phases DIR`), read into the model.
 //!
 //! The modules are layers, `run` → `report` → `metrics` → `backend` → `env` → `model` (and
 //! `stats`, used by the metrics, → `model`): each uses only modules to its right, so none
@@ -28,6 +29,7 @@ pub mod env;
 pub mod experiments;
 pub mod metrics;
 pub mod model;
+pub mod phases;
 pub mod report;
 pub mod run;
 pub mod stats;

@@ -92,6 +92,11 @@ struct BenchArgs {
     /// [default: 1,4,16; --quick: 1,4].
     #[arg(long, value_name = "N,N")]
     concurrency: Option<String>,
+    /// Show criterion's medians of the start phases from DIR in the report: `cargo bench -p
+    /// bulkhead-runtime -p bulkhead-vm` writes them to target/criterion (scripts/bench.sh
+    /// runs them and passes its directory).
+    #[arg(long, value_name = "DIR")]
+    phases: Option<PathBuf>,
     /// Skip the workloads (cpu, memory, syscall, fork, file) in every backend.
     #[arg(long)]
     no_workloads: bool,
@@ -175,6 +180,11 @@ fn bench(args: BenchArgs) -> Result<()> {
         backends,
         timeout: std::time::Duration::from_secs(args.timeout.max(1)),
         seccomp: run::read_seccomp(&args.seccomp)?,
+        phases: args
+            .phases
+            .as_deref()
+            .map(bulkhead::phases::read)
+            .transpose()?,
         workloads: if args.no_workloads {
             Vec::new()
         } else {

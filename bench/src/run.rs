@@ -43,6 +43,9 @@ pub struct Plan {
     pub workloads: Vec<workloads::Spec>,
     /// `--concurrency LIST`: how many instances start at once, per step.
     pub concurrency: Vec<usize>,
+    /// `--phases DIR`: criterion's medians of the start phases, read before the run, for the
+    /// report as they are.
+    pub phases: Option<model::Phases>,
     /// `--experiments LIST`: limits, neighbour, pod (`experiments/`); empty: none.
     pub experiments: Vec<String>,
 }
@@ -481,6 +484,7 @@ pub fn run(
         backends: rows,
         hosts: Vec::new(),
         experiments,
+        phases: plan.phases.clone(),
     })
 }
 

@@ -943,3 +943,79 @@ fn workloads_and_concurrency_in_every_container_row() {
     assert!(!netns.contains("bh-echo-"), "left: {netns}");
     run.finish();
 }
+
+/// `--phases DIR`: criterion's results (its `<group>/<id>/new/` files, as `cargo bench`
+/// writes them) reach report.json and the phases table; a DIR without any is one error
+/// naming the flag, before anything runs.
+#[test]
+fn criterion_phases_reach_the_report_and_a_bad_dir_is_one_error() {
+    let run = RealRun::new();
+    let phases = run.dir.path().join("phases");
+    let out = bench(&[
+        "--backends",
+        "process",
+        "--phases",
+        phases.to_str().unwrap(),
+        "--out",
+        run.out_dir.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("--phases {}: not a directory", phases.display())),
+        "{err}"
+    );
+    std::fs::create_dir_all(&phases).unwrap();
+    let out = bench(&[
+        "--backends",
+        "process",
+        "--phases",
+        phases.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no criterion results"), "{err}");
+    assert!(!run.out_dir.exists(), "nothing written");
+
+    let new = phases.join("bulkhead-vm/vm_create/kvm_create_vm/new");
+    std::fs::create_dir_all(&new).unwrap();
+    let bench_json = serde_json::json!({"group_id": "vm_create", "function_id": "kvm_create_vm",
+        "value_str": null, "directory_name": "vm_create/kvm_create_vm"});
+    std::fs::write(new.join("benchmark.json"), bench_json.to_string()).unwrap();
+    let estimate = |x: f64| {
+        serde_json::json!({"point_estimate": x, "confidence_interval":
+            {"confidence_level": 0.95, "lower_bound": x - 5e3, "upper_bound": x + 5e3}})
+    };
+    let estimates = serde_json::json!({"mean": estimate(170e3), "median": estimate(164e3)});
+    std::fs::write(new.join("estimates.json"), estimates.to_string()).unwrap();
+    run.bench_ok(&[
+        "--backends",
+        "process",
+        "--quick",
+        "--no-workloads",
+        "--phases",
+        phases.to_str().unwrap(),
+    ]);
+    let r = run.report();
+    let p = r.phases.as_ref().unwrap();
+    assert_eq!(p.source, phases.display().to_string());
+    let b = &p.benchmarks[0];
+    assert_eq!(
+        (
+            b.suite.as_str(),
+            b.group.as_str(),
+            b.id.as_str(),
+            b.median_ns
+        ),
+        ("bulkhead-vm", "vm_create", "kvm_create_vm", 164e3)
+    );
+    let text = std::fs::read_to_string(run.out_dir.join("report.json")).unwrap();
+    let errors = schema::validate(&schema::report_v1(), &serde_json::from_str(&text).unwrap());
+    assert!(errors.is_empty(), "{errors:#?}");
+    let md = std::fs::read_to_string(run.out_dir.join("report.md")).unwrap();
+    assert!(
+        md.contains("| bulkhead-vm | vm_create | kvm_create_vm | 164.00 µs |"),
+        "{md}"
+    );
+    run.finish();
+}

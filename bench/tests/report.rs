@@ -920,3 +920,65 @@ fn workloads_and_concurrency_render_from_a_real_run() {
     assert!(report::workloads::concurrency_table(&old).is_none());
     assert!(!report::markdown::render(&old).contains("## Workloads"));
 }
+
+/// P3.5's fields: the containers' seccomp profile and criterion's phases (`--phases DIR`)
+/// validate, read back and render (the phases as their own table, the profile in the
+/// environment); a report without them (every older fixture) draws no phases table and says
+/// its containers had no profile, or the file's.
+#[test]
+fn container_seccomp_and_criterion_phases_validate_and_render() {
+    let mut v = fixture_value();
+    v["settings"]["container_seccomp"] = "runtime_default".into();
+    v["phases"] = serde_json::json!({
+        "source": "/tmp/criterion",
+        "measured_with": "cargo bench -- --measurement-time 1",
+        "benchmarks": [
+            {"suite": "bulkhead-vm", "group": "vm_memory_slot", "id": "1024MiB",
+             "median_ns": 208830.0, "median_ci95_ns": [201550.0, 217080.0], "mean_ns": 209000.0},
+            {"suite": "bulkhead-runtime", "group": "seccomp", "id": "warm_cache",
+             "median_ns": 950.0, "median_ci95_ns": [900.0, 1000.0], "mean_ns": 960.0}
+        ]
+    });
+    let errors = schema::validate(&schema::report_v1(), &v);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let r: model::Report = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(
+        r.settings.container_seccomp,
+        Some(model::ContainerSeccomp::RuntimeDefault)
+    );
+    let md = report::markdown::render(&r);
+    let html = report::html::render(&r);
+    let phases = &md[md.find("## Phases (criterion)").expect("a phases table")..];
+    assert!(
+        phases.contains(
+            "| bulkhead-vm | vm_memory_slot | 1024MiB | 208.83 µs | 201.55 µs–217.08 µs |"
+        ),
+        "{phases}"
+    );
+    assert!(
+        phases.contains("| seccomp | warm_cache | 950.0 ns |"),
+        "{phases}"
+    );
+    assert!(phases.contains("--measurement-time 1"), "{phases}");
+    assert!(html.contains("Phases (criterion)") && html.contains("vm_memory_slot"));
+    assert!(md.contains("| container seccomp | runtime default"), "{md}");
+    assert!(report::terminal::render(&r).contains("container seccomp: runtime default"));
+
+    // Bad values are caught by the schema.
+    let mut bad = v.clone();
+    bad["settings"]["container_seccomp"] = "docker".into();
+    bad["phases"]["benchmarks"][0]["median_ci95_ns"] = serde_json::json!([1.0]);
+    let errors = schema::validate(&schema::report_v1(), &bad).join("\n");
+    assert!(errors.contains("/settings/container_seccomp"), "{errors}");
+    assert!(
+        errors.contains("/phases/benchmarks/0/median_ci95_ns"),
+        "{errors}"
+    );
+
+    // Without them: no phases table; the old fixture's bundles had no profile.
+    let old = json::read(&fixture()).unwrap();
+    assert!(old.phases.is_none() && old.settings.container_seccomp.is_none());
+    let md = report::markdown::render(&old);
+    assert!(!md.contains("Phases (criterion)"), "{md}");
+    assert!(md.contains("| container seccomp | none"), "{md}");
+}

@@ -11,10 +11,11 @@
 //! Units are in the field names: `_ns` nanoseconds (host CLOCK_MONOTONIC), `_kib` KiB. Fields
 //! added within version 1 (`comparison`, the VMs' `non_guest_rss_kib`, a merged report's
 //! `hosts` and row `host`, `density`, `syscalls`; since P3.1 a row's `section`, `vm`,
-//! `vm_memory`, `launcher_peak_rss_kib` and `failures`, and the report's `seed` and `summary`)
-//! are optional, so reports written before them still read and render.
+//! `vm_memory`, `launcher_peak_rss_kib` and `failures`, and the report's `seed` and `summary`;
+//! since P3.5 `settings.container_seccomp` and the report's `phases`) are optional, so reports written before them still read and render.
 
 pub mod experiments;
+pub mod phases;
 pub mod schema;
 pub mod summary;
 pub mod workloads;
@@ -23,6 +24,7 @@ pub use experiments::{
     CpuLimitRow, Experiments, Limits, MemoryLimitRow, Neighbour, NeighbourRow, Pod, PodRow,
     SharesRow,
 };
+pub use phases::{PhaseBenchmark, Phases};
 pub use summary::{IsolationClass, ReportSummary, SummaryFact, SummarySide};
 pub use workloads::{ConcurrencyRun, Workload};
 
@@ -60,6 +62,10 @@ pub struct Report {
     /// flag, and in older reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiments: Option<Experiments>,
+    /// `bulkhead bench --phases DIR`: criterion's medians of the start phases of a container
+    /// and a VM. Absent without the flag, and in older reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Phases>,
 }
 
 /// One input of a merged report: where and how its rows were measured.

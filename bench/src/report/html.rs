@@ -1,7 +1,7 @@
 //! report.html: one self-contained page (inline CSS and SVG, no scripts, nothing fetched).
 
 use super::tables::{self, Table};
-use super::{charts, experiments, sections, summary, tradeoff, workloads};
+use super::{charts, experiments, phases, sections, summary, tradeoff, workloads};
 use crate::metrics;
 use crate::model::Report;
 
@@ -103,6 +103,9 @@ pub fn render(r: &Report) -> String {
     figure(charts::startup_svg(r), "startup", &mut out);
     if let Some(t) = tables::vmm_phases(r) {
         table(&t, &mut out, "vmm-phases");
+    }
+    if let Some(t) = phases::table(r) {
+        table(&t, &mut out, "phases");
     }
     if let Some(t) = sections::vm_guests(r) {
         table(&t, &mut out, "vm-guests");

@@ -1,7 +1,7 @@
 //! report.md: the tables as GitHub-flavoured markdown.
 
 use super::tables::{self, Table};
-use super::{experiments, sections, summary, workloads};
+use super::{experiments, phases, sections, summary, workloads};
 use crate::metrics;
 use crate::model::Report;
 
@@ -54,6 +54,7 @@ pub fn render(r: &Report) -> String {
         Some(tables::environment(r)),
         Some(tables::startup(r)),
         tables::vmm_phases(r),
+        phases::table(r),
         sections::vm_guests(r),
         Some(tables::memory(r)),
         sections::vm_memory(r),

@@ -97,5 +97,7 @@ pub fn merge(inputs: Vec<(String, Report)>, created_unix_s: u64) -> Report {
         hosts,
         // Each host's experiments stay in its own report: their rows are not labelled by host.
         experiments: None,
+        // Criterion's phases are one host's; a merged report has no single one to show.
+        phases: None,
     }
 }

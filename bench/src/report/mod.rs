@@ -5,7 +5,8 @@
 //! [`json`] writes and reads report.json; [`markdown`], [`html`] (with [`charts`]) and
 //! [`terminal`] draw the same [`tables`] (the main comparison) and [`sections`] (the VMM
 //! floor, the VMs' guests and memory, failed runs) and [`workloads`] (the workloads and
-//! start-up under concurrency), each after the [`summary`] and its [`tradeoff`] chart;
+//! start-up under concurrency) and [`phases`] (criterion's start phases), each after the
+//! [`summary`] and its [`tradeoff`] chart;
 //! [`merge`] combines several hosts' reports into one.
 
 pub mod charts;
@@ -14,6 +15,7 @@ pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod merge;
+pub mod phases;
 pub mod sections;
 pub mod summary;
 pub mod tables;
@@ -66,6 +68,18 @@ pub fn ms(ns: f64) -> String {
         format!("{ms:.1}")
     } else {
         format!("{ms:.2}")
+    }
+}
+
+/// Nanoseconds in the unit that suits the value (ns, µs or ms), for times that span orders of
+/// magnitude (criterion's phases).
+pub fn duration(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.1} ns")
     }
 }
 
