@@ -103,7 +103,15 @@ fn create_start_state_kill_delete() {
     let o = rt.cmd(&["start", &id]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("cannot start an already running container"));
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    // `start` returns once the init has its byte from the fifo; the execve follows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let comm = loop {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        if comm.trim() == "sleep" || std::time::Instant::now() > deadline {
+            break comm;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     assert_eq!(comm.trim(), "sleep");
 
     let o = rt.cmd(&["delete", &id]);
