@@ -1364,9 +1364,9 @@ fn vsock_cid_below_3_or_a_path_in_use_is_refused() {
     common::assert_nothing_left(dir.path().to_str().unwrap());
 }
 
-/// The socket file exists while the VM runs (a host client can connect and is refused by a
-/// guest without a driver only when it asks), and is removed however the VMM ends: the guest's
-/// exit, the `--timeout` watchdog, under the seccomp filter.
+/// The socket file exists while the VM runs (a host client can connect), and is removed
+/// however the VMM ends: the guest's exit, the `--timeout` watchdog, a system call the seccomp
+/// filter forbids.
 #[test]
 fn vsock_socket_file_lives_as_long_as_the_vmm() {
     bulkhead_testkit::skip_unless!(common::have_kvm(), "/dev/kvm is not available");
@@ -1402,6 +1402,17 @@ fn vsock_socket_file_lives_as_long_as_the_vmm() {
         "no socket to connect to while the VM ran"
     );
     assert!(!sock.exists(), "removed at the timeout");
+    // A forbidden system call (the test hook, right after the filter goes on): exit 159, and
+    // the SIGSYS handler removed the file too.
+    #[cfg(feature = "test-hooks")]
+    {
+        let mut cmd = std::process::Command::new(common::VMM);
+        cmd.args(["--kernel", bare.to_str().unwrap(), "--vsock", &spec])
+            .env(bulkhead_vm::test_hooks::FORBIDDEN_SYSCALL_ENV, "openat");
+        let out = common::run(cmd, std::time::Duration::from_secs(20), 1 << 20);
+        assert_eq!(out.code(), Some(159), "{out:?}");
+        assert!(!sock.exists(), "removed by the SIGSYS handler");
+    }
     common::assert_nothing_left(dir.path().to_str().unwrap());
 }
 
