@@ -9,7 +9,8 @@
 //!   quota 50 ms per 100 ms): the work rate, the task's lateness, and the cgroup's throttling.
 //! - Shares: two instances spinning on one CPU (cpuset 0) with cpu.shares 2048 and 1024.
 
-use super::{Limited, Resources, Subject, cgroup, read_lines, result, start_limited, stop, work};
+use super::cgroup;
+use super::subject::{Limited, Resources, Subject, read_lines, result, start_limited, stop, work};
 use crate::backend::linux::MEMORY_MIB;
 use crate::backend::{Instance, InstanceError};
 use crate::model::{CpuLimitRow, Limits, MemoryLimitRow, SharesRow};
@@ -261,7 +262,7 @@ fn tick_run(
     let Limited {
         mut inst,
         path,
-        _group,
+        group: _group,
     } = start_limited(s, &task, res, name)?;
     let mut stat = String::new();
     let read = read_lines(

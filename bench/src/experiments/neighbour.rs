@@ -5,7 +5,7 @@
 //! first, the victim runs once the neighbour has printed its first progress line (a VM's has
 //! booted), and the neighbour is killed once the victim is done.
 
-use super::{Resources, Subject, read_lines, start_limited, stop, work};
+use super::subject::{Resources, Subject, read_lines, start_limited, stop, work};
 use crate::metrics::workloads::{self, Spec};
 use crate::model::{Neighbour, NeighbourRow};
 use crate::stats;

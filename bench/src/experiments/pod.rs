@@ -12,7 +12,8 @@
 //!
 //! Start-up: from the first spawn (the infra's, the VMM's) to the last member's ready line.
 
-use super::{Limited, Resources, Subject, cgroup, start_limited, work};
+use super::cgroup;
+use super::subject::{Limited, Resources, Subject, start_limited, work};
 use crate::backend::{Instance, Task};
 use crate::model::{Pod, PodRow};
 
