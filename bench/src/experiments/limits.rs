@@ -287,6 +287,16 @@ fn tick_run(
     Ok((v, stat))
 }
 
+/// The host's 1-minute load average.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn rate(v: &serde_json::Value) -> Option<f64> {
     Some(v["spin_rounds"].as_f64()? / v["elapsed_ns"].as_f64()? * 1e9)
 }
@@ -308,6 +318,7 @@ fn cpu(s: &mut Subject) -> CpuLimitRow {
         ..CpuLimitRow::default()
     };
     let unlimited = tick_run(s, &Resources::default(), &format!("{}-tick-free", s.name));
+    let load = load_average();
     let limited = tick_run(
         s,
         &Resources {
@@ -317,6 +328,20 @@ fn cpu(s: &mut Subject) -> CpuLimitRow {
         &format!("{}-tick-limited", s.name),
     );
     let f = |v: &serde_json::Value, k: &str| v[k].as_f64();
+    if let Ok((v, _)) = &limited
+        && let Some(n) = v["spinners"].as_u64()
+    {
+        row.how
+            .push_str(&format!("; {n} spinner(s), one per CPU the guest sees"));
+    }
+    if let Some(load) = load {
+        // A loaded host gives an unlimited instance less than the quota anyway: then little
+        // is throttled, and the rates say so.
+        row.how.push_str(&format!(
+            "; host load average {load:.1} on {} CPUs when limited",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        ));
+    }
     match unlimited {
         Ok((v, _)) => {
             row.rate_unlimited = rate(&v);

@@ -134,8 +134,9 @@ fn limits_tables(e: &Experiments, out: &mut Vec<Table>) {
     let w = headers.len();
     out.push(Table {
         title: format!("Experiment: CPU limit of {} CPU", l.cpu_limit),
-        caption: "A spinner beside a periodic 1 ms task in one instance, unlimited then under a \
-                  CFS quota: the spinner's rate (M rounds/s), the task's lateness, and the \
+        caption: "Spinners (one per CPU the instance sees) beside a periodic 1 ms task in one \
+                  instance, unlimited then under a CFS quota: the spinners' rate (M rounds/s), \
+                  the task's lateness (waiting out a throttled period shows in p99), and the \
                   limited cgroup's cpu.stat (the container's, or the VMM's)."
             .into(),
         rows: l

@@ -9,8 +9,8 @@
 //!   prints one JSON line `{"exp":"oom","worker_signal":S,"worker_exit":C,"killed_ns":NS,
 //!   "bystander_alive":B}` (what killed the allocator, when we saw it, whether the bystander
 //!   outlived it) and exits 0.
-//! - `work tick MS`: a spinner child (wants a whole CPU) beside a periodic 1 ms task in this
-//!   process, for MS ms; one JSON line with the task's lateness percentiles (µs) and the
+//! - `work tick MS`: spinner children, one per CPU the instance sees, beside a periodic 1 ms
+//!   task in this process, for MS ms; one JSON line with the task's lateness percentiles (µs) and the
 //!   spinner's rounds: under a CPU quota the spinner uses it up and both wait for the next
 //!   period, which is the throttling pattern.
 //! - `work hog cpu|mem|fork MS PROCS`: PROCS processes doing one kind of work for MS ms (cpu:
@@ -215,10 +215,27 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// The CPUs this process may run on (sched_getaffinity), not std's available_parallelism,
+/// which also divides by a cgroup's quota: the limited run must want as much as the other.
+fn cpus_allowed() -> usize {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills the set we pass with its size.
+    let n = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return 1;
+        }
+        libc::CPU_COUNT(&set)
+    };
+    (n as usize).max(1)
+}
+
 fn tick(ms: u64) -> i32 {
     const PERIOD_NS: u64 = 1_000_000;
     let counter = shared_counter();
-    let spinner = fork_into(|| spin(counter));
+    // One spinner per CPU the instance sees (a container: the host's; a VM: its vCPUs), so it
+    // wants more than any quota below its size, however loaded the host is.
+    let cpus = cpus_allowed();
+    let spinners: Vec<libc::pid_t> = (0..cpus).map(|_| fork_into(|| spin(counter))).collect();
     let start = output::monotonic_ns();
     let end = start + ms * 1_000_000;
     let mut late_ns = Vec::with_capacity(ms as usize);
@@ -236,7 +253,7 @@ fn tick(ms: u64) -> i32 {
     }
     let elapsed = output::monotonic_ns() - start;
     let rounds = counter.load(Ordering::Relaxed);
-    kill_and_reap(spinner);
+    spinners.into_iter().for_each(kill_and_reap);
     late_ns.sort_unstable();
     let us = |p: f64| Json::Int((percentile(&late_ns, p) / 1000) as i64);
     output::line(
@@ -247,6 +264,7 @@ fn tick(ms: u64) -> i32 {
             ("late_p99_us".into(), us(99.0)),
             ("late_max_us".into(), us(100.0)),
             ("spin_rounds".into(), Json::Int(rounds as i64)),
+            ("spinners".into(), Json::Int(cpus as i64)),
             ("elapsed_ns".into(), Json::Int(elapsed as i64)),
         ])
         .render(),
