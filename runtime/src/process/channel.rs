@@ -131,7 +131,13 @@ impl Channel {
             };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
+                // ECONNRESET: the other side closed its end with a message of ours unread (a
+                // child that failed before reading the parent's second GO). The kernel reports
+                // that once, before what is still queued for us, such as the child's ERROR:
+                // read on.
+                if e.kind() == std::io::ErrorKind::Interrupted
+                    || e.raw_os_error() == Some(libc::ECONNRESET)
+                {
                     continue;
                 }
                 return Err(e);
