@@ -287,22 +287,6 @@ fn stripped(src: &Path, dir: &Path) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// The shared libraries `program` loads, with the dynamic loader, as `ldd` lists them.
-fn libraries(program: &Path) -> Result<Vec<PathBuf>, String> {
-    let out = Command::new("ldd")
-        .arg(program)
-        .output()
-        .map_err(|e| format!("ldd: {e}"))?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            // "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x…)" or "/lib64/ld-linux… (0x…)"
-            let path = l.split("=>").last()?.split_whitespace().next()?;
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect())
-}
-
 fn run_nested() -> Outcome<Nested> {
     let qemu = match bulkhead_testkit::on_path("qemu-system-x86_64") {
         Some(q) => q,
@@ -387,24 +371,8 @@ fn boot(qemu: &Path, busybox: &Path) -> Result<Nested, String> {
     // QEMU (and Firecracker) with their libraries at the paths the loader looks in, and the
     // firmware microvm loads.
     for vmm in std::iter::once(qemu).chain(firecracker.as_deref()) {
-        let name = vmm.file_name().unwrap().to_string_lossy();
-        img.file_from_host(&format!("/usr/bin/{name}"), 0o755, vmm)
-            .map_err(e)?;
-        for lib in libraries(vmm)? {
-            img.file_from_host(&lib.to_string_lossy(), 0o755, &lib)
-                .map_err(e)?;
-        }
-    }
-    for fw in [
-        "bios-microvm.bin",
-        "pvh.bin",
-        "linuxboot_dma.bin",
-        "kvmvapic.bin",
-    ] {
-        let host = Path::new("/usr/share/qemu").join(fw);
-        if host.exists() {
-            img.file_from_host(&format!("/usr/share/qemu/{fw}"), 0o644, &host)
-                .map_err(e)?;
+        for (inside, host, mode) in bulkhead_testkit::vm::program_files(vmm)? {
+            img.file_from_host(&inside, mode, &host).map_err(e)?;
         }
     }
     for (name, path) in [

@@ -12,7 +12,8 @@
 //!   file when asked, and shows the last lines in a failure;
 //! - [`OncePerProcess`]: the first test boots, the others wait for its outcome, and a skip or
 //!   a failure reaches every test;
-//! - [`no_process_uses`]: nothing the run started outlived it.
+//! - [`no_process_uses`]: nothing the run started outlived it;
+//! - [`program_files`]: what a VMM (QEMU, Firecracker) needs inside such a VM's initramfs.
 //!
 //! What differs the suite passes in: the kernel, the initramfs (built by the caller with
 //! bulkhead-images, which cannot be a dependency here: its tests depend on this crate), the
@@ -332,6 +333,53 @@ pub fn no_process_uses(needle: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The firmware QEMU's `-M microvm` loads from its data directory (what exists of it here):
+/// with ACPI it boots bios-microvm.bin, without qboot.rom.
+const QEMU_FIRMWARE: [&str; 5] = [
+    "bios-microvm.bin",
+    "qboot.rom",
+    "pvh.bin",
+    "linuxboot_dma.bin",
+    "kvmvapic.bin",
+];
+
+/// What a dynamically linked VMM needs inside a test VM's initramfs, as (path inside, path
+/// here, mode): the program itself at `/usr/bin/NAME`, every shared library it loads at the
+/// path the dynamic loader looks in (as `ldd` lists them), and for QEMU the firmware
+/// `-M microvm` loads, at `/usr/share/qemu`.
+pub fn program_files(program: &Path) -> Result<Vec<(String, std::path::PathBuf, u32)>, String> {
+    let name = program
+        .file_name()
+        .ok_or_else(|| format!("{}: no file name", program.display()))?
+        .to_string_lossy()
+        .into_owned();
+    let mut files = vec![(format!("/usr/bin/{name}"), program.to_path_buf(), 0o755)];
+    let out = Command::new("ldd")
+        .arg(program)
+        .output()
+        .map_err(|e| format!("ldd: {e}"))?;
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x…)" or "/lib64/ld-linux… (0x…)"
+        if let Some(lib) = l
+            .split("=>")
+            .last()
+            .and_then(|p| p.split_whitespace().next())
+            && lib.starts_with('/')
+        {
+            files.push((lib.to_string(), lib.into(), 0o755));
+        }
+    }
+    if name.starts_with("qemu-system") {
+        for fw in QEMU_FIRMWARE {
+            let host = Path::new("/usr/share/qemu").join(fw);
+            if host.exists() {
+                files.push((format!("/usr/share/qemu/{fw}"), host, 0o644));
+            }
+        }
+    }
+    Ok(files)
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@
 //! Outer console protocol, written by the outer `/init` ([`OUTER_INIT`]):
 //! `NESTED-HOST-READY`, then per scenario `NESTED-BEGIN name`, the guest's console lines as
 //! `NESTED-OUT name <line>`, the VMM's stderr as `NESTED-ERR name <line>`, with a disk the
-//! image's checksum as `NESTED-DISK name before|after <json>`, and
+//! image's checksum as `NESTED-DISK name before|after <json>`, with an idle guest its VMM's
+//! memory as `NESTED-RSS name <rss KiB> <guest RAM's rss KiB>`, and
 //! `NESTED-EXIT name <status>`; finally `NESTED-DONE` before the outer host reboots (QEMU
 //! `-no-reboot` then exits). `NESTED-ERROR <why>` reports a broken host setup.
 //!
@@ -133,8 +134,6 @@ pub struct Scenario {
 pub const NET_HOST: &str = "10.0.2.1";
 /// The echo server's port on the host (busybox `nc -ll -e /bin/cat`).
 pub const ECHO_PORT: u16 = 7000;
-/// The guest's CID in a vsock scenario (`bulkhead.task=vsock bulkhead.args=guest,...`).
-pub const VSOCK_CID: u32 = 3;
 
 /// An image the inner VMM gets as `--disk`: created by the first scenario that names it, and
 /// kept for the later ones (a second boot sees what the first wrote). Empty ([`DISK_MIB`]),
@@ -179,9 +178,10 @@ pub struct InnerRun {
     /// VMM started and after it ended (one JSON line each).
     pub disk_before: Option<String>,
     pub disk_after: Option<String>,
-    /// What the host's programs beside the VMM printed (a vsock scenario's client and
-    /// listener), `NESTED-HOST name <line>`.
-    pub host: Vec<String>,
+    /// An idle guest's VMM (`bulkhead.task=idle`, nested only): its RSS in KiB, and the RSS of
+    /// its largest mapping (the guest's RAM), read from /proc/PID/smaps once the guest is
+    /// ready; the VMM is then ended with SIGTERM.
+    pub rss_kib: Option<(u64, u64)>,
 }
 
 impl InnerRun {
@@ -208,6 +208,16 @@ pub enum Mode {
     Direct { busybox: PathBuf },
     /// Inside the QEMU TCG test host.
     Nested { qemu: PathBuf, busybox: PathBuf },
+}
+
+/// Which VMM runs the scenarios of one [`run_all_on`]: ours, or QEMU's `-M microvm` with the
+/// same kernel, initramfs, command line, memory and vCPUs, and its virtio-mmio devices
+/// (`virtio-blk-device`, `virtio-net-device` on the same tap) for `--disk` and `--net` — the
+/// peer microvm/benches/devices.rs compares the devices with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InnerVmm {
+    BulkheadVm,
+    Qemu,
 }
 
 /// Which KVM serves /dev/kvm, classified as bench/src/env.rs does (modules + cpuinfo flags);
@@ -374,19 +384,34 @@ fn poweroff_initramfs(busybox: &Path, out: &Path) -> Result<(), String> {
     img.write_to_file(out).map_err(|e| e.to_string())
 }
 
-/// Runs every scenario and returns their results in order.
+/// Runs every scenario under bulkhead-vm and returns their results in order.
 pub fn run_all(
     mode: &Mode,
     inputs: &Inputs,
     scenarios: &[Scenario],
 ) -> Result<Vec<InnerRun>, String> {
+    run_all_on(mode, inputs, scenarios, InnerVmm::BulkheadVm)
+}
+
+/// Runs every scenario under `vmm` and returns their results in order. QEMU as the inner VMM
+/// runs in the nested host only (it is the QEMU that runs the outer host, with its libraries
+/// and firmware copied in).
+pub fn run_all_on(
+    mode: &Mode,
+    inputs: &Inputs,
+    scenarios: &[Scenario],
+    vmm: InnerVmm,
+) -> Result<Vec<InnerRun>, String> {
     match mode {
+        Mode::Direct { .. } if vmm == InnerVmm::Qemu => {
+            Err("QEMU as the inner VMM runs in the nested host only".into())
+        }
         Mode::Direct { busybox } => scenarios
             .iter()
             .map(|s| run_direct(inputs, busybox, s))
             .collect(),
         Mode::Nested { qemu, busybox } => {
-            let stuck = match run_nested(qemu, busybox, inputs, scenarios) {
+            let stuck = match run_nested(qemu, busybox, inputs, scenarios, vmm) {
                 Ok(runs) => return Ok(runs),
                 Err(NestedFailure::Other(why)) => return Err(why),
                 Err(NestedFailure::Stuck { done, message }) => (done, message),
@@ -400,7 +425,7 @@ pub fn run_all(
             eprintln!(
                 "KNOWN FLAKE: the outer host hung; booting it again for the rest.\n{message}"
             );
-            match run_nested(qemu, busybox, inputs, &scenarios[done.len()..]) {
+            match run_nested(qemu, busybox, inputs, &scenarios[done.len()..], vmm) {
                 Ok(rest) => {
                     done.extend(rest);
                     Ok(done)
@@ -523,30 +548,6 @@ fn run_direct_here(
     if let Some(initrd) = &initrd {
         cmd.arg("--initrd").arg(initrd);
     }
-    // The host's side of a vsock scenario, as the outer init runs it (see OUTER_INIT).
-    let vsock = vsock_args(s.cmdline).map(|(port, host_port, bytes)| {
-        let uds = inputs.dir.path().join(format!("{}.vsock", s.name));
-        cmd.arg("--vsock")
-            .arg(format!("{VSOCK_CID},{}", uds.display()));
-        let helper = |args: &[String]| {
-            Command::new(&inputs.guest)
-                .arg("vsock")
-                .args(args)
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-        };
-        let listen = helper(&[
-            "host-listen".into(),
-            format!("{}_{host_port}", uds.display()),
-        ]);
-        let connect = helper(&[
-            "host-connect".into(),
-            uds.display().to_string(),
-            port.to_string(),
-            bytes.to_string(),
-        ]);
-        [listen, connect]
-    });
     cmd.arg("--debug")
         .arg("--kernel")
         .arg(kernel)
@@ -554,22 +555,7 @@ fn run_direct_here(
         .args(["--timeout", &s.timeout_s.to_string()])
         .args(["--cmdline", &inner_cmdline(s)]);
     let deadline = Duration::from_secs(s.timeout_s.into()) + SCENARIO_SLACK;
-    let out = if s.cmdline.contains(",hold") {
-        run_killed_after_sync(cmd, deadline)?
-    } else {
-        crate::common::run(cmd, deadline, 16 << 20)
-    };
-    let mut host = Vec::new();
-    for child in vsock.into_iter().flatten() {
-        let mut child = child.map_err(|e| format!("bulkhead-guest vsock: {e}"))?;
-        let _ = child.kill();
-        let out = child.wait_with_output().map_err(|e| e.to_string())?;
-        host.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(String::from),
-        );
-    }
+    let out = crate::common::run(cmd, deadline, 16 << 20);
     if out.killed_by_test {
         return Err(format!(
             "scenario {}: bulkhead-vm outlived its --timeout {} s: {out:?}",
@@ -589,73 +575,7 @@ fn run_direct_here(
         elapsed: out.elapsed,
         disk_before,
         disk_after: image.as_deref().map(sum).transpose()?,
-        host,
-    })
-}
-
-/// A vsock scenario's `bulkhead.args=guest,PORT,HOST_PORT,BYTES`.
-fn vsock_args(cmdline: &str) -> Option<(u32, u32, u64)> {
-    if !cmdline.contains("bulkhead.task=vsock") {
-        return None;
-    }
-    let args = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("bulkhead.args=guest,"))?;
-    let mut n = args.split(',');
-    Some((
-        n.next()?.parse().ok()?,
-        n.next()?.parse().ok()?,
-        n.next()?.parse().ok()?,
-    ))
-}
-
-/// Runs the VMM of a `disk write ... hold` guest and SIGKILLs it as soon as the guest's line
-/// says its fsync returned (the outer init does the same in the nested host).
-fn run_killed_after_sync(
-    mut cmd: Command,
-    deadline: Duration,
-) -> Result<crate::common::Outcome, String> {
-    use std::io::{BufRead, Read};
-    use std::process::Stdio;
-    let start = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut reaper = crate::common::Reaper(Some(child));
-    let child = reaper.0.as_mut().expect("spawned");
-    let (stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = stderr.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
-    let mut console = Vec::new();
-    let mut killed_by_test = false;
-    for line in std::io::BufReader::new(stdout.ok_or("no stdout")?).split(b'\n') {
-        let Ok(line) = line else { break };
-        let synced = String::from_utf8_lossy(&line).contains("\"synced\":true");
-        console.extend_from_slice(&line);
-        console.push(b'\n');
-        if synced || start.elapsed() > deadline {
-            killed_by_test = !synced;
-            let _ = child.kill();
-            break;
-        }
-    }
-    let status = child.wait().map_err(|e| e.to_string())?;
-    reaper.0 = None;
-    Ok(crate::common::Outcome {
-        status,
-        stdout: console,
-        stderr: err.join().unwrap_or_default(),
-        elapsed: start.elapsed(),
-        max_rss_kib: 0,
-        killed_by_test,
+        rss_kib: None,
     })
 }
 
@@ -677,6 +597,8 @@ done
 # A scenario's tap needs it (only there when one has a tap).
 [ -e /modules/tun.ko ] && { insmod /modules/tun.ko || echo "NESTED-ERROR insmod tun.ko failed"; }
 if [ -c /dev/kvm ]; then echo NESTED-HOST-READY; else echo "NESTED-ERROR no /dev/kvm"; fi
+vmm=bulkhead-vm
+grep -qw bulkhead.vmm=qemu /proc/cmdline && vmm=qemu
 for w in $(cat /proc/cmdline); do
   case "$w" in bulkhead.run=*) ;; *) continue ;; esac
   IFS=, read -r name cpus timeout image kernel disk net extra <<EOF
@@ -685,6 +607,9 @@ EOF
   extra=$(echo "$extra" | tr '~' ' ')
   echo "NESTED-BEGIN $name"
   set --
+  # QEMU's microvm announces its virtio-mmio devices either in ACPI or, with ACPI off, on the
+  # kernel command line (virtio_mmio.device=), which is what the minimal kernel reads.
+  qargs=""; qacpi=""
   if [ "$disk" != "-" ]; then
     img="/tmp/${disk%:ro}.img"
     if [ ! -e "$img" ]; then
@@ -693,6 +618,9 @@ EOF
     fi
     ro=""; [ "${disk%:ro}" != "$disk" ] && ro=",ro"
     set -- --disk "$img$ro"
+    qro=""; [ -n "$ro" ] && qro=",readonly=on"
+    qargs="-drive id=d0,if=none,format=raw,file=$img$qro -device virtio-blk-device,drive=d0"
+    qacpi=",acpi=off"
     echo "NESTED-DISK $name before $(/bin/bulkhead-guest disk sum "$img")"
   fi
   server=""
@@ -702,48 +630,45 @@ EOF
     nc -ll -p ECHO_PORT -e /bin/cat &
     server=$!
     set -- "$@" --net "tap=$net"
+    qargs="$qargs -netdev tap,id=n0,ifname=$net,script=no,downscript=no"
+    qargs="$qargs -device virtio-net-device,netdev=n0"
+    qacpi=",acpi=off"
   fi
   # Into files, printed afterwards, so nothing else runs in the outer host while the guest
   # does: one of the two soft lockups seen by hand came with a `sleep 1` running beside the
   # VMM, and a `| sed` would be such a neighbour too.
   [ "$image" != "-" ] && set -- "$@" --initrd "/guest/$image"
-  # A vsock guest (bulkhead.args=guest,PORT,HOST_PORT,BYTES): --vsock, and the host's two
-  # programs beside the VMM, a listener on UDS_HOST_PORT (for the guest's connection) and,
-  # once the VMM runs, a client of UDS asking for the guest's PORT.
-  vsock=""
-  case "$extra" in *bulkhead.task=vsock*)
-    read -r vport vhost vbytes <<EOF
-$(echo "$extra" | sed -n 's/.*bulkhead.args=guest,\([0-9]*\),\([0-9]*\),\([0-9]*\).*/\1 \2 \3/p')
-EOF
-    vsock=/tmp/v.sock
-    rm -f $vsock ${vsock}_$vhost
-    /bin/bulkhead-guest vsock host-listen ${vsock}_$vhost >/tmp/vlisten 2>&1 &
-    vlisten=$!
-    set -- "$@" --vsock "VSOCK_CID,$vsock" ;;
-  esac
-  /bin/bulkhead-vm --debug --kernel "/guest/$kernel" --cpus "$cpus" \
-    --timeout "$timeout" --cmdline "$extra" "$@" >/tmp/out 2>/tmp/err &
-  pid=$!
-  if [ -n "$vsock" ]; then
-    /bin/bulkhead-guest vsock host-connect $vsock $vport $vbytes >/tmp/vconnect 2>&1 &
-    vconnect=$!
+  [ "$image" != "-" ] && qargs="$qargs -initrd /guest/$image"
+  if [ $vmm = qemu ]; then
+    # The same machine as bulkhead-vm's defaults (128 MiB), its devices on virtio-mmio.
+    qemu-system-x86_64 -L /usr/share/qemu -M "microvm$qacpi" -accel kvm -cpu host -m 128 \
+      -smp "$cpus" -nodefaults -no-user-config -nographic -no-reboot -serial stdio \
+      -device i8042 -kernel "/guest/$kernel" -append "$extra" $qargs >/tmp/out 2>/tmp/err &
+  else
+    /bin/bulkhead-vm --debug --kernel "/guest/$kernel" --cpus "$cpus" \
+      --timeout "$timeout" --cmdline "$extra" "$@" >/tmp/out 2>/tmp/err &
   fi
-  # A disk write that holds after its fsync (bulkhead.args=write,...,hold): SIGKILL the VMM
-  # as soon as the guest says its fsync returned.
-  case "$extra" in *bulkhead.args=write,*,hold*)
-    until grep -q '"synced":true' /tmp/out || ! kill -0 $pid 2>/dev/null; do sleep 0.05; done
-    kill -9 $pid ;;
+  pid=$!
+  # An idle guest: its VMM's memory once the guest is ready (the largest mapping is the
+  # guest's RAM), then SIGTERM. Only these runs have a neighbour beside the VMM.
+  case "$extra" in *bulkhead.task=idle*)
+    # Once a second (each poll is two processes beside the VMM), until the ready line, the
+    # VMM's end or the scenario's timeout.
+    n=0
+    until grep -q BULKHEAD-READY /tmp/out 2>/dev/null || ! kill -0 $pid 2>/dev/null ||
+      [ $n -ge "$timeout" ]; do
+      sleep 1; n=$((n + 1))
+    done
+    sleep 1
+    kill -0 $pid 2>/dev/null &&
+      echo "NESTED-RSS $name $(awk '/^[0-9a-f]+-[0-9a-f]+ /{n++} /^Size:/{s[n]=$2}
+        /^Rss:/{r[n]=$2; t+=$2} END{m=1; for(i=1;i<=n;i++) if(s[i]>s[m]) m=i; print t, r[m]}' \
+        /proc/$pid/smaps)"
+    kill $pid 2>/dev/null ;;
   esac
   wait $pid
   rc=$?
   [ -n "$server" ] && kill "$server"
-  if [ -n "$vsock" ]; then
-    # Both ended with the guest's task, unless something failed.
-    kill $vconnect $vlisten 2>/dev/null
-    wait $vconnect $vlisten
-    sed "s/^/NESTED-HOST $name /" /tmp/vconnect /tmp/vlisten
-    [ -e $vsock ] && echo "NESTED-HOST $name socket file left behind"
-  fi
   [ "$disk" != "-" ] && echo "NESTED-DISK $name after $(/bin/bulkhead-guest disk sum "$img")"
   # The guest's last line may lack its newline (a crash, a timeout): end it, so the next
   # marker starts a line of its own.
@@ -842,6 +767,7 @@ fn outer_initramfs(
     busybox: &Path,
     inputs: &Inputs,
     scenarios: &[Scenario],
+    qemu: Option<&Path>,
     out: &Path,
 ) -> Result<(), String> {
     let e = |e: bulkhead_images::initramfs::InitramfsError| e.to_string();
@@ -852,8 +778,7 @@ fn outer_initramfs(
     let init = OUTER_INIT
         .replace("DISK_MIB", &DISK_MIB.to_string())
         .replace("NET_HOST", NET_HOST)
-        .replace("ECHO_PORT", &ECHO_PORT.to_string())
-        .replace("VSOCK_CID", &VSOCK_CID.to_string());
+        .replace("ECHO_PORT", &ECHO_PORT.to_string());
     img.file("/init", 0o755, init.into_bytes())
         .symlink("/bin/sh", "busybox")
         .char_dev("/dev/console", 0o600, 5, 1)
@@ -865,6 +790,11 @@ fn outer_initramfs(
         .map_err(e)?;
     img.file_from_host("/bin/bulkhead-vm", 0o755, &inputs.vmm)
         .map_err(e)?;
+    if let Some(qemu) = qemu {
+        for (inside, host, mode) in bulkhead_testkit::vm::program_files(qemu)? {
+            img.file_from_host(&inside, mode, &host).map_err(e)?;
+        }
+    }
     if scenarios.iter().any(|s| s.net.is_some()) {
         img.file_from_host("/modules/tun.ko", 0o644, &inputs.tun)
             .map_err(e)?;
@@ -980,7 +910,7 @@ impl ConsoleProtocol for OuterConsole<'_> {
                 elapsed: Duration::ZERO,
                 disk_before: None,
                 disk_after: None,
-                host: Vec::new(),
+                rss_kib: None,
             });
             self.phase = Phase::Running {
                 name: name.to_string(),
@@ -1003,9 +933,12 @@ impl ConsoleProtocol for OuterConsole<'_> {
                     _ => {}
                 }
             }
-        } else if let Some(rest) = after_marker(line, "NESTED-HOST ") {
-            if let Some(run) = self.runs.last_mut() {
-                run.host.push(tagged(rest).to_string());
+        } else if let Some(rest) = after_marker(line, "NESTED-RSS ") {
+            let mut n = tagged(rest).split(' ').map(str::parse::<u64>);
+            if let (Some(run), Some(Ok(total)), Some(Ok(guest))) =
+                (self.runs.last_mut(), n.next(), n.next())
+            {
+                run.rss_kib = Some((total, guest));
             }
         } else if let Some(rest) = after_marker(line, "NESTED-EXIT ") {
             let status = rest.rsplit(' ').next().and_then(|s| s.parse().ok());
@@ -1043,10 +976,15 @@ fn run_nested(
     busybox: &Path,
     inputs: &Inputs,
     scenarios: &[Scenario],
+    vmm: InnerVmm,
 ) -> Result<Vec<InnerRun>, NestedFailure> {
     let outer = inputs.dir.path().join("outer.cpio");
-    outer_initramfs(busybox, inputs, scenarios, &outer)?;
+    let inner_qemu = (vmm == InnerVmm::Qemu).then_some(qemu);
+    outer_initramfs(busybox, inputs, scenarios, inner_qemu, &outer)?;
     let mut append = OUTER_CMDLINE.to_string();
+    if vmm == InnerVmm::Qemu {
+        append.push_str(" bulkhead.vmm=qemu");
+    }
     for s in scenarios {
         append.push(' ');
         append.push_str(&encode(s));
