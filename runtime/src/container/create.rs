@@ -7,14 +7,14 @@
 //! state dir <root>/<id>/, state.json "creating" with
 //!   every cgroup to make (what `delete --force`
 //!   must undo if we are killed), exec.fifo
-//! clone(CLONE_NEWUSER?|CLONE_NEWPID?)  ───────▶ non-dumpable*; wait for GO
+//! clone(CLONE_NEWUSER?|CLONE_NEWPID?)  ───────▶ non-dumpable*; new user ns: wait for GO
 //! state.json + the init's pid
-//! write uid/gid maps
+//! new user ns: write uid/gid maps
 //!   (rootless: newuidmap/newgidmap, or our own id)
-//! send GO  ──────────────────────────────────▶ setns / unshare the other namespaces, hostname
+//!   and send GO  ────────────────────────────▶ setns / unshare the other namespaces, hostname
 //! make the cgroups (meanwhile)                  mounts up to the first cgroupfs
 //! (userns: add pid to them, RCU wait)
-//! send GO  ──────────────────────────────────▶ wait for this second GO
+//! send GO  ──────────────────────────────────▶ wait for this GO
 //!                                              v1, no user ns: join own cgroups (tasks ← 0)
 //!                                              cgroup namespace, cgroupfs mounts, devices
 //!                                                                       (prestart hooks: H ◀▶ G)
@@ -215,11 +215,14 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
         fifo: fifo.as_ref().map(|f| f.as_raw_fd()),
         join_cgroups: join_self.then_some(leaves.as_slice()),
     };
+    // Only id maps to write make the init wait for a first GO; else it builds its namespaces
+    // and mounts from its first instruction, while we record its pid and make its groups.
     let init = child::spawn(
         "the container's init",
         plan.clone_flags,
         stay_dumpable,
-        |chan, host_pid| init_setup(chan, host_pid, &bundle, &plan, opts, &saved, &from_parent),
+        plan.new_user,
+        |chan, first_pid| init_setup(chan, first_pid, &bundle, &plan, opts, &saved, &from_parent),
     )?;
     drop(fifo);
     let pid = init.pid();
@@ -232,8 +235,8 @@ pub fn create(root: &Root, opts: &CreateOpts) -> Result<Created> {
     if plan.new_user {
         namespaces::write_id_maps(pid, spec, &map_writer)?;
         crate::fault::point("create:after-uid-map");
+        init.go().context("releasing the init")?;
     }
-    init.go().context("releasing the init")?;
     crate::fault::point("create:after-go");
     // The groups, while the init builds its namespaces and mounts on the other CPU (see
     // `init_setup`): it waits for a second GO before it needs them.
@@ -313,11 +316,12 @@ struct FromParent<'a> {
     join_cgroups: Option<&'a [PathBuf]>,
 }
 
-/// The init's set-up, after the parent's go-ahead (`host_pid`: the init's pid as the host
-/// sees it). Returns only on failure: on success it execs the user's program.
+/// The init's set-up: at once, or after a first GO when the parent had id maps to write
+/// (`first_pid`: the init's pid as the host sees it, which every GO carries). Returns only on
+/// failure: on success it execs the user's program.
 fn init_setup(
     chan: &Channel,
-    host_pid: i32,
+    first_pid: Option<i32>,
     bundle: &Bundle,
     plan: &Plan,
     opts: &CreateOpts,
@@ -326,11 +330,7 @@ fn init_setup(
 ) -> Result<Infallible> {
     let spec = &bundle.spec;
     let process = spec.process().as_ref().context("process")?;
-    // What the init's own hooks (createContainer, startContainer) read as the state.
-    let saved = Saved {
-        pid: host_pid,
-        ..saved.clone()
-    };
+    let mut host_pid = first_pid.unwrap_or(0);
     for (flag, path) in &plan.join {
         namespaces::join(*flag, path).context("linux.namespaces")?;
     }
@@ -371,7 +371,7 @@ fn init_setup(
     // makes the groups while we got this far and says so with a second GO; then we join them
     // ourselves, or the parent has moved us already.
     let mut in_cgroups = || -> Result<()> {
-        chan.wait_for_go()?;
+        host_pid = chan.wait_for_go()?;
         if let Some(leaves) = from_parent.join_cgroups {
             cgroups::join_self(leaves)?;
         }
@@ -389,6 +389,11 @@ fn init_setup(
         in_cgroups()?;
     }
     crate::fault::point("init:after-mounts");
+    // What the init's own hooks (createContainer, startContainer) read as the state.
+    let saved = Saved {
+        pid: host_pid,
+        ..saved.clone()
+    };
 
     if let Some(h) = spec.hooks() {
         #[allow(deprecated)]

@@ -356,7 +356,9 @@ pub fn exec(root: &Root, o: &ExecOpts) -> Result<i32> {
     // The child is born non-dumpable, as the init is (see `process/child.rs`): it is born
     // in the container's pid namespace, where a process could otherwise open its
     // /proc/<pid>/exe (our binary) or attach before it execs.
-    let spawned = child::spawn("the exec'd process", 0, false, |_, _| exec_setup(&plan));
+    let spawned = child::spawn("the exec'd process", 0, false, true, |_, _| {
+        exec_setup(&plan)
+    });
     let child = match spawned {
         Ok(c) => c,
         // A pid namespace whose init has died takes no new members (ENOMEM): the container

@@ -100,10 +100,12 @@ fn non_dumpable() {
 }
 
 /// Clone a child with `flags` (CLONE_NEW* namespaces it is born in) that talks to us over a
-/// fresh [`Channel`]. The child waits for [`Child::go`], then runs `setup` (given its end of
-/// the channel and its host pid), which returns only on failure: the failure (or a panic) goes
-/// to the parent as one [`Msg::Error`] and the child exits. `who` names the child in a panic
-/// report ("the container's init").
+/// fresh [`Channel`]. With `first_go` the child waits for [`Child::go`], then runs `setup`
+/// (given its end of the channel and its host pid, which the GO carries); without, it runs
+/// `setup` at once (host pid None: the caller's protocol sends it later), for a child that
+/// has nothing to wait for before its first steps. `setup` returns only on failure: the
+/// failure (or a panic) goes to the parent as one [`Msg::Error`] and the child exits. `who`
+/// names the child in a panic report ("the container's init").
 ///
 /// `stay_dumpable`: the child stays dumpable until the go-ahead. Only for an unprivileged
 /// parent that must still write the child's uid/gid maps: a non-dumpable process's /proc files
@@ -111,13 +113,18 @@ fn non_dumpable() {
 /// child runs none of the container's code, and only our own uid could ptrace it; it turns
 /// dumpable off as soon as the maps are written (runc does the same). The parent decides:
 /// the child's own geteuid() is the overflow uid until the map is written and 0 after, so
-/// asking it there would race with the parent.
+/// asking it there would race with the parent. It needs `first_go`.
 pub(crate) fn spawn(
     who: &'static str,
     flags: libc::c_int,
     stay_dumpable: bool,
-    setup: impl FnOnce(&'static Channel, i32) -> Result<Infallible>,
+    first_go: bool,
+    setup: impl FnOnce(&'static Channel, Option<i32>) -> Result<Infallible>,
 ) -> Result<Child> {
+    debug_assert!(
+        first_go || !stay_dumpable,
+        "a dumpable child waits for its maps"
+    );
     let (parent_end, child_end) = channel::pair()?;
     if !stay_dumpable {
         non_dumpable();
@@ -140,7 +147,7 @@ pub(crate) fn spawn(
     if pid == 0 {
         drop(parent_end);
         // The child never returns from here: its end lives until the execve closes it.
-        run_child_setup(Box::leak(Box::new(child_end)), who, setup);
+        run_child_setup(Box::leak(Box::new(child_end)), who, first_go, setup);
     }
     Ok(Child {
         pid: pid as i32,
@@ -153,10 +160,16 @@ pub(crate) fn spawn(
 fn run_child_setup(
     chan: &'static Channel,
     who: &'static str,
-    setup: impl FnOnce(&'static Channel, i32) -> Result<Infallible>,
+    first_go: bool,
+    setup: impl FnOnce(&'static Channel, Option<i32>) -> Result<Infallible>,
 ) -> ! {
     report_panics(chan, who);
-    let msg = match chan.wait_for_go().and_then(|host_pid| {
+    let go = if first_go {
+        chan.wait_for_go().map(Some)
+    } else {
+        Ok(None)
+    };
+    let msg = match go.and_then(|host_pid| {
         // The maps are written, if there were any: non-dumpable from here on (a no-op when
         // the child was born so).
         non_dumpable();
