@@ -189,6 +189,8 @@ fn a_real_run_kills_throttles_and_splits_in_a_container_and_leaves_no_cgroup() {
         .find(|m| m.case == "container worker")
         .unwrap();
     assert_eq!(worker.others_survived, Some(true), "{worker:?}");
+    let seen = worker.host_sees.as_deref().unwrap_or_default();
+    assert!(seen.contains("cgroup counted 1 OOM kill"), "{worker:?}");
     let reached = worker.reached_mib.unwrap();
     assert!(reached < limits.memory_limit_mib + 8, "{worker:?}");
     let cpu = &limits.cpu[0];

@@ -141,19 +141,43 @@ fn memory(s: &mut Subject) -> Vec<MemoryLimitRow> {
     rows
 }
 
+/// What a memory cgroup says of an OOM: its kill count and peak usage (`whose`: the
+/// container's, the VMM's).
+fn oom_view(path: &str, whose: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let events = cgroup::read("memory", path, "memory.oom_control")
+        .or_else(|| cgroup::read("memory", path, "memory.events"))
+        .unwrap_or_default();
+    if let Some(n) = cgroup::key(&events, "oom_kill") {
+        out.push(format!("{whose} cgroup counted {n} OOM kill(s)"));
+    }
+    if let Some(peak) = cgroup::read("memory", path, "memory.max_usage_in_bytes")
+        && let Ok(b) = peak.trim().parse::<u64>()
+    {
+        out.push(format!("its peak usage {} MiB", b >> 20));
+    }
+    out
+}
+
 fn oom_outcome(s: &mut Subject, l: Limited, mode: &str, res: &Resources, row: &mut MemoryLimitRow) {
     let Limited { mut inst, path, .. } = l;
     let status = inst.exit_status();
     let pid = inst.pid;
     let mut vmm_rss = None;
+    let mut container_view = Vec::new();
     let is_vm = s.is_vm();
     let read = read_lines(
         &mut inst,
         s.timeout,
         |l| l.contains("{\"exp\":\"oom\""),
         |l| {
-            if is_vm && l.contains("{\"exp\":\"oom\"") {
-                vmm_rss = pid.and_then(|p| crate::metrics::memory::rss_pss_kib(p).0);
+            if l.contains("{\"exp\":\"oom\"") {
+                if is_vm {
+                    vmm_rss = pid.and_then(|p| crate::metrics::memory::rss_pss_kib(p).0);
+                } else {
+                    // While PID 1 lingers: the runtime removes the group once it exits.
+                    container_view = oom_view(&path, "the container's");
+                }
             }
         },
     );
@@ -181,18 +205,9 @@ fn oom_outcome(s: &mut Subject, l: Limited, mode: &str, res: &Resources, row: &m
     if let Some(kib) = vmm_rss {
         host.push(format!("VMM RSS {} MiB after the kill", kib / 1024));
     }
+    host.extend(container_view);
     if res.memory_mib.is_some() && is_vm {
-        let events = cgroup::read("memory", &path, "memory.oom_control")
-            .or_else(|| cgroup::read("memory", &path, "memory.events"))
-            .unwrap_or_default();
-        if let Some(n) = cgroup::key(&events, "oom_kill") {
-            host.push(format!("the VMM's cgroup counted {n} OOM kill(s)"));
-        }
-        if let Some(peak) = cgroup::read("memory", &path, "memory.max_usage_in_bytes")
-            && let Ok(b) = peak.trim().parse::<u64>()
-        {
-            host.push(format!("its peak usage {} MiB", b >> 20));
-        }
+        host.extend(oom_view(&path, "the VMM's"));
     }
     match result(&lines, "oom") {
         Some(v) => {
