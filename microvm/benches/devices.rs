@@ -28,10 +28,8 @@
 //! trip 4.96 vs 6.13 ms (0.81), VMM RSS outside guest RAM with blk + net 1.9 MiB vs 50 MiB.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod common;
 #[path = "../tests/nested_host/mod.rs"]
-#[allow(dead_code)]
 mod nested_host;
 
 use nested_host::{Disk, GuestImage, GuestKernel, InnerRun, InnerVmm, Scenario};
