@@ -134,6 +134,8 @@ pub struct Scenario {
 pub const NET_HOST: &str = "10.0.2.1";
 /// The echo server's port on the host (busybox `nc -ll -e /bin/cat`).
 pub const ECHO_PORT: u16 = 7000;
+/// The guest's CID in a vsock scenario (`bulkhead.task=vsock bulkhead.args=guest,...`).
+pub const VSOCK_CID: u32 = 3;
 
 /// An image the inner VMM gets as `--disk`: created by the first scenario that names it, and
 /// kept for the later ones (a second boot sees what the first wrote). Empty ([`DISK_MIB`]),
@@ -178,6 +180,9 @@ pub struct InnerRun {
     /// VMM started and after it ended (one JSON line each).
     pub disk_before: Option<String>,
     pub disk_after: Option<String>,
+    /// What the host's programs beside the VMM printed (a vsock scenario's client and
+    /// listener), `NESTED-HOST name <line>`.
+    pub host: Vec<String>,
     /// An idle guest's VMM (`bulkhead.task=idle`, nested only): its RSS in KiB, and the RSS of
     /// its largest mapping (the guest's RAM), read from /proc/PID/smaps once the guest is
     /// ready; the VMM is then ended with SIGTERM.
@@ -548,6 +553,30 @@ fn run_direct_here(
     if let Some(initrd) = &initrd {
         cmd.arg("--initrd").arg(initrd);
     }
+    // The host's side of a vsock scenario, as the outer init runs it (see OUTER_INIT).
+    let vsock = vsock_args(s.cmdline).map(|(port, host_port, bytes)| {
+        let uds = inputs.dir.path().join(format!("{}.vsock", s.name));
+        cmd.arg("--vsock")
+            .arg(format!("{VSOCK_CID},{}", uds.display()));
+        let helper = |args: &[String]| {
+            Command::new(&inputs.guest)
+                .arg("vsock")
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+        };
+        let listen = helper(&[
+            "host-listen".into(),
+            format!("{}_{host_port}", uds.display()),
+        ]);
+        let connect = helper(&[
+            "host-connect".into(),
+            uds.display().to_string(),
+            port.to_string(),
+            bytes.to_string(),
+        ]);
+        [listen, connect]
+    });
     cmd.arg("--debug")
         .arg("--kernel")
         .arg(kernel)
@@ -555,7 +584,22 @@ fn run_direct_here(
         .args(["--timeout", &s.timeout_s.to_string()])
         .args(["--cmdline", &inner_cmdline(s)]);
     let deadline = Duration::from_secs(s.timeout_s.into()) + SCENARIO_SLACK;
-    let out = crate::common::run(cmd, deadline, 16 << 20);
+    let out = if s.cmdline.contains(",hold") {
+        run_killed_after_sync(cmd, deadline)?
+    } else {
+        crate::common::run(cmd, deadline, 16 << 20)
+    };
+    let mut host = Vec::new();
+    for child in vsock.into_iter().flatten() {
+        let mut child = child.map_err(|e| format!("bulkhead-guest vsock: {e}"))?;
+        let _ = child.kill();
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        host.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(String::from),
+        );
+    }
     if out.killed_by_test {
         return Err(format!(
             "scenario {}: bulkhead-vm outlived its --timeout {} s: {out:?}",
@@ -576,6 +620,73 @@ fn run_direct_here(
         disk_before,
         disk_after: image.as_deref().map(sum).transpose()?,
         rss_kib: None,
+        host,
+    })
+}
+
+/// A vsock scenario's `bulkhead.args=guest,PORT,HOST_PORT,BYTES`.
+fn vsock_args(cmdline: &str) -> Option<(u32, u32, u64)> {
+    if !cmdline.contains("bulkhead.task=vsock") {
+        return None;
+    }
+    let args = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("bulkhead.args=guest,"))?;
+    let mut n = args.split(',');
+    Some((
+        n.next()?.parse().ok()?,
+        n.next()?.parse().ok()?,
+        n.next()?.parse().ok()?,
+    ))
+}
+
+/// Runs the VMM of a `disk write ... hold` guest and SIGKILLs it as soon as the guest's line
+/// says its fsync returned (the outer init does the same in the nested host).
+fn run_killed_after_sync(
+    mut cmd: Command,
+    deadline: Duration,
+) -> Result<crate::common::Outcome, String> {
+    use std::io::{BufRead, Read};
+    use std::process::Stdio;
+    let start = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let mut reaper = crate::common::Reaper(Some(child));
+    let child = reaper.0.as_mut().expect("spawned");
+    let (stdout, mut stderr) = (child.stdout.take(), child.stderr.take());
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    let mut console = Vec::new();
+    let mut killed_by_test = false;
+    for line in std::io::BufReader::new(stdout.ok_or("no stdout")?).split(b'\n') {
+        let Ok(line) = line else { break };
+        let synced = String::from_utf8_lossy(&line).contains("\"synced\":true");
+        console.extend_from_slice(&line);
+        console.push(b'\n');
+        if synced || start.elapsed() > deadline {
+            killed_by_test = !synced;
+            let _ = child.kill();
+            break;
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    reaper.0 = None;
+    Ok(crate::common::Outcome {
+        status,
+        stdout: console,
+        stderr: err.join().unwrap_or_default(),
+        elapsed: start.elapsed(),
+        max_rss_kib: 0,
+        killed_by_test,
     })
 }
 
@@ -639,6 +750,20 @@ EOF
   # VMM, and a `| sed` would be such a neighbour too.
   [ "$image" != "-" ] && set -- "$@" --initrd "/guest/$image"
   [ "$image" != "-" ] && qargs="$qargs -initrd /guest/$image"
+  # A vsock guest (bulkhead.args=guest,PORT,HOST_PORT,BYTES): --vsock, and the host's two
+  # programs beside the VMM, a listener on UDS_HOST_PORT (for the guest's connection) and,
+  # once the VMM runs, a client of UDS asking for the guest's PORT.
+  vsock=""
+  case "$extra" in *bulkhead.task=vsock*)
+    read -r vport vhost vbytes <<EOF
+$(echo "$extra" | sed -n 's/.*bulkhead.args=guest,\([0-9]*\),\([0-9]*\),\([0-9]*\).*/\1 \2 \3/p')
+EOF
+    vsock=/tmp/v.sock
+    rm -f $vsock ${vsock}_$vhost
+    /bin/bulkhead-guest vsock host-listen ${vsock}_$vhost >/tmp/vlisten 2>&1 &
+    vlisten=$!
+    set -- "$@" --vsock "VSOCK_CID,$vsock" ;;
+  esac
   if [ $vmm = qemu ]; then
     # The same machine as bulkhead-vm's defaults (128 MiB), its devices on virtio-mmio.
     qemu-system-x86_64 -L /usr/share/qemu -M "microvm$qacpi" -accel kvm -cpu host -m 128 \
@@ -649,6 +774,16 @@ EOF
       --timeout "$timeout" --cmdline "$extra" "$@" >/tmp/out 2>/tmp/err &
   fi
   pid=$!
+  if [ -n "$vsock" ]; then
+    /bin/bulkhead-guest vsock host-connect $vsock $vport $vbytes >/tmp/vconnect 2>&1 &
+    vconnect=$!
+  fi
+  # A disk write that holds after its fsync (bulkhead.args=write,...,hold): SIGKILL the VMM
+  # as soon as the guest says its fsync returned.
+  case "$extra" in *bulkhead.args=write,*,hold*)
+    until grep -q '"synced":true' /tmp/out || ! kill -0 $pid 2>/dev/null; do sleep 0.05; done
+    kill -9 $pid ;;
+  esac
   # An idle guest: its VMM's memory once the guest is ready (the largest mapping is the
   # guest's RAM), then SIGTERM. Only these runs have a neighbour beside the VMM.
   case "$extra" in *bulkhead.task=idle*)
@@ -669,6 +804,13 @@ EOF
   wait $pid
   rc=$?
   [ -n "$server" ] && kill "$server"
+  if [ -n "$vsock" ]; then
+    # Both ended with the guest's task, unless something failed.
+    kill $vconnect $vlisten 2>/dev/null
+    wait $vconnect $vlisten
+    sed "s/^/NESTED-HOST $name /" /tmp/vconnect /tmp/vlisten
+    [ -e $vsock ] && echo "NESTED-HOST $name socket file left behind"
+  fi
   [ "$disk" != "-" ] && echo "NESTED-DISK $name after $(/bin/bulkhead-guest disk sum "$img")"
   # The guest's last line may lack its newline (a crash, a timeout): end it, so the next
   # marker starts a line of its own.
@@ -778,7 +920,8 @@ fn outer_initramfs(
     let init = OUTER_INIT
         .replace("DISK_MIB", &DISK_MIB.to_string())
         .replace("NET_HOST", NET_HOST)
-        .replace("ECHO_PORT", &ECHO_PORT.to_string());
+        .replace("ECHO_PORT", &ECHO_PORT.to_string())
+        .replace("VSOCK_CID", &VSOCK_CID.to_string());
     img.file("/init", 0o755, init.into_bytes())
         .symlink("/bin/sh", "busybox")
         .char_dev("/dev/console", 0o600, 5, 1)
@@ -911,6 +1054,7 @@ impl ConsoleProtocol for OuterConsole<'_> {
                 disk_before: None,
                 disk_after: None,
                 rss_kib: None,
+                host: Vec::new(),
             });
             self.phase = Phase::Running {
                 name: name.to_string(),
@@ -932,6 +1076,10 @@ impl ConsoleProtocol for OuterConsole<'_> {
                     Some(("after", sum)) => run.disk_after = Some(sum.to_string()),
                     _ => {}
                 }
+            }
+        } else if let Some(rest) = after_marker(line, "NESTED-HOST ") {
+            if let Some(run) = self.runs.last_mut() {
+                run.host.push(tagged(rest).to_string());
             }
         } else if let Some(rest) = after_marker(line, "NESTED-RSS ") {
             let mut n = tagged(rest).split(' ').map(str::parse::<u64>);
