@@ -33,12 +33,14 @@ fn victims(slow: bool) -> Vec<Spec> {
 }
 
 /// The neighbours: the hog's kind, and whether it is CPU-limited; `None` for alone.
-fn neighbours(vm: bool) -> Vec<Option<(&'static str, bool)>> {
-    let mut v = vec![None, Some(("cpu", false)), Some(("cpu", true))];
-    if !vm {
-        v.extend([Some(("mem", false)), Some(("fork", false))]);
-    }
-    v
+fn neighbours() -> Vec<Option<(&'static str, bool)>> {
+    vec![
+        None,
+        Some(("cpu", false)),
+        Some(("cpu", true)),
+        Some(("mem", false)),
+        Some(("fork", false)),
+    ]
 }
 
 fn neighbour_label(n: Option<(&str, bool)>) -> String {
@@ -68,7 +70,7 @@ pub fn run(subjects: &mut [Subject], progress: &mut dyn FnMut(&str)) -> Neighbou
     for s in subjects.iter_mut() {
         let specs = victims(s.slow);
         let mut alone_p99: Vec<Option<f64>> = vec![None; specs.len()];
-        for n in neighbours(s.is_vm()) {
+        for n in neighbours() {
             progress(&format!("{}: neighbour {}", s.name, neighbour_label(n)));
             let how = match n {
                 None => s.how.clone(),
@@ -193,11 +195,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn neighbours_start_alone_and_vms_get_the_cpu_ones() {
-        let c = neighbours(false);
+    fn neighbours_start_alone() {
+        let c = neighbours();
         assert_eq!(c[0], None);
         assert_eq!(c.len(), 5);
-        assert_eq!(neighbours(true).len(), 3);
         assert_eq!(
             neighbour_label(Some(("cpu", true))),
             "CPU hog, limited to 0.5 CPU"
