@@ -126,7 +126,7 @@ pub fn render(r: &Report) -> String {
         (
             "workloads-not-run",
             "h3",
-            "Workloads not run, and launcher failures",
+            "Workloads: how rows ran, what did not run, launcher failures",
         ),
         workloads::not_run(r),
         &mut out,

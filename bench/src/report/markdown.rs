@@ -73,7 +73,7 @@ pub fn render(r: &Report) -> String {
         table(&t, &mut out);
     }
     list(
-        "Workloads not run, and launcher failures",
+        "Workloads: how rows ran, what did not run, launcher failures",
         workloads::not_run(r),
         &mut out,
     );
