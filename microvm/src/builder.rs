@@ -126,6 +126,7 @@ pub fn run(cfg: &Config) -> Result<VmExit, Error> {
         virtio_devices.push(Box::new(device));
     }
     if !virtio_devices.is_empty() {
+        virtio::prepare_allocator();
         let transports =
             virtio::attach(vm.fd(), &mem, virtio_devices).map_err(devices::Error::from)?;
         for t in &transports {

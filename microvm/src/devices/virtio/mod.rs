@@ -123,6 +123,29 @@ pub fn attach(
     Ok(transports)
 }
 
+/// Makes glibc look up, now, what it otherwise reads the first time a thread's arena gives
+/// memory back: /proc/sys/vm/overcommit_memory (an `openat`, which the seccomp filter refuses:
+/// a VMM killed with status 159 in the middle of a vsock transfer, whose event loop had freed
+/// a drained stream buffer). glibc reads it once per process, when a free on a thread arena
+/// (not the main thread's) leaves more than the trim threshold (128 KiB) at the top of its
+/// heap; a short-lived thread that allocates and frees 800 KiB in blocks under the mmap
+/// threshold does exactly that, before the filter goes on. The same first free on a new
+/// thread also counts the CPUs (/sys/devices/system/cpu/online) for the arena limit.
+pub fn prepare_allocator() {
+    let warm = std::thread::Builder::new()
+        .name("malloc-warmup".into())
+        .stack_size(64 * 1024)
+        .spawn(|| {
+            let blocks: Vec<Vec<u8>> = (0..8)
+                .map(|_| std::hint::black_box(vec![1u8; 100 * 1024]))
+                .collect();
+            drop(std::hint::black_box(blocks));
+        });
+    if let Ok(t) = warm {
+        let _ = t.join();
+    }
+}
+
 /// The `virtio_mmio.device=` parameters for `count` devices, for kernels built with
 /// CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES (the DSDT describes them to the others).
 pub fn cmdline_devices(count: usize) -> String {
