@@ -28,6 +28,7 @@ if (($# == 0)); then
     cargo fmt --manifest-path runtime/fuzz/Cargo.toml --check
     (cd microvm && cargo +nightly fuzz run devices -- -max_total_time=25)
     (cd microvm && cargo +nightly fuzz run virtio_blk -- -max_total_time=20)
+    (cd microvm && cargo +nightly fuzz run virtio_vsock -- -max_total_time=20)
     # lsan.supp: a leak inside libseccomp 2.5.4's rule-add error path (the file says which).
     (cd runtime && LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp" \
         cargo +nightly fuzz run config_json -- -max_total_time=20 -max_len=16384 -rss_limit_mb=2048)
