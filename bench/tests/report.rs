@@ -982,3 +982,32 @@ fn container_seccomp_and_criterion_phases_validate_and_render() {
     assert!(!md.contains("Phases (criterion)"), "{md}");
     assert!(md.contains("| container seccomp | none"), "{md}");
 }
+
+/// A `--quick` run of every backend on this host with the default seccomp profile and
+/// criterion's phases (`--phases`), kept as a fixture: every container row is counted from the
+/// runtime-default profile (runsc's from its sentry's filter), and the phases table lists the
+/// memory slots by size.
+#[test]
+fn the_default_profile_and_the_phases_render_from_a_real_run() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report-v1-seccomp-phases.json");
+    let r = json::read(&path).unwrap();
+    assert_eq!(
+        r.settings.container_seccomp,
+        Some(model::ContainerSeccomp::RuntimeDefault)
+    );
+    for n in ["bulkhead-runtime", "runc", "crun"] {
+        let b = r.backends.iter().find(|b| b.name == n).unwrap();
+        let s = b.syscalls.as_ref().unwrap();
+        assert_eq!(s.seccomp_mode, Some(2), "{n}");
+        assert!(s.allowed.unwrap() < s.total, "{n}: {s:?}");
+    }
+    let md = report::markdown::render(&r);
+    let phases = &md[md.find("## Phases (criterion)").unwrap()..];
+    let at = |id: &str| phases.find(&format!("| vm_memory_slot | {id} |")).unwrap();
+    assert!(
+        at("16MiB") < at("128MiB") && at("128MiB") < at("1024MiB"),
+        "{phases}"
+    );
+    assert!(phases.contains("| seccomp | cold_libseccomp |"), "{phases}");
+}

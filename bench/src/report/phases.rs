@@ -33,9 +33,10 @@ pub fn table(r: &Report) -> Option<Table> {
         title: "Phases (criterion)".into(),
         caption: format!(
             "Criterion's median time per iteration of each phase of a start, with its bootstrap \
-             95% interval, from {} (`cargo bench -p bulkhead-runtime -p bulkhead-vm`; the \
-             benches' files document each phase). Measured by criterion in-process, one phase \
-             at a time, not by the harness: the parts, beside the whole above.{how}",
+             95% interval, from {} (runtime/benches/create_phases.rs and \
+             microvm/benches/vm_start.rs, whose docs say what each phase covers). Measured by \
+             criterion in-process, one phase at a time, not by the harness: the parts, beside \
+             the whole above.{how}",
             p.source
         ),
         headers: ["suite", "group", "benchmark", "median", "median 95% CI"]
