@@ -205,10 +205,10 @@ pub fn assess(
 
 /// bulkhead-vm builds its filter per VM from the devices it has (microvm/src/seccomp.rs); the
 /// harness's rows attach none. What the same filter allows without devices and with a
-/// read-write disk and a tap attached, so the report states both: `None` for any other
-/// backend.
+/// read-write disk, a tap and vsock attached, so the report states both: `None` for any
+/// other backend.
 pub fn bulkhead_vm_devices_note(backend: &str, table: &BTreeSet<String>) -> Option<String> {
-    use bulkhead_vm::seccomp::{DeviceFds, rules};
+    use bulkhead_vm::seccomp::{DeviceFds, VsockFds, rules};
     if !backend.starts_with("bulkhead-vm") {
         return None;
     }
@@ -233,7 +233,10 @@ pub fn bulkhead_vm_devices_note(backend: &str, table: &BTreeSet<String>) -> Opti
         disks: vec![6],
         writable_disks: vec![6],
         taps: vec![7],
-        ..DeviceFds::default()
+        vsock: Some(VsockFds {
+            listener: 8,
+            epoll: 9,
+        }),
     });
     let conditional =
         |m: &std::collections::BTreeMap<String, bool>| m.values().filter(|c| **c).count();
@@ -244,7 +247,7 @@ pub fn bulkhead_vm_devices_note(backend: &str, table: &BTreeSet<String>) -> Opti
         .collect();
     Some(format!(
         "bulkhead-vm's filter without devices (as this row's VMs run): {} syscalls ({} \
-         conditional); with a read-write disk and a tap: {} ({} conditional), {} more: {}",
+         conditional); with a read-write disk, a tap and vsock: {} ({} conditional), {} more: {}",
         bare.len(),
         conditional(&bare),
         with.len(),
@@ -397,6 +400,8 @@ mod tests {
             "readv",
             "writev",
             "epoll_wait",
+            "accept4",
+            "sendmsg",
         ] {
             assert!(note.contains(call), "{call}: {note}");
         }
