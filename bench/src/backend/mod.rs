@@ -107,8 +107,8 @@ pub struct Context {
     pub kvm: KvmKind,
     pub dev_kvm: bool,
     pub cgroup_mode: String,
-    /// An OCI `linux.seccomp` profile for every container bundle, or none (the default, as
-    /// `runc spec` writes a bundle).
+    /// The OCI `linux.seccomp` profile for every container bundle: by default the runtime's own
+    /// (`--seccomp default`), none with `--seccomp none` (as `runc spec` writes a bundle).
     pub seccomp: Option<serde_json::Value>,
 }
 

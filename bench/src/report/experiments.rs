@@ -20,15 +20,7 @@ fn us(v: Option<f64>) -> String {
 }
 
 fn ns(v: Option<f64>) -> String {
-    v.map_or("–".into(), |v| {
-        if v >= 1e6 {
-            format!("{:.2} ms", v / 1e6)
-        } else if v >= 1e3 {
-            format!("{:.2} µs", v / 1e3)
-        } else {
-            format!("{v:.1} ns")
-        }
-    })
+    v.map_or("–".into(), super::duration)
 }
 
 fn yes_no(v: Option<bool>) -> String {
