@@ -28,4 +28,4 @@ file's own criterion settings (warm-up 0.3 s, 1-2 s of measurement, 10-20 sample
 iteration needs a fresh VM measure for 0.5 s), run by scripts/bench.sh just before the \
 benchmark" >"$phases/measured-with.txt"
 
-exec target/x86_64-unknown-linux-gnu/release/bulkhead bench --phases "$phases" "$@"
+exec target/x86_64-unknown-linux-musl/release/bulkhead bench --phases "$phases" "$@"

@@ -52,6 +52,12 @@ if [[ "$(stat -f -c %T /sys/fs/cgroup)" == tmpfs ]] &&
     mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
 fi
 
+# Every binary is built for musl (.cargo/config.toml says why); rustup ships its libc.
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    echo "setup: adding the x86_64-unknown-linux-musl target to the Rust toolchain" >&2
+    rustup target add x86_64-unknown-linux-musl
+fi
+
 # Fuzzing (scripts/test.sh runs a short round of each target; README: a long run): cargo-fuzz
 # drives libFuzzer, which needs a nightly toolchain for its sanitizer flags.
 if ! rustup toolchain list | grep -q '^nightly'; then
@@ -60,7 +66,8 @@ if ! rustup toolchain list | grep -q '^nightly'; then
 fi
 if ! command -v cargo-fuzz >/dev/null; then
     echo "setup: installing cargo-fuzz" >&2
-    cargo install cargo-fuzz --locked --quiet
+    # From /: this workspace's .cargo/config.toml (musl, static libseccomp) is for our crates.
+    (cd / && cargo install cargo-fuzz --locked --quiet)
 fi
 
 # youki, the Rust OCI runtime, measured as a peer: only on crates.io here (its GitHub release
@@ -69,7 +76,7 @@ fi
 if ! command -v youki >/dev/null && [[ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/youki" ]]; then
     echo "setup: installing youki from crates.io (cargo install, ~5 min)" >&2
     youki_target="$(mktemp -d)"
-    CARGO_TARGET_DIR="$youki_target" cargo install youki --locked --quiet --features v1,v2,seccomp ||
+    (cd / && CARGO_TARGET_DIR="$youki_target" cargo install youki --locked --quiet --features v1,v2,seccomp) ||
         echo "setup: youki did not build; its row in the report says it is not installed" >&2
     rm -rf "$youki_target"
 fi

@@ -4,7 +4,7 @@
 //!
 //! ```no_run
 //! use bulkhead_images::{build, KernelChoice, Options};
-//! let mut opts = Options::new("target/x86_64-unknown-linux-gnu/debug/bulkhead-guest".into());
+//! let mut opts = Options::new("target/x86_64-unknown-linux-musl/debug/bulkhead-guest".into());
 //! opts.cache_dir = Some("/tmp/bulkhead-cache".into()); // default: $BULKHEAD_CACHE or XDG
 //! opts.kernel = KernelChoice::Distro;                   // or Path(..) / None
 //! let built = build(&opts).unwrap();

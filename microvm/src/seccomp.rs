@@ -185,7 +185,7 @@ pub fn rules(fds: &DeviceFds) -> BTreeMap<i64, Vec<SeccompRule>> {
         (libc::SYS_brk, vec![]),
         // A vCPU thread that ends: std drops its VcpuFd (close; the main thread likewise the
         // devices' eventfd once the VM ended) and its signal stack
-        // (sigaltstack, munmap); glibc blocks signals (rt_sigprocmask) and calls exit.
+        // (sigaltstack, munmap); the C library blocks signals (rt_sigprocmask) and calls exit.
         (libc::SYS_close, vec![]),
         // std checks an fd is open before closing it (F_GETFD, in builds with debug
         // assertions); nothing else of fcntl.
@@ -229,8 +229,8 @@ pub fn rules(fds: &DeviceFds) -> BTreeMap<i64, Vec<SeccompRule>> {
         rules.extend(vsock_rules(v));
     }
     if virtio {
-        // glibc's epoll_wait is the epoll_wait system call on x86_64; epoll_pwait for a libc
-        // that implements one through the other.
+        // glibc's epoll_wait is the epoll_wait system call on x86_64; musl's (our builds) is
+        // epoll_pwait.
         rules.insert(libc::SYS_epoll_wait, vec![]);
         rules.insert(libc::SYS_epoll_pwait, vec![]);
     }

@@ -11,7 +11,13 @@ use anyhow::{Context, Result, bail};
 use caps::{CapSet, Capability, CapsHashSet};
 use oci_spec::runtime::{Capabilities, PosixRlimitType, Process};
 
-fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+/// setrlimit's resource type: glibc's `__rlimit_resource_t` (u32), musl's `c_int`.
+#[cfg(target_env = "gnu")]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type RlimitResource = libc::c_int;
+
+fn rlimit_resource(t: PosixRlimitType) -> RlimitResource {
     use PosixRlimitType::*;
     match t {
         RlimitCpu => libc::RLIMIT_CPU,

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -186,13 +185,7 @@ impl Root {
         // The spare directory a delete left, if any (module comment). NOREPLACE: an existing
         // `<root>/<id>` stays what it is. Any other failure (no spare, a file system without
         // the flag) falls back to mkdir.
-        match renameat2(
-            AT_FDCWD,
-            &self.path.join(SPARE_DIR),
-            AT_FDCWD,
-            &dir,
-            RenameFlags::RENAME_NOREPLACE,
-        ) {
+        match renameat2(&self.path.join(SPARE_DIR), &dir, libc::RENAME_NOREPLACE) {
             Ok(()) => return Ok(dir),
             Err(nix::errno::Errno::EEXIST) => bail!("container with id exists: {id}"),
             Err(_) => {}
@@ -263,13 +256,7 @@ impl Root {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
         }
-        let parked = renameat2(
-            AT_FDCWD,
-            &dir,
-            AT_FDCWD,
-            &self.path.join(SPARE_DIR),
-            RenameFlags::RENAME_NOREPLACE,
-        );
+        let parked = renameat2(&dir, &self.path.join(SPARE_DIR), libc::RENAME_NOREPLACE);
         if parked.is_ok() {
             return Ok(());
         }
@@ -391,7 +378,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(contents)?;
     drop(f);
-    match renameat2(AT_FDCWD, &tmp, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE) {
+    match renameat2(&tmp, path, libc::RENAME_EXCHANGE) {
         Ok(()) => {
             let _ = fs::remove_file(&tmp);
             Ok(())
@@ -428,6 +415,29 @@ pub fn rfc3339_now(nanos: bool) -> String {
     } else {
         format!("{y:04}-{m:02}-{day:02}T{h:02}:{mi:02}:{s:02}Z")
     }
+}
+
+/// renameat2(2) relative to the working directory. Through the raw system call because
+/// neither nix nor musl's libc wraps it on every target we build for (glibc and musl).
+fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> nix::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let from = std::ffi::CString::new(from.as_os_str().as_bytes())
+        .map_err(|_| nix::errno::Errno::EINVAL)?;
+    let to =
+        std::ffi::CString::new(to.as_os_str().as_bytes()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: both paths are NUL-terminated strings that outlive the call; the kernel only
+    // reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            flags,
+        )
+    };
+    nix::errno::Errno::result(rc).map(drop)
 }
 
 #[cfg(test)]

@@ -209,9 +209,11 @@ fn dev_swapped_for_a_symlink_to_the_host_during_create() {
         std::thread::spawn(move || {
             let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
             let (a, b) = (c(&dev), c(&swap));
-            // SAFETY: two valid C strings; renameat2 only reads them.
+            // SAFETY: two valid C strings; renameat2 only reads them. The raw system call:
+            // the musl our binaries link has no renameat2 wrapper.
             let exchange = || unsafe {
-                libc::renameat2(
+                libc::syscall(
+                    libc::SYS_renameat2,
                     libc::AT_FDCWD,
                     a.as_ptr(),
                     libc::AT_FDCWD,

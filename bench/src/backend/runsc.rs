@@ -157,7 +157,8 @@ pub struct Insn {
     pub k: u32,
 }
 
-const PTRACE_SECCOMP_GET_FILTER: libc::c_uint = 0x420c;
+/// ptrace's request type is `c_uint` in glibc and `c_int` in musl, hence the casts.
+const PTRACE_SECCOMP_GET_FILTER: u32 = 0x420c;
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const RET_ALLOW: u32 = 0x7fff_0000;
 const RET_LOG: u32 = 0x7ffc_0000;
@@ -188,7 +189,7 @@ pub fn read_filters(pid: u32) -> Result<Vec<Vec<Insn>>, String> {
             // SAFETY: with a null buffer the kernel only returns the filter's length.
             let len = unsafe {
                 libc::ptrace(
-                    PTRACE_SECCOMP_GET_FILTER,
+                    PTRACE_SECCOMP_GET_FILTER as _,
                     pid,
                     index,
                     std::ptr::null_mut::<Insn>(),
@@ -202,8 +203,14 @@ pub fn read_filters(pid: u32) -> Result<Vec<Vec<Insn>>, String> {
             }
             let mut prog = vec![Insn::default(); len as usize];
             // SAFETY: the buffer holds `len` instructions, as many as the kernel said it has.
-            let got =
-                unsafe { libc::ptrace(PTRACE_SECCOMP_GET_FILTER, pid, index, prog.as_mut_ptr()) };
+            let got = unsafe {
+                libc::ptrace(
+                    PTRACE_SECCOMP_GET_FILTER as _,
+                    pid,
+                    index,
+                    prog.as_mut_ptr(),
+                )
+            };
             if got != len {
                 return Err(err("PTRACE_SECCOMP_GET_FILTER"));
             }

@@ -192,10 +192,11 @@ fn spin(counter: &AtomicU64) -> i32 {
 }
 
 fn sleep_until(at_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
-    };
+    // SAFETY: timespec is plain old data; all-zero is valid. Filled field by field because
+    // its tv_sec type differs between glibc and musl.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    ts.tv_sec = (at_ns / 1_000_000_000) as _;
+    ts.tv_nsec = (at_ns % 1_000_000_000) as _;
     // SAFETY: a valid timespec on our stack; an absolute sleep on the monotonic clock.
     unsafe {
         libc::clock_nanosleep(

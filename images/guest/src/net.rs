@@ -118,7 +118,8 @@ fn ifreq(name: &str) -> std::io::Result<IfReq> {
 
 fn ioctl(fd: i32, req: libc::c_ulong, r: &mut IfReq) -> std::io::Result<()> {
     // SAFETY: every request used here reads or writes one struct ifreq, which `r` is.
-    if unsafe { libc::ioctl(fd, req, r as *mut IfReq) } < 0 {
+    // `as _`: the request is c_ulong in glibc and c_int in musl.
+    if unsafe { libc::ioctl(fd, req as _, r as *mut IfReq) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
@@ -171,7 +172,7 @@ fn make_tap(name: &str) -> std::io::Result<()> {
     r.data[..2].copy_from_slice(&flags.to_ne_bytes());
     ioctl(tun.as_raw_fd(), TUNSETIFF, &mut r)?;
     // SAFETY: TUNSETPERSIST takes an int by value.
-    if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETPERSIST, 1 as libc::c_ulong) } < 0 {
+    if unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETPERSIST as _, 1 as libc::c_ulong) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())

@@ -27,7 +27,9 @@ pub fn mode() -> Mode {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: see above; both pointers are valid for the duration of the call.
     let rc = unsafe { libc::statfs(p.as_ptr(), &mut st) };
-    if rc == 0 && st.f_type == CGROUP2_SUPER_MAGIC {
+    // f_type is signed in glibc's struct and unsigned in musl's.
+    #[allow(clippy::unnecessary_cast)]
+    if rc == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC {
         Mode::Unified
     } else {
         Mode::Legacy

@@ -8,6 +8,10 @@ use anyhow::{Context, Result};
 use oci_spec::runtime::Mount;
 
 use super::options::mount_flags;
+
+/// statvfs's relatime flag. glibc's value; musl's libc crate does not define it, and the
+/// kernel's ST_RELATIME (MNT_RELATIME in statfs's f_flags) is the same on both.
+const ST_RELATIME: libc::c_ulong = 0x1000;
 use super::resolve::{InRoot, Target, cstr};
 
 /// mount(2) with Option arguments.
@@ -146,7 +150,7 @@ pub(super) fn remount_bind(dest: &Path, extra: libc::c_ulong) -> Result<()> {
             (libc::ST_NOEXEC, libc::MS_NOEXEC),
             (libc::ST_NOATIME, libc::MS_NOATIME),
             (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-            (libc::ST_RELATIME, libc::MS_RELATIME),
+            (ST_RELATIME, libc::MS_RELATIME),
         ] {
             if f & sv != 0 {
                 m |= ms;

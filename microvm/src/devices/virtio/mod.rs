@@ -131,6 +131,9 @@ pub fn attach(
 /// heap; a short-lived thread that allocates and frees 800 KiB in blocks under the mmap
 /// threshold does exactly that, before the filter goes on. The same first free on a new
 /// thread also counts the CPUs (/sys/devices/system/cpu/online) for the arena limit.
+/// Our builds link musl (.cargo/config.toml), whose allocator reads no file; this stays for a
+/// glibc build (`--target x86_64-unknown-linux-gnu`, as the fuzz targets are built), where
+/// it is what keeps the filter from killing the VMM.
 pub fn prepare_allocator() {
     let warm = std::thread::Builder::new()
         .name("malloc-warmup".into())

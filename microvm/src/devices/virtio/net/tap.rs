@@ -126,7 +126,7 @@ impl Tap {
         req.name[..name.len()].copy_from_slice(name.as_bytes());
         // SAFETY: TUNSETIFF reads (and may update) an ifreq, which `req` is, laid out as the
         // kernel's; it lives across the call.
-        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF(), &mut req) } < 0 {
+        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF() as _, &mut req) } < 0 {
             let e = std::io::Error::last_os_error();
             return Err(match e.raw_os_error() {
                 Some(libc::EBUSY) => TapError::Busy(name.to_string()),
@@ -136,7 +136,7 @@ impl Tap {
         }
         let len = VNET_HDR_LEN as libc::c_int;
         // SAFETY: TUNSETVNETHDRSZ reads one int, which `len` is.
-        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ(), &len) } < 0 {
+        if unsafe { libc::ioctl(file.as_raw_fd(), TUNSETVNETHDRSZ() as _, &len) } < 0 {
             return Err(io("TUNSETVNETHDRSZ")(std::io::Error::last_os_error()));
         }
         Ok(Self {
