@@ -4,7 +4,9 @@
 //!   with or unshare later, the child exiting at once (the flag's set-up and tear-down);
 //! - `cgroup`: the container's groups created (`linux.resources` of the default spec), a
 //!   process attached by pid through `cgroup.procs` (the RCU grace period) or, on v1, moving
-//!   itself through `tasks` (what `create` does), the groups removed;
+//!   itself through `tasks` (what `create` does), the groups removed. With the host's driver:
+//!   v1 on this host; tests/cgroup_v2.rs runs this group in its cgroup v2 VM (under TCG, so
+//!   that median shows the v2 path works, not what it costs on v2 hardware);
 //! - `rootfs`: the default spec's mounts, device nodes, pivot_root and masked/readonly paths
 //!   in a fresh mount namespace, timed inside the child;
 //! - `seccomp`: the default profile compiled by libseccomp (cold) and found in the cache

@@ -680,6 +680,27 @@ fn device_rules_are_enforced_by_a_bpf_filter() {
     }
 }
 
+/// runtime/benches/create_phases.rs's `cgroup` group, create + attach + remove through the v2
+/// driver, ran under criterion in the VM (this host is v1, so nowhere else) and left its
+/// estimates. The median is printed, not judged: under TCG it is a different machine's number.
+#[test]
+fn criterion_measures_the_v2_cgroup_phase_in_the_vm() {
+    let Some(f) = facts(module_path!()) else {
+        return;
+    };
+    assert_rc(f, "bench", "criterion", 0);
+    let estimates = f
+        .get("bench", "estimates.create_attach_remove")
+        .unwrap_or_else(|| panic!("criterion left no estimates\n{}", f.dump("bench")));
+    let v: Value = serde_json::from_str(estimates).expect("criterion's estimates.json");
+    let median_ns = v["median"]["point_estimate"].as_f64().unwrap_or(0.0);
+    assert!(median_ns > 0.0, "no median in {estimates}");
+    eprintln!(
+        "cgroup_v2: criterion cgroup/create_attach_remove on v2 (TCG): median {:.0} µs",
+        median_ns / 1e3
+    );
+}
+
 #[test]
 fn nothing_is_left_in_the_vm() {
     let Some(f) = facts(module_path!()) else {

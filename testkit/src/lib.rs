@@ -65,6 +65,32 @@ pub fn built(name: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Path to a criterion benchmark executable `name` (`benches/<name>.rs`), as `cargo bench
+/// --no-run` leaves it in `<bin_dir>/deps/<name>-<hash>`; the newest when several builds
+/// (features, profiles) left one each. Or why not (a skip reason).
+pub fn built_bench(name: &str) -> Result<PathBuf, String> {
+    let deps = bin_dir().join("deps");
+    let prefix = format!("{name}-");
+    let newest = std::fs::read_dir(&deps)
+        .map_err(|e| format!("reading {}: {e}", deps.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let f = e.file_name();
+            let f = f.to_string_lossy();
+            // The executable has no extension; its `.d` dependency file has one.
+            f.starts_with(&prefix) && !f.contains('.')
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max();
+    newest.map(|(_, p)| p).ok_or_else(|| {
+        format!(
+            "benchmark {name} not built in {}: run `cargo bench --workspace --no-run --profile dev` \
+             first (the README's test command does)",
+            deps.display()
+        )
+    })
+}
+
 /// A process-wide cache directory for tests: `$BULKHEAD_CACHE` when set, else
 /// `target/test-cache`, so tests share built images without touching the user's cache.
 pub fn test_cache_dir() -> PathBuf {

@@ -69,6 +69,9 @@ pub struct Inputs {
     pub rootfs: PathBuf,
     pub busybox: PathBuf,
     pub runtime: PathBuf,
+    /// benches/create_phases.rs, built by `cargo bench --no-run`: its `cgroup` group runs in
+    /// the VM, the v2 driver's create + attach + remove under criterion.
+    pub create_phases: PathBuf,
 }
 
 /// Find QEMU and busybox, and build (or reuse, from the test cache) the kernel and the rootfs.
@@ -100,6 +103,7 @@ pub fn inputs(runtime: &Path) -> Result<Inputs, String> {
         rootfs: built.rootfs,
         busybox,
         runtime: runtime.to_path_buf(),
+        create_phases: bulkhead_testkit::built_bench("create_phases")?,
     })
 }
 
@@ -156,7 +160,8 @@ pub fn boot(inputs: &Inputs, bundles: &[(&str, Value)]) -> Result<Facts, String>
     Ok(facts)
 }
 
-/// Write the VM's initramfs to `out`: the stage-1 init, busybox, the runtime, the rootfs, and
+/// Write the VM's initramfs to `out`: the stage-1 init, busybox, the runtime, the
+/// create_phases benchmark, the rootfs, and
 /// `bundles` as `/bundles/<name>/config.json` (all over the shared `/rootfs`).
 fn initramfs(inputs: &Inputs, bundles: &[(&str, Value)], out: &Path) -> Result<(), String> {
     let e = |e: bulkhead_images::initramfs::InitramfsError| e.to_string();
@@ -169,6 +174,8 @@ fn initramfs(inputs: &Inputs, bundles: &[(&str, Value)], out: &Path) -> Result<(
     img.file_from_host("/bin/busybox", 0o755, &inputs.busybox)
         .map_err(e)?;
     img.file_from_host("/bin/bulkhead-runtime", 0o755, &inputs.runtime)
+        .map_err(e)?;
+    img.file_from_host("/bin/create_phases", 0o755, &inputs.create_phases)
         .map_err(e)?;
     img.tree_from_host("/rootfs", &inputs.rootfs).map_err(e)?;
     for (name, config) in bundles {
