@@ -211,7 +211,7 @@ fn in_child(flags: libc::c_int, f: impl FnOnce() -> anyhow::Result<u64>) -> u64 
     let mut fds = [0; 2];
     // SAFETY: pipe writes two descriptors into the array.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    // SAFETY: fork (glibc's, so its at-fork handlers keep malloc usable in the child).
+    // SAFETY: the C library's fork (glibc and musl alike keep malloc usable in the child).
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // SAFETY: unshare in the single-threaded child.

@@ -160,7 +160,7 @@ fn work_memory(mib: u64) -> u64 {
     blocks.len() as u64
 }
 
-/// N getppid() calls through syscall(2) (glibc does not cache it), the cheapest real syscall.
+/// N getppid() calls through syscall(2) (no C library caches it), the cheapest real syscall.
 fn work_syscall(n: u64) -> u64 {
     for _ in 0..n {
         // SAFETY: getppid takes no arguments and cannot fail.
