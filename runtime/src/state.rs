@@ -417,8 +417,8 @@ pub fn rfc3339_now(nanos: bool) -> String {
     }
 }
 
-/// renameat2(2) relative to the working directory. Through the raw system call because
-/// neither nix nor musl's libc wraps it on every target we build for (glibc and musl).
+/// renameat2(2) relative to the working directory. Through the raw system call: nix wraps it
+/// only on glibc, and the musl our binaries link (rustup's 1.2.5) has no wrapper.
 fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> nix::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let from = std::ffi::CString::new(from.as_os_str().as_bytes())
